@@ -13,7 +13,17 @@
 //! probability at most 2^-128: batch and single verification accept the same set. Anything
 //! else goes to `verify_strict` alone, as does every member of a batch that fails (to name
 //! the bad ones). The key's torsion check is cached with the key; the `R` check is paid per
-//! signature (see the `verify` benchmark for its cost).
+//! signature.
+//!
+//! # Cost, and why the node does not batch by default
+//! Measured on the 2-core development machine (`cargo bench -p byzgossip-crypto`): raw
+//! `verify_strict` about 36-42 us, the torsion check of one `R` about 30 us, decompressing
+//! `R` about 4 us, and dalek's batch about 17-21 us per signature. Exactness therefore makes a
+//! batch cost about 55 us per signature, more than single verification. No single linear
+//! check can replace the per-`R` test: torsion lives in a group of order 8, so one combined
+//! equation can always be cancelled by two crafted signatures. Batching only pays under a
+//! cofactored acceptance rule (as in ZIP 215), which would be a wire-level change of the
+//! acceptance rule that DESIGN.md fixes to `verify_strict`; see docs/ARCHITECTURE.md.
 
 use crate::digest::NetworkId;
 use crate::envelope::{Envelope, VerifiedEnvelope};
@@ -158,13 +168,16 @@ fn signature_is_batchable(signature: &[u8; 64]) -> bool {
     }
 }
 
-/// Whether the y coordinate (sign bit masked) is below p = 2^255 - 19 and the encoding is not
-/// a "negative zero" x. Non-canonical encodings decompress, but `verify_strict` refuses them.
+/// Whether the encoded y coordinate (sign bit masked) is below p = 2^255 - 19. Larger values
+/// decompress, but `verify_strict` compares re-encoded points and refuses them. (The other
+/// non-canonical form, a set sign bit with x = 0, only exists for small-order points, which
+/// are refused separately.)
 fn is_canonical_point_encoding(bytes: &[u8; 32]) -> bool {
-    let Some(point) = CompressedEdwardsY(*bytes).decompress() else { return false };
-    point.compress().0 == *bytes
+    // y >= p exactly when the low 255 bits are 2^255 - 19 ..= 2^255 - 1: the top byte (sign
+    // masked) is 0x7f, bytes 1..=30 are 0xff and byte 0 is at least 0xed.
+    let top_all_ones = bytes[31] & 0x7f == 0x7f && bytes[1..31].iter().all(|b| *b == 0xff);
+    !(top_all_ones && bytes[0] >= 0xed)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

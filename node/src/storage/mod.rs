@@ -1,0 +1,281 @@
+//! Persistence (DESIGN.md section 6): what a node must not forget across a crash.
+//!
+//! Everything sits behind the small [`Store`] trait (STYLE.md: raft-rs), with two
+//! implementations: [`MemoryStore`] for tests and [`RedbStore`], one redb file
+//! (`byzgossip.redb`) in the data directory. Every write is committed durably (redb's
+//! `Durability::Immediate`) before the call returns, so a crash loses nothing a call reported.
+//!
+//! What is kept:
+//! 1. **Own sequence numbers**, one counter per [`SeqStream`]. [`Store::reserve_seq`] advances
+//!    the counter in the same transaction that hands the seq out, and the caller signs only
+//!    afterwards: a seq is never reused for other content, even across a crash.
+//! 2. **Own messages** (signed SEND/ECHO/READY envelopes) per `(instance origin, seq, kind)`.
+//!    The first one recorded wins forever, so a restarted node replays the same votes and can
+//!    refuse to sign a conflicting one.
+//! 3. **Deliveries** with their certificates, each under a dense cursor (1, 2, 3, ...), at most
+//!    once per `(origin, seq)`, with per-origin [`Watermark`]s for anti-entropy digests.
+//! 4. **Application cursors**: how far each named consumer has read the delivery log.
+//!
+//! Retention: [`Store::prune_deliveries`] drops old deliveries (value and certificate) and
+//! the own messages of their instances. A pruned delivery still counts as delivered: its
+//! cursor is never reused, appending it again stores nothing (it answers
+//! [`Appended::Existing`] or [`Appended::Pruned`]), and the watermarks keep it.
+
+mod memory;
+mod redb_store;
+
+#[cfg(test)]
+mod tests;
+
+pub use memory::MemoryStore;
+pub use redb_store::{DB_FILE_NAME, RedbStore, SCHEMA_VERSION};
+
+use byzgossip_crypto::codec::{MAX_BODY_LEN, MAX_ENVELOPE_LEN};
+use byzgossip_crypto::{Digest, Kind, PublicKey};
+use serde::{Deserialize, Serialize};
+
+/// The first seq [`Store::reserve_seq`] hands out in each stream; watermarks also count from it.
+pub const FIRST_SEQ: u64 = 0;
+/// Most deliveries one [`Store::deliveries_from`] call returns, whatever limit is asked.
+pub const MAX_DELIVERIES_PAGE: usize = 256;
+/// Largest own-message envelope accepted: the codec's envelope ceiling.
+pub const MAX_OWN_MESSAGE_LEN: usize = MAX_ENVELOPE_LEN;
+/// Largest delivered value accepted: the largest envelope body.
+pub const MAX_VALUE_LEN: usize = MAX_BODY_LEN;
+/// Largest delivery certificate accepted (2f+1 READY envelopes fit easily).
+pub const MAX_CERTIFICATE_LEN: usize = MAX_ENVELOPE_LEN;
+/// Longest application cursor name, in bytes.
+pub const MAX_APP_CURSOR_NAME_LEN: usize = 128;
+
+/// A sequence-number stream of this node's own messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SeqStream {
+    /// Seqs of the Bracha instances this node originates.
+    Broadcast,
+    /// Seqs of this node's gossip messages.
+    Gossip,
+}
+
+impl SeqStream {
+    /// Both streams.
+    pub const ALL: [SeqStream; 2] = [SeqStream::Broadcast, SeqStream::Gossip];
+
+    /// A short fixed name, used as the database key.
+    pub fn label(self) -> &'static str {
+        match self {
+            SeqStream::Broadcast => "broadcast",
+            SeqStream::Gossip => "gossip",
+        }
+    }
+}
+
+/// One of this node's own signed Bracha messages, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnMessage {
+    /// Origin of the instance the message belongs to (not necessarily this node).
+    pub instance_origin: PublicKey,
+    /// Seq of the instance.
+    pub seq: u64,
+    /// SEND, ECHO or READY (any kind is accepted).
+    pub kind: Kind,
+    /// The encoded signed envelope.
+    pub envelope: Vec<u8>,
+}
+
+/// A delivered value with its certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDelivery {
+    /// Origin of the Bracha instance.
+    pub origin: PublicKey,
+    /// Seq of the instance.
+    pub seq: u64,
+    /// Digest of `value`.
+    pub digest: Digest,
+    /// The delivered value.
+    pub value: Vec<u8>,
+    /// The delivery certificate (2f+1 signed READYs), opaque bytes encoded by the caller.
+    pub certificate: Vec<u8>,
+    /// When this node delivered it, in milliseconds since the Unix epoch (drives retention).
+    pub delivered_at_ms: u64,
+}
+
+/// What [`Store::insert_delivery`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Appended {
+    /// Stored now, under this new cursor: hand it to the application.
+    New(u64),
+    /// Already delivered under this cursor (its record may have been pruned since); nothing
+    /// was stored.
+    Existing(u64),
+    /// Already delivered and pruned below the origin's low watermark, so its cursor is
+    /// forgotten; nothing was stored.
+    Pruned,
+}
+
+impl Appended {
+    /// The cursor, unless it was pruned and forgotten.
+    pub fn cursor(self) -> Option<u64> {
+        match self {
+            Appended::New(cursor) | Appended::Existing(cursor) => Some(cursor),
+            Appended::Pruned => None,
+        }
+    }
+
+    /// Whether this call stored the delivery.
+    pub fn is_new(self) -> bool {
+        matches!(self, Appended::New(_))
+    }
+}
+
+/// Per-origin summary of what was delivered (pruned deliveries included), for anti-entropy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Watermark {
+    /// The origin.
+    pub origin: PublicKey,
+    /// Lowest seq (counting from [`FIRST_SEQ`]) not delivered: every seq below it was.
+    pub low: u64,
+    /// Highest seq delivered.
+    pub high: u64,
+    /// How many distinct seqs were delivered. Two nodes with equal `low`, `high` and `count`
+    /// delivered the same seqs of this origin.
+    pub count: u64,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file is held by another open [`RedbStore`] (this or another process).
+    #[error("the database {0} is already open")]
+    AlreadyOpen(std::path::PathBuf),
+    /// Creating the data directory failed.
+    #[error("data directory {path}: {source}")]
+    Io {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The embedded database failed.
+    #[error("database: {0}")]
+    Database(#[from] redb::Error),
+    /// The database holds something this code cannot read.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// An argument is over one of this module's size bounds.
+    #[error("{what} is {len} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// Which argument.
+        what: &'static str,
+        /// Its size.
+        len: usize,
+        /// The bound.
+        limit: usize,
+    },
+    /// A counter would pass `u64::MAX`.
+    #[error("the {0} counter is exhausted")]
+    Exhausted(&'static str),
+    /// An application cursor past the last delivery cursor.
+    #[error("application cursor {cursor} is past the last delivery cursor {last}")]
+    CursorAhead {
+        /// The cursor asked for.
+        cursor: u64,
+        /// The last cursor handed out.
+        last: u64,
+    },
+    /// A thread panicked while holding the in-memory store's lock.
+    #[error("the in-memory store's lock is poisoned")]
+    Poisoned,
+}
+
+macro_rules! from_redb {
+    ($($ty:ident),*) => {$(
+        impl From<redb::$ty> for StoreError {
+            fn from(error: redb::$ty) -> Self {
+                StoreError::Database(error.into())
+            }
+        }
+    )*};
+}
+from_redb!(DatabaseError, TransactionError, TableError, StorageError, CommitError);
+
+/// The node's persistence. Calls are synchronous (run them on blocking tasks) and every write
+/// is durable when it returns.
+pub trait Store: Send + Sync {
+    /// Returns the next seq of `stream` (the first is [`FIRST_SEQ`]) after durably advancing
+    /// the counter: it is never returned again, even after a crash. Sign only after this.
+    fn reserve_seq(&self, stream: SeqStream) -> Result<u64, StoreError>;
+
+    /// Records an own message of instance `(instance_origin, seq)`. Returns `None` if it was
+    /// stored now, or `Some(first)` if one was already stored for `(instance_origin, seq, kind)`:
+    /// the first is kept unchanged, and the caller refuses to send anything that differs.
+    fn record_own_message(
+        &self,
+        instance_origin: PublicKey,
+        seq: u64,
+        kind: Kind,
+        envelope: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The own message recorded for `(instance_origin, seq, kind)`.
+    fn own_message(&self, instance_origin: PublicKey, seq: u64, kind: Kind) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Every own message still kept, ordered by `(instance_origin, seq, kind)`, to replay on
+    /// restart. Bounded by pruning: [`Store::prune_deliveries`] and [`Store::prune_own_messages`].
+    fn own_messages(&self) -> Result<Vec<OwnMessage>, StoreError>;
+
+    /// Drops the own messages of `instance_origin`'s instances with seq below `below_seq`
+    /// (instances abandoned or finished); returns how many were dropped.
+    fn prune_own_messages(&self, instance_origin: PublicKey, below_seq: u64) -> Result<usize, StoreError>;
+
+    /// Appends a delivery at most once per `(origin, seq)`: see [`Appended`]. Refuses values
+    /// over [`MAX_VALUE_LEN`] and certificates over [`MAX_CERTIFICATE_LEN`].
+    fn insert_delivery(&self, delivery: &StoredDelivery) -> Result<Appended, StoreError>;
+
+    /// [`Store::insert_delivery`] returning just the cursor: the new one, or the existing one
+    /// for a duplicate, or 0 for a duplicate already pruned below the low watermark.
+    fn append_delivery(&self, delivery: &StoredDelivery) -> Result<u64, StoreError> {
+        Ok(self.insert_delivery(delivery)?.cursor().unwrap_or(0))
+    }
+
+    /// Up to `limit` (capped at [`MAX_DELIVERIES_PAGE`]) kept deliveries with cursor `>= cursor`,
+    /// in cursor order. Pruned cursors are skipped.
+    fn deliveries_from(&self, cursor: u64, limit: usize) -> Result<Vec<(u64, StoredDelivery)>, StoreError>;
+
+    /// The kept delivery of `(origin, seq)` with its cursor (`None` if never delivered or pruned).
+    fn delivery(&self, origin: PublicKey, seq: u64) -> Result<Option<(u64, StoredDelivery)>, StoreError>;
+
+    /// The last cursor handed out (0 before the first delivery). Pruning does not lower it.
+    fn last_cursor(&self) -> Result<u64, StoreError>;
+
+    /// One [`Watermark`] per origin that ever had a delivery, ordered by origin.
+    fn high_watermarks(&self) -> Result<Vec<Watermark>, StoreError>;
+
+    /// Drops every delivery with `delivered_at_ms < before_ms`, with the own messages of its
+    /// instance; returns how many deliveries were dropped. They still count as delivered.
+    fn prune_deliveries(&self, before_ms: u64) -> Result<usize, StoreError>;
+
+    /// Durably sets the application cursor `name` (at most [`MAX_APP_CURSOR_NAME_LEN`] bytes)
+    /// to `cursor`, which may not be past [`Store::last_cursor`].
+    fn set_app_cursor(&self, name: &str, cursor: u64) -> Result<(), StoreError>;
+
+    /// The application cursor `name` (0 when unset).
+    fn app_cursor(&self, name: &str) -> Result<u64, StoreError>;
+}
+
+/// Checks the size bounds of a delivery.
+fn check_delivery(delivery: &StoredDelivery) -> Result<(), StoreError> {
+    check_len("value", delivery.value.len(), MAX_VALUE_LEN)?;
+    check_len("certificate", delivery.certificate.len(), MAX_CERTIFICATE_LEN)
+}
+
+fn check_len(what: &'static str, len: usize, limit: usize) -> Result<(), StoreError> {
+    if len > limit {
+        return Err(StoreError::TooLarge { what, len, limit });
+    }
+    Ok(())
+}
+
+/// The next value of a counter, or [`StoreError::Exhausted`].
+fn next_of(value: u64, what: &'static str) -> Result<u64, StoreError> {
+    value.checked_add(1).ok_or(StoreError::Exhausted(what))
+}

@@ -1,0 +1,346 @@
+//! [`RedbStore`]: the [`Store`] in one redb file.
+//!
+//! # Tables (integers are redb's fixed-width encodings; keys sort numerically)
+//!
+//! | table          | key                                   | value                                                      |
+//! |----------------|---------------------------------------|------------------------------------------------------------|
+//! | `meta`         | `&str`: `schema_version`, `next_seq/broadcast`, `next_seq/gossip`, `last_cursor` | `u64`   |
+//! | `own_messages` | `(instance_origin [u8;32], seq u64, kind u8)` | envelope `&[u8]`                                   |
+//! | `deliveries`   | cursor `u64`                          | `(origin [u8;32], seq u64, digest [u8;32], delivered_at_ms u64, value &[u8], certificate &[u8])` |
+//! | `delivered`    | `(origin [u8;32], seq u64)`           | cursor `u64` (kept after pruning while `seq >= low`)        |
+//! | `by_time`      | `(delivered_at_ms u64, cursor u64)`   | `()` (retention index)                                     |
+//! | `watermarks`   | origin `[u8;32]`                      | `(low u64, high u64, count u64)`                           |
+//! | `app_cursors`  | name `&str`                           | cursor `u64`                                               |
+//!
+//! Records are redb's own tuple encoding, not the codec: no length limit is needed to read
+//! them back and the large fields (value, certificate) are stored as they are.
+//!
+//! Every write is one write transaction committed with redb's default durability
+//! (`Immediate`: fsynced before `commit` returns). Two `RedbStore`s cannot hold one file: redb
+//! takes an exclusive file lock, released when the store is dropped (or the process dies).
+
+use super::{
+    Appended, FIRST_SEQ, MAX_APP_CURSOR_NAME_LEN, MAX_DELIVERIES_PAGE, MAX_OWN_MESSAGE_LEN, OwnMessage, SeqStream,
+    Store, StoreError, StoredDelivery, Watermark, check_delivery, check_len, next_of,
+};
+use byzgossip_crypto::{Digest, Kind, PublicKey};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+
+/// The database file inside the data directory.
+pub const DB_FILE_NAME: &str = "byzgossip.redb";
+/// The table layout version written in `meta`; opening a file with another one fails.
+pub const SCHEMA_VERSION: u64 = 1;
+
+type DeliveryRow<'a> = ([u8; 32], u64, [u8; 32], u64, &'a [u8], &'a [u8]);
+
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const OWN: TableDefinition<([u8; 32], u64, u8), &[u8]> = TableDefinition::new("own_messages");
+const DELIVERIES: TableDefinition<u64, DeliveryRow<'static>> = TableDefinition::new("deliveries");
+const DELIVERED: TableDefinition<([u8; 32], u64), u64> = TableDefinition::new("delivered");
+const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
+const WATERMARKS: TableDefinition<[u8; 32], (u64, u64, u64)> = TableDefinition::new("watermarks");
+const APP_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("app_cursors");
+
+const KEY_SCHEMA: &str = "schema_version";
+const KEY_LAST_CURSOR: &str = "last_cursor";
+
+fn seq_key(stream: SeqStream) -> &'static str {
+    match stream {
+        SeqStream::Broadcast => "next_seq/broadcast",
+        SeqStream::Gossip => "next_seq/gossip",
+    }
+}
+
+/// A [`Store`] in `<data_dir>/byzgossip.redb`.
+pub struct RedbStore {
+    pub(super) db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Opens (creating the directory and file if missing) `data_dir/byzgossip.redb`. After a
+    /// crash redb repairs the file here, which takes time proportional to its size.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::Io { path: data_dir.to_path_buf(), source })?;
+        let path = data_dir.join(DB_FILE_NAME);
+        let db = Database::create(&path).map_err(|error| match error {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen(path.clone()),
+            other => other.into(),
+        })?;
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let version = meta.get(KEY_SCHEMA)?.map(|v| v.value());
+            match version {
+                None => {
+                    meta.insert(KEY_SCHEMA, SCHEMA_VERSION)?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(other) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} has schema version {other}, this build reads {SCHEMA_VERSION}",
+                        path.display()
+                    )));
+                }
+            }
+            // Create every table so read transactions can open them.
+            txn.open_table(OWN)?;
+            txn.open_table(DELIVERIES)?;
+            txn.open_table(DELIVERED)?;
+            txn.open_table(BY_TIME)?;
+            txn.open_table(WATERMARKS)?;
+            txn.open_table(APP_CURSORS)?;
+        }
+        txn.commit()?;
+        tracing::debug!(path = %path.display(), "store opened");
+        Ok(Self { db, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn kind_of(byte: u8) -> Result<Kind, StoreError> {
+    Kind::from_u8(byte).ok_or_else(|| StoreError::Corrupt(format!("own message kind {byte}")))
+}
+
+fn delivery_of(row: DeliveryRow<'_>) -> StoredDelivery {
+    let (origin, seq, digest, delivered_at_ms, value, certificate) = row;
+    StoredDelivery {
+        origin: PublicKey(origin),
+        seq,
+        digest: Digest(digest),
+        value: value.to_vec(),
+        certificate: certificate.to_vec(),
+        delivered_at_ms,
+    }
+}
+
+fn watermark_of(origin: [u8; 32], (low, high, count): (u64, u64, u64)) -> Watermark {
+    Watermark { origin: PublicKey(origin), low, high, count }
+}
+
+impl Store for RedbStore {
+    fn reserve_seq(&self, stream: SeqStream) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let seq = {
+            let mut meta = txn.open_table(META)?;
+            let seq = meta.get(seq_key(stream))?.map_or(FIRST_SEQ, |v| v.value());
+            meta.insert(seq_key(stream), next_of(seq, "sequence")?)?;
+            seq
+        };
+        txn.commit()?;
+        Ok(seq)
+    }
+
+    fn record_own_message(
+        &self,
+        instance_origin: PublicKey,
+        seq: u64,
+        kind: Kind,
+        envelope: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        check_len("own message", envelope.len(), MAX_OWN_MESSAGE_LEN)?;
+        let key = (instance_origin.0, seq, kind as u8);
+        let txn = self.db.begin_write()?;
+        {
+            let mut own = txn.open_table(OWN)?;
+            if let Some(first) = own.get(key)? {
+                // Nothing written: aborting on drop is enough.
+                return Ok(Some(first.value().to_vec()));
+            }
+            own.insert(key, envelope)?;
+        }
+        txn.commit()?;
+        Ok(None)
+    }
+
+    fn own_message(&self, instance_origin: PublicKey, seq: u64, kind: Kind) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let own = txn.open_table(OWN)?;
+        Ok(own.get((instance_origin.0, seq, kind as u8))?.map(|v| v.value().to_vec()))
+    }
+
+    fn own_messages(&self) -> Result<Vec<OwnMessage>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let own = txn.open_table(OWN)?;
+        let mut out = Vec::new();
+        for entry in own.iter()? {
+            let (key, value) = entry?;
+            let (origin, seq, kind) = key.value();
+            out.push(OwnMessage {
+                instance_origin: PublicKey(origin),
+                seq,
+                kind: kind_of(kind)?,
+                envelope: value.value().to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn prune_own_messages(&self, instance_origin: PublicKey, below_seq: u64) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write()?;
+        let pruned = {
+            let mut own = txn.open_table(OWN)?;
+            let start = (instance_origin.0, 0u64, 0u8);
+            let end = (instance_origin.0, below_seq, 0u8);
+            let keys: Vec<_> = own.range(start..end)?.map(|e| e.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
+            for key in &keys {
+                own.remove(key)?;
+            }
+            keys.len()
+        };
+        txn.commit()?;
+        Ok(pruned)
+    }
+
+    fn insert_delivery(&self, delivery: &StoredDelivery) -> Result<Appended, StoreError> {
+        check_delivery(delivery)?;
+        let (origin, seq) = (delivery.origin.0, delivery.seq);
+        let txn = self.db.begin_write()?;
+        let cursor = {
+            let mut delivered = txn.open_table(DELIVERED)?;
+            if let Some(cursor) = delivered.get((origin, seq))? {
+                return Ok(Appended::Existing(cursor.value()));
+            }
+            let mut watermarks = txn.open_table(WATERMARKS)?;
+            let mark = watermarks.get(origin)?.map(|v| watermark_of(origin, v.value()));
+            if mark.is_some_and(|w| seq < w.low) {
+                return Ok(Appended::Pruned);
+            }
+            let mut meta = txn.open_table(META)?;
+            let last = meta.get(KEY_LAST_CURSOR)?.map_or(0, |v| v.value());
+            let cursor = next_of(last, "delivery cursor")?;
+            meta.insert(KEY_LAST_CURSOR, cursor)?;
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let row: DeliveryRow<'_> = (
+                origin,
+                seq,
+                delivery.digest.0,
+                delivery.delivered_at_ms,
+                &delivery.value,
+                &delivery.certificate,
+            );
+            deliveries.insert(cursor, row)?;
+            delivered.insert((origin, seq), cursor)?;
+            txn.open_table(BY_TIME)?.insert((delivery.delivered_at_ms, cursor), ())?;
+            let mut mark =
+                mark.unwrap_or(Watermark { origin: delivery.origin, low: FIRST_SEQ, high: seq, count: 0 });
+            mark.count += 1;
+            mark.high = mark.high.max(seq);
+            if seq == mark.low {
+                // Advance over seqs delivered earlier, dropping pruned ones' index entries.
+                while mark.low < u64::MAX {
+                    mark.low += 1;
+                    let Some(next) = delivered.get((origin, mark.low))?.map(|v| v.value()) else { break };
+                    if deliveries.get(next)?.is_none() {
+                        delivered.remove((origin, mark.low))?;
+                    }
+                }
+            }
+            watermarks.insert(origin, (mark.low, mark.high, mark.count))?;
+            cursor
+        };
+        txn.commit()?;
+        Ok(Appended::New(cursor))
+    }
+
+    fn deliveries_from(&self, cursor: u64, limit: usize) -> Result<Vec<(u64, StoredDelivery)>, StoreError> {
+        let limit = limit.min(MAX_DELIVERIES_PAGE);
+        let txn = self.db.begin_read()?;
+        let deliveries = txn.open_table(DELIVERIES)?;
+        let mut out = Vec::with_capacity(limit);
+        for entry in deliveries.range(cursor..)?.take(limit) {
+            let (key, value) = entry?;
+            out.push((key.value(), delivery_of(value.value())));
+        }
+        Ok(out)
+    }
+
+    fn delivery(&self, origin: PublicKey, seq: u64) -> Result<Option<(u64, StoredDelivery)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let Some(cursor) = txn.open_table(DELIVERED)?.get((origin.0, seq))?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let deliveries = txn.open_table(DELIVERIES)?;
+        Ok(deliveries.get(cursor)?.map(|v| (cursor, delivery_of(v.value()))))
+    }
+
+    fn last_cursor(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(META)?.get(KEY_LAST_CURSOR)?.map_or(0, |v| v.value()))
+    }
+
+    fn high_watermarks(&self) -> Result<Vec<Watermark>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let watermarks = txn.open_table(WATERMARKS)?;
+        let mut out = Vec::new();
+        for entry in watermarks.iter()? {
+            let (key, value) = entry?;
+            out.push(watermark_of(key.value(), value.value()));
+        }
+        Ok(out)
+    }
+
+    fn prune_deliveries(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write()?;
+        let pruned = {
+            let mut by_time = txn.open_table(BY_TIME)?;
+            let old: Vec<(u64, u64)> =
+                by_time.range(..(before_ms, 0))?.map(|e| e.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let mut delivered = txn.open_table(DELIVERED)?;
+            let mut own = txn.open_table(OWN)?;
+            let watermarks = txn.open_table(WATERMARKS)?;
+            for &(at, cursor) in &old {
+                by_time.remove((at, cursor))?;
+                let Some(row) = deliveries.remove(cursor)? else { continue };
+                let (origin, seq, ..) = row.value();
+                drop(row);
+                let kinds: Vec<_> = own
+                    .range((origin, seq, 0u8)..=(origin, seq, u8::MAX))?
+                    .map(|e| e.map(|(k, _)| k.value()))
+                    .collect::<Result<_, _>>()?;
+                for key in &kinds {
+                    own.remove(key)?;
+                }
+                let low = watermarks.get(origin)?.map_or(FIRST_SEQ, |v| v.value().0);
+                if seq < low {
+                    delivered.remove((origin, seq))?;
+                }
+            }
+            old.len()
+        };
+        txn.commit()?;
+        Ok(pruned)
+    }
+
+    fn set_app_cursor(&self, name: &str, cursor: u64) -> Result<(), StoreError> {
+        check_len("application cursor name", name.len(), MAX_APP_CURSOR_NAME_LEN)?;
+        let txn = self.db.begin_write()?;
+        {
+            let last = txn.open_table(META)?.get(KEY_LAST_CURSOR)?.map_or(0, |v| v.value());
+            if cursor > last {
+                return Err(StoreError::CursorAhead { cursor, last });
+            }
+            txn.open_table(APP_CURSORS)?.insert(name, cursor)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn app_cursor(&self, name: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(APP_CURSORS)?.get(name)?.map_or(0, |v| v.value()))
+    }
+}

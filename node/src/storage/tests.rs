@@ -1,0 +1,505 @@
+//! One suite run against both stores, crash tests for [`RedbStore`], and a model-based
+//! proptest checking that the two stores answer every operation sequence identically.
+
+use super::*;
+use proptest::prelude::*;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn key(n: u8) -> PublicKey {
+    PublicKey([n; 32])
+}
+
+fn delivery(origin: u8, seq: u64, at_ms: u64) -> StoredDelivery {
+    let value = format!("value {origin}/{seq}").into_bytes();
+    StoredDelivery {
+        origin: key(origin),
+        seq,
+        digest: Digest::of(&value),
+        value,
+        certificate: vec![origin; 3],
+        delivered_at_ms: at_ms,
+    }
+}
+
+/// Runs `check` against a fresh [`MemoryStore`] and a fresh [`RedbStore`] in a tempdir.
+fn each_store(check: fn(&dyn Store)) {
+    eprintln!("store: memory");
+    check(&MemoryStore::new());
+    eprintln!("store: redb");
+    let dir = tempfile::tempdir().expect("tempdir");
+    check(&RedbStore::open(dir.path()).expect("open"));
+}
+
+// ---- The generic suite ----
+
+fn check_seqs_are_dense_per_stream(store: &dyn Store) {
+    assert_eq!(store.reserve_seq(SeqStream::Broadcast).expect("seq"), FIRST_SEQ);
+    assert_eq!(store.reserve_seq(SeqStream::Broadcast).expect("seq"), FIRST_SEQ + 1);
+    assert_eq!(store.reserve_seq(SeqStream::Gossip).expect("seq"), FIRST_SEQ);
+    assert_eq!(store.reserve_seq(SeqStream::Broadcast).expect("seq"), FIRST_SEQ + 2);
+    assert_eq!(store.reserve_seq(SeqStream::Gossip).expect("seq"), FIRST_SEQ + 1);
+}
+
+#[test]
+fn seqs_are_dense_per_stream_and_never_repeat() {
+    each_store(check_seqs_are_dense_per_stream);
+}
+
+fn check_first_own_message_wins(store: &dyn Store) {
+    let a = key(1);
+    assert_eq!(store.own_message(a, 7, Kind::BrachaEcho).expect("get"), None);
+    assert_eq!(store.record_own_message(a, 7, Kind::BrachaEcho, b"echo d1").expect("record"), None);
+    // A conflicting second vote is not stored; the first comes back so the caller can refuse.
+    assert_eq!(store.record_own_message(a, 7, Kind::BrachaEcho, b"echo d2").expect("record"), Some(b"echo d1".to_vec()));
+    // Re-recording the same bytes is harmless.
+    assert_eq!(store.record_own_message(a, 7, Kind::BrachaEcho, b"echo d1").expect("record"), Some(b"echo d1".to_vec()));
+    assert_eq!(store.own_message(a, 7, Kind::BrachaEcho).expect("get"), Some(b"echo d1".to_vec()));
+    // Other kinds, seqs and origins are other keys.
+    assert_eq!(store.record_own_message(a, 7, Kind::BrachaReady, b"ready").expect("record"), None);
+    assert_eq!(store.record_own_message(a, 6, Kind::BrachaEcho, b"echo 6").expect("record"), None);
+    assert_eq!(store.record_own_message(key(0), 9, Kind::BrachaSend, b"send").expect("record"), None);
+    let all = store.own_messages().expect("all");
+    let keys: Vec<_> = all.iter().map(|m| (m.instance_origin, m.seq, m.kind)).collect();
+    assert_eq!(
+        keys,
+        vec![
+            (key(0), 9, Kind::BrachaSend),
+            (a, 6, Kind::BrachaEcho),
+            (a, 7, Kind::BrachaEcho),
+            (a, 7, Kind::BrachaReady)
+        ]
+    );
+    assert_eq!(all[2].envelope, b"echo d1");
+}
+
+#[test]
+fn own_messages_first_wins_and_replay_in_order() {
+    each_store(check_first_own_message_wins);
+}
+
+fn check_prune_own_messages(store: &dyn Store) {
+    for seq in 0..4 {
+        store.record_own_message(key(1), seq, Kind::BrachaEcho, b"e").expect("record");
+        store.record_own_message(key(1), seq, Kind::BrachaReady, b"r").expect("record");
+        store.record_own_message(key(2), seq, Kind::BrachaEcho, b"e").expect("record");
+    }
+    assert_eq!(store.prune_own_messages(key(1), 2).expect("prune"), 4);
+    assert_eq!(store.prune_own_messages(key(1), 2).expect("prune"), 0);
+    let left: Vec<_> = store.own_messages().expect("all").iter().map(|m| (m.instance_origin, m.seq)).collect();
+    assert_eq!(
+        left,
+        vec![(key(1), 2), (key(1), 2), (key(1), 3), (key(1), 3), (key(2), 0), (key(2), 1), (key(2), 2), (key(2), 3)]
+    );
+    assert_eq!(store.prune_own_messages(key(2), u64::MAX).expect("prune"), 4);
+}
+
+#[test]
+fn own_messages_prune_by_instance_origin_and_seq() {
+    each_store(check_prune_own_messages);
+}
+
+fn check_append_is_idempotent(store: &dyn Store) {
+    assert_eq!(store.last_cursor().expect("last"), 0);
+    let d1 = delivery(1, 0, 100);
+    let d2 = delivery(2, 0, 100);
+    assert_eq!(store.insert_delivery(&d1).expect("append"), Appended::New(1));
+    assert_eq!(store.append_delivery(&d2).expect("append"), 2);
+    // Same (origin, seq) again, even with other content: nothing stored, no double delivery.
+    let mut other = d1.clone();
+    other.value = b"other".to_vec();
+    assert_eq!(store.insert_delivery(&other).expect("append"), Appended::Existing(1));
+    assert_eq!(store.append_delivery(&d1).expect("append"), 1);
+    assert_eq!(store.last_cursor().expect("last"), 2);
+    assert_eq!(store.deliveries_from(0, 10).expect("from"), vec![(1, d1.clone()), (2, d2.clone())]);
+    assert_eq!(store.deliveries_from(2, 10).expect("from"), vec![(2, d2.clone())]);
+    assert_eq!(store.deliveries_from(3, 10).expect("from"), vec![]);
+    assert_eq!(store.deliveries_from(1, 1).expect("from"), vec![(1, d1.clone())]);
+    assert_eq!(store.delivery(key(1), 0).expect("get"), Some((1, d1)));
+    assert_eq!(store.delivery(key(1), 1).expect("get"), None);
+    assert_eq!(store.delivery(key(3), 0).expect("get"), None);
+}
+
+#[test]
+fn deliveries_are_appended_once_under_dense_cursors() {
+    each_store(check_append_is_idempotent);
+}
+
+fn check_page_cap(store: &dyn Store) {
+    for seq in 0..=MAX_DELIVERIES_PAGE as u64 {
+        store.append_delivery(&delivery(1, seq, 5)).expect("append");
+    }
+    let page = store.deliveries_from(1, usize::MAX).expect("from");
+    assert_eq!(page.len(), MAX_DELIVERIES_PAGE);
+    assert_eq!(page.last().map(|(c, _)| *c), Some(MAX_DELIVERIES_PAGE as u64));
+    let rest = store.deliveries_from(MAX_DELIVERIES_PAGE as u64 + 1, usize::MAX).expect("from");
+    assert_eq!(rest.len(), 1);
+}
+
+#[test]
+fn deliveries_from_is_capped_at_max_deliveries_page() {
+    each_store(check_page_cap);
+}
+
+fn check_watermarks(store: &dyn Store) {
+    assert_eq!(store.high_watermarks().expect("marks"), vec![]);
+    for seq in [0, 2, 1, 5] {
+        store.append_delivery(&delivery(1, seq, 5)).expect("append");
+    }
+    store.append_delivery(&delivery(2, 4, 5)).expect("append");
+    store.append_delivery(&delivery(2, 4, 5)).expect("duplicate");
+    assert_eq!(
+        store.high_watermarks().expect("marks"),
+        vec![
+            Watermark { origin: key(1), low: 3, high: 5, count: 4 },
+            Watermark { origin: key(2), low: 0, high: 4, count: 1 }
+        ]
+    );
+}
+
+#[test]
+fn watermarks_summarize_each_origin() {
+    each_store(check_watermarks);
+}
+
+fn check_prune_deliveries(store: &dyn Store) {
+    // Origin 1: seqs 0 and 2 delivered early, 3 late; origin 2: seq 0 late.
+    let early0 = delivery(1, 0, 10);
+    let early2 = delivery(1, 2, 20);
+    let late3 = delivery(1, 3, 30);
+    let late_b = delivery(2, 0, 30);
+    for d in [&early0, &early2, &late3, &late_b] {
+        store.append_delivery(d).expect("append");
+        store.record_own_message(d.origin, d.seq, Kind::BrachaEcho, b"echo").expect("own");
+        store.record_own_message(d.origin, d.seq, Kind::BrachaReady, b"ready").expect("own");
+    }
+    store.record_own_message(key(1), 1, Kind::BrachaEcho, b"undelivered").expect("own");
+    let marks = store.high_watermarks().expect("marks");
+    store.set_app_cursor("app", 4).expect("app");
+
+    assert_eq!(store.prune_deliveries(10).expect("prune"), 0, "strictly before");
+    assert_eq!(store.prune_deliveries(25).expect("prune"), 2);
+    assert_eq!(store.prune_deliveries(25).expect("prune"), 0);
+    assert_eq!(store.delivery(key(1), 0).expect("get"), None);
+    assert_eq!(store.delivery(key(1), 2).expect("get"), None);
+    assert_eq!(store.delivery(key(1), 3).expect("get"), Some((3, late3.clone())));
+    assert_eq!(store.deliveries_from(0, 10).expect("from"), vec![(3, late3), (4, late_b)]);
+    // Own messages of pruned instances go; others stay.
+    let own: Vec<_> = store.own_messages().expect("own").iter().map(|m| (m.instance_origin, m.seq)).collect();
+    assert_eq!(own, vec![(key(1), 1), (key(1), 3), (key(1), 3), (key(2), 0), (key(2), 0)]);
+    // Pruned still counts as delivered: cursors and watermarks stay, no re-delivery.
+    assert_eq!(store.last_cursor().expect("last"), 4);
+    assert_eq!(store.high_watermarks().expect("marks"), marks);
+    assert_eq!(store.insert_delivery(&early0).expect("again"), Appended::Pruned, "below low");
+    assert_eq!(store.append_delivery(&early0).expect("again"), 0);
+    assert_eq!(store.insert_delivery(&early2).expect("again"), Appended::Existing(2), "above low");
+    // Delivering seq 1 moves low past the pruned seq 2 (forgetting its cursor) and seq 3.
+    assert_eq!(store.insert_delivery(&delivery(1, 1, 40)).expect("append"), Appended::New(5));
+    assert_eq!(store.insert_delivery(&early2).expect("again"), Appended::Pruned);
+    assert_eq!(store.high_watermarks().expect("marks")[0], Watermark { origin: key(1), low: 4, high: 3, count: 4 });
+    assert_eq!(store.app_cursor("app").expect("app"), 4);
+    assert_eq!(store.prune_deliveries(u64::MAX).expect("prune"), 3);
+    assert_eq!(store.deliveries_from(0, 10).expect("from"), vec![]);
+    assert_eq!(store.last_cursor().expect("last"), 5);
+    assert_eq!(store.append_delivery(&delivery(3, 0, 50)).expect("append"), 6, "pruned cursors stay unused");
+}
+
+#[test]
+fn prune_keeps_deliveries_delivered() {
+    each_store(check_prune_deliveries);
+}
+
+fn check_app_cursor(store: &dyn Store) {
+    assert_eq!(store.app_cursor("app").expect("get"), 0);
+    assert!(matches!(store.set_app_cursor("app", 1), Err(StoreError::CursorAhead { cursor: 1, last: 0 })));
+    store.set_app_cursor("app", 0).expect("zero is fine");
+    store.append_delivery(&delivery(1, 0, 1)).expect("append");
+    store.append_delivery(&delivery(1, 1, 1)).expect("append");
+    store.set_app_cursor("app", 2).expect("set");
+    store.set_app_cursor("other", 1).expect("set");
+    assert_eq!(store.app_cursor("app").expect("get"), 2);
+    assert_eq!(store.app_cursor("other").expect("get"), 1);
+    let longest = "n".repeat(MAX_APP_CURSOR_NAME_LEN);
+    store.set_app_cursor(&longest, 2).expect("at the limit");
+    assert_eq!(store.app_cursor(&longest).expect("get"), 2);
+    let too_long = "n".repeat(MAX_APP_CURSOR_NAME_LEN + 1);
+    assert!(matches!(store.set_app_cursor(&too_long, 1), Err(StoreError::TooLarge { .. })));
+}
+
+#[test]
+fn app_cursor_defaults_to_zero_and_never_passes_the_log() {
+    each_store(check_app_cursor);
+}
+
+fn check_size_bounds(store: &dyn Store) {
+    let mut d = delivery(1, 0, 1);
+    d.value = vec![7; MAX_VALUE_LEN + 1];
+    assert!(matches!(store.insert_delivery(&d), Err(StoreError::TooLarge { what: "value", .. })));
+    d.value = vec![7; MAX_VALUE_LEN];
+    d.certificate = vec![8; MAX_CERTIFICATE_LEN + 1];
+    assert!(matches!(store.insert_delivery(&d), Err(StoreError::TooLarge { what: "certificate", .. })));
+    assert_eq!(store.last_cursor().expect("last"), 0, "refused appends take no cursor");
+    d.certificate = vec![8; MAX_CERTIFICATE_LEN];
+    assert_eq!(store.insert_delivery(&d).expect("at the limits"), Appended::New(1));
+    assert_eq!(store.delivery(key(1), 0).expect("get"), Some((1, d)));
+    let big = vec![1; MAX_OWN_MESSAGE_LEN + 1];
+    assert!(matches!(store.record_own_message(key(1), 0, Kind::BrachaEcho, &big), Err(StoreError::TooLarge { .. })));
+    assert_eq!(store.record_own_message(key(1), 0, Kind::BrachaEcho, &big[1..]).expect("at the limit"), None);
+}
+
+#[test]
+fn size_bounds_are_enforced() {
+    each_store(check_size_bounds);
+}
+
+// ---- Counter exhaustion (needs each store's internals) ----
+
+fn check_exhausted_counters(store: &dyn Store) {
+    assert_eq!(store.reserve_seq(SeqStream::Gossip).expect("last seq"), u64::MAX - 1);
+    assert!(matches!(store.reserve_seq(SeqStream::Gossip), Err(StoreError::Exhausted(_))));
+    assert!(matches!(store.reserve_seq(SeqStream::Gossip), Err(StoreError::Exhausted(_))));
+    assert_eq!(store.reserve_seq(SeqStream::Broadcast).expect("other stream"), FIRST_SEQ);
+}
+
+#[test]
+fn seq_counter_refuses_to_wrap() {
+    let memory = MemoryStore::new();
+    memory.lock().expect("lock").next_seq.insert(SeqStream::Gossip, u64::MAX - 1);
+    check_exhausted_counters(&memory);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redb = RedbStore::open(dir.path()).expect("open");
+    let txn = redb.db.begin_write().expect("txn");
+    txn.open_table(redb_store::META).expect("meta").insert("next_seq/gossip", u64::MAX - 1).expect("insert");
+    txn.commit().expect("commit");
+    check_exhausted_counters(&redb);
+}
+
+// ---- RedbStore across restarts and crashes ----
+
+fn fill(store: &dyn Store) -> (Vec<u64>, Vec<StoredDelivery>) {
+    let seqs: Vec<u64> = (0..3).map(|_| store.reserve_seq(SeqStream::Broadcast).expect("seq")).collect();
+    store.reserve_seq(SeqStream::Gossip).expect("seq");
+    store.record_own_message(key(1), 0, Kind::BrachaSend, b"first send").expect("own");
+    store.record_own_message(key(2), 4, Kind::BrachaReady, b"first ready").expect("own");
+    let deliveries = vec![delivery(1, 0, 10), delivery(2, 4, 20)];
+    for d in &deliveries {
+        store.append_delivery(d).expect("append");
+    }
+    store.set_app_cursor("app", 2).expect("app");
+    (seqs, deliveries)
+}
+
+fn check_refilled(store: &dyn Store, seqs: &[u64], deliveries: &[StoredDelivery]) {
+    let next = store.reserve_seq(SeqStream::Broadcast).expect("seq");
+    assert!(seqs.iter().all(|&s| s < next), "seq {next} was handed out before");
+    assert_eq!(store.reserve_seq(SeqStream::Gossip).expect("seq"), FIRST_SEQ + 1);
+    assert_eq!(store.record_own_message(key(1), 0, Kind::BrachaSend, b"other send").expect("own"), Some(b"first send".to_vec()));
+    assert_eq!(store.own_message(key(2), 4, Kind::BrachaReady).expect("own"), Some(b"first ready".to_vec()));
+    assert_eq!(store.own_messages().expect("own").len(), 2);
+    let stored: Vec<_> = store.deliveries_from(0, 10).expect("from").into_iter().map(|(_, d)| d).collect();
+    assert_eq!(stored, deliveries);
+    assert_eq!(store.append_delivery(&deliveries[0]).expect("again"), 1);
+    assert_eq!(store.last_cursor().expect("last"), 2);
+    assert_eq!(store.app_cursor("app").expect("app"), 2);
+    assert_eq!(store.high_watermarks().expect("marks").len(), 2);
+}
+
+#[test]
+fn redb_store_reopens_with_everything_after_a_plain_drop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(&dir.path().join("nested/data")).expect("open creates the directory");
+    assert!(store.path().ends_with(DB_FILE_NAME));
+    let (seqs, deliveries) = fill(&store);
+    drop(store);
+    let store = RedbStore::open(&dir.path().join("nested/data")).expect("reopen");
+    check_refilled(&store, &seqs, &deliveries);
+}
+
+/// `mem::forget` of a handle keeps redb's exclusive file lock (an `flock` on the still-open
+/// descriptor) for the rest of the process, so the file cannot be reopened in-process: a
+/// crash is simulated with a killed child process instead (below).
+#[test]
+fn redb_store_is_exclusive_and_a_forgotten_handle_keeps_the_lock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(dir.path()).expect("open");
+    assert!(matches!(RedbStore::open(dir.path()), Err(StoreError::AlreadyOpen(_))));
+    std::mem::forget(store);
+    assert!(matches!(RedbStore::open(dir.path()), Err(StoreError::AlreadyOpen(_))));
+}
+
+#[test]
+fn redb_store_refuses_another_schema_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(dir.path()).expect("open");
+    let txn = store.db.begin_write().expect("txn");
+    txn.open_table(redb_store::META).expect("meta").insert("schema_version", SCHEMA_VERSION + 1).expect("insert");
+    txn.commit().expect("commit");
+    drop(store);
+    assert!(matches!(RedbStore::open(dir.path()), Err(StoreError::Corrupt(_))));
+}
+
+const CRASH_CHILD_ENV: &str = "BYZGOSSIP_STORAGE_CRASH_CHILD";
+const CRASH_REPORTS: usize = 25;
+
+/// The child: fills the store, then reserves, delivers and acknowledges forever, printing
+/// each step only after the store returned, until the parent kills it (SIGKILL: no
+/// destructor, no redb shutdown, possibly mid-transaction).
+fn crash_child(dir: &str) {
+    use std::io::Write as _;
+    let store = RedbStore::open(Path::new(dir)).expect("child open");
+    fill(&store);
+    let mut out = std::io::stdout().lock();
+    for at in 100.. {
+        let seq = store.reserve_seq(SeqStream::Broadcast).expect("seq");
+        let cursor = store.append_delivery(&delivery(9, seq, at)).expect("append");
+        store.set_app_cursor("app", cursor).expect("app");
+        writeln!(out, "reported {seq} {cursor}").expect("write");
+        out.flush().expect("flush");
+    }
+}
+
+#[test]
+fn redb_store_loses_nothing_reported_when_the_process_is_killed() {
+    if let Ok(dir) = std::env::var(CRASH_CHILD_ENV) {
+        crash_child(&dir);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
+    let name = format!("{module}::redb_store_loses_nothing_reported_when_the_process_is_killed");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let mut reported = Vec::new();
+    let stdout = child.stdout.take().expect("stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let Some(rest) = line.strip_prefix("reported ") else { continue };
+        let (seq, cursor) = rest.split_once(' ').expect("two numbers");
+        reported.push((seq.parse::<u64>().expect("seq"), cursor.parse::<u64>().expect("cursor")));
+        if reported.len() == CRASH_REPORTS {
+            child.kill().expect("kill");
+            break;
+        }
+    }
+    let status = child.wait().expect("wait");
+    assert!(!status.success(), "the child was killed");
+    assert_eq!(reported.len(), CRASH_REPORTS, "the child reported before dying");
+
+    let store = RedbStore::open(dir.path()).expect("reopen after the crash");
+    let next = store.reserve_seq(SeqStream::Broadcast).expect("seq");
+    for &(seq, cursor) in &reported {
+        assert!(seq < next, "seq {seq} would be reused as {next}");
+        let (stored_cursor, d) = store.delivery(key(9), seq).expect("get").expect("reported delivery kept");
+        let expected = delivery(9, seq, d.delivered_at_ms);
+        assert_eq!((stored_cursor, d), (cursor, expected));
+    }
+    let (_, last_reported) = reported[CRASH_REPORTS - 1];
+    assert!(store.app_cursor("app").expect("app") >= last_reported);
+    assert!(store.last_cursor().expect("last") >= last_reported);
+    assert_eq!(store.record_own_message(key(1), 0, Kind::BrachaSend, b"conflict").expect("own"), Some(b"first send".to_vec()));
+    assert_eq!(store.own_message(key(2), 4, Kind::BrachaReady).expect("own"), Some(b"first ready".to_vec()));
+}
+
+// ---- Model-based: MemoryStore and RedbStore agree on every sequence ----
+
+#[derive(Clone, Debug)]
+enum Op {
+    Reserve(bool),
+    Record(u8, u64, u8, u8),
+    OwnMessage(u8, u64, u8),
+    OwnMessages,
+    PruneOwn(u8, u64),
+    Append(u8, u64, u8, u64),
+    From(u64, usize),
+    Delivery(u8, u64),
+    LastCursor,
+    Watermarks,
+    Prune(u64),
+    SetApp(u8, u64),
+    App(u8),
+    /// RedbStore only: drop and reopen (the model keeps its state).
+    Reopen,
+}
+
+const KINDS: [Kind; 3] = [Kind::BrachaSend, Kind::BrachaEcho, Kind::BrachaReady];
+
+fn op() -> impl Strategy<Value = Op> {
+    let origin = 0u8..2;
+    let seq = 0u64..4;
+    prop_oneof![
+        1 => any::<bool>().prop_map(Op::Reserve),
+        2 => (origin.clone(), seq.clone(), 0u8..3, 0u8..3).prop_map(|(o, s, k, e)| Op::Record(o, s, k, e)),
+        1 => (origin.clone(), seq.clone(), 0u8..3).prop_map(|(o, s, k)| Op::OwnMessage(o, s, k)),
+        1 => Just(Op::OwnMessages),
+        1 => (origin.clone(), 0u64..5).prop_map(|(o, s)| Op::PruneOwn(o, s)),
+        6 => (origin.clone(), seq.clone(), 0u8..3, 0u64..100).prop_map(|(o, s, v, t)| Op::Append(o, s, v, t)),
+        1 => (0u64..12, 0usize..6).prop_map(|(c, l)| Op::From(c, l)),
+        1 => (origin.clone(), seq).prop_map(|(o, s)| Op::Delivery(o, s)),
+        1 => Just(Op::LastCursor),
+        1 => Just(Op::Watermarks),
+        2 => (0u64..110).prop_map(Op::Prune),
+        1 => (0u8..2, 0u64..12).prop_map(|(n, c)| Op::SetApp(n, c)),
+        1 => (0u8..2).prop_map(Op::App),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// Applies `op` and renders the answer (errors by variant name) for comparison.
+fn apply(store: &dyn Store, op: &Op) -> String {
+    let stream = |b: bool| if b { SeqStream::Broadcast } else { SeqStream::Gossip };
+    let kind = |k: u8| KINDS[usize::from(k)];
+    let app = |n: u8| ["app", "other"][usize::from(n)];
+    let answer = match *op {
+        Op::Reserve(b) => store.reserve_seq(stream(b)).map(|x| format!("{x:?}")),
+        Op::Record(o, s, k, e) => store.record_own_message(key(o), s, kind(k), &[e]).map(|x| format!("{x:?}")),
+        Op::OwnMessage(o, s, k) => store.own_message(key(o), s, kind(k)).map(|x| format!("{x:?}")),
+        Op::OwnMessages => store.own_messages().map(|x| format!("{x:?}")),
+        Op::PruneOwn(o, s) => store.prune_own_messages(key(o), s).map(|x| format!("{x:?}")),
+        Op::Append(o, s, v, t) => {
+            let mut d = delivery(o, s, t);
+            d.value.push(v);
+            store.insert_delivery(&d).map(|x| format!("{x:?}"))
+        }
+        Op::From(c, l) => store.deliveries_from(c, l).map(|x| format!("{x:?}")),
+        Op::Delivery(o, s) => store.delivery(key(o), s).map(|x| format!("{x:?}")),
+        Op::LastCursor => store.last_cursor().map(|x| format!("{x:?}")),
+        Op::Watermarks => store.high_watermarks().map(|x| format!("{x:?}")),
+        Op::Prune(t) => store.prune_deliveries(t).map(|x| format!("{x:?}")),
+        Op::SetApp(n, c) => store.set_app_cursor(app(n), c).map(|x| format!("{x:?}")),
+        Op::App(n) => store.app_cursor(app(n)).map(|x| format!("{x:?}")),
+        Op::Reopen => Ok(String::new()),
+    };
+    answer.unwrap_or_else(|error| match error {
+        StoreError::CursorAhead { .. } => "Err(CursorAhead)".into(),
+        other => panic!("unexpected error {other}"),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn redb_store_agrees_with_memory_store(ops in prop::collection::vec(op(), 1..50)) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let memory = MemoryStore::new();
+        let mut redb = Some(RedbStore::open(dir.path()).expect("open"));
+        for (i, op) in ops.iter().enumerate() {
+            if matches!(op, Op::Reopen) {
+                drop(redb.take());
+                redb = Some(RedbStore::open(dir.path()).expect("reopen"));
+                continue;
+            }
+            let disk = redb.as_ref().expect("open store");
+            let expected = apply(&memory, op);
+            let got = apply(disk, op);
+            prop_assert_eq!(got, expected, "op {} {:?}", i, op);
+        }
+    }
+}
