@@ -52,6 +52,10 @@ impl Store for MemoryStore {
         Ok(seq)
     }
 
+    fn peek_seq(&self, stream: SeqStream) -> Result<u64, StoreError> {
+        Ok(self.lock()?.next_seq.get(&stream).copied().unwrap_or(FIRST_SEQ))
+    }
+
     fn record_own_message(
         &self,
         instance_origin: PublicKey,

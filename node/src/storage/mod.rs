@@ -205,6 +205,11 @@ pub trait Store: Send + Sync {
     /// the counter: it is never returned again, even after a crash. Sign only after this.
     fn reserve_seq(&self, stream: SeqStream) -> Result<u64, StoreError>;
 
+    /// The seq the next [`Store::reserve_seq`] of `stream` would return, without reserving
+    /// it. Every seq below it was reserved at some point (and may have been lost to a crash
+    /// before anything was signed for it).
+    fn peek_seq(&self, stream: SeqStream) -> Result<u64, StoreError>;
+
     /// Records an own message of instance `(instance_origin, seq)`. Returns `None` if it was
     /// stored now, or `Some(first)` if one was already stored for `(instance_origin, seq, kind)`:
     /// the first is kept unchanged, and the caller refuses to send anything that differs.

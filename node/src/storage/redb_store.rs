@@ -143,6 +143,12 @@ impl Store for RedbStore {
         Ok(seq)
     }
 
+    fn peek_seq(&self, stream: SeqStream) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(seq_key(stream))?.map_or(FIRST_SEQ, |v| v.value()))
+    }
+
     fn record_own_message(
         &self,
         instance_origin: PublicKey,

@@ -35,7 +35,10 @@ fn each_store(check: fn(&dyn Store)) {
 // ---- The generic suite ----
 
 fn check_seqs_are_dense_per_stream(store: &dyn Store) {
+    assert_eq!(store.peek_seq(SeqStream::Broadcast).expect("peek"), FIRST_SEQ);
     assert_eq!(store.reserve_seq(SeqStream::Broadcast).expect("seq"), FIRST_SEQ);
+    assert_eq!(store.peek_seq(SeqStream::Broadcast).expect("peek"), FIRST_SEQ + 1);
+    assert_eq!(store.peek_seq(SeqStream::Broadcast).expect("peek"), FIRST_SEQ + 1, "peeking reserves nothing");
     assert_eq!(store.reserve_seq(SeqStream::Broadcast).expect("seq"), FIRST_SEQ + 1);
     assert_eq!(store.reserve_seq(SeqStream::Gossip).expect("seq"), FIRST_SEQ);
     assert_eq!(store.reserve_seq(SeqStream::Broadcast).expect("seq"), FIRST_SEQ + 2);

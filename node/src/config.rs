@@ -1,0 +1,104 @@
+//! Node configuration: a plain struct with documented fields, `Default`-like construction from
+//! a genesis and key, and `validate()` for cross-field rules (raft-rs style).
+
+use byzgossip_crypto::{Genesis, Keypair};
+use byzgossip_reputation::AdmissionConfig;
+use libp2p::Multiaddr;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Most envelopes waiting for signature verification. When full, new messages are answered
+/// `Ignore` at once instead of queueing: an attacker cannot build an unbounded backlog, and
+/// honest messages dropped this way come back through gossip or sync.
+pub const DEFAULT_VALIDATION_QUEUE: usize = 1024;
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The network's genesis (committee, f, policy, bootstrap addresses).
+    pub genesis: Genesis,
+    /// This node's key (its libp2p identity is derived from it).
+    pub keypair: Keypair,
+    /// Directory of the redb database; `None` keeps everything in memory (tests, embedding).
+    pub data_dir: Option<PathBuf>,
+    /// Addresses to listen on. Default: TCP and QUIC on 127.0.0.1 with OS-chosen ports.
+    pub listen: Vec<Multiaddr>,
+    /// Extra peers to dial at start, on top of the genesis bootstrap list.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Whether to dial the genesis bootstrap addresses.
+    pub use_genesis_bootstrap: bool,
+    /// HTTP API address; `None` runs no HTTP server.
+    pub api_listen: Option<SocketAddr>,
+    /// Admission limits, windows, reputation.
+    pub admission: AdmissionConfig,
+    /// Bracha window, retention and value limits.
+    pub bracha: byzgossip_bracha::Config,
+    /// How often to exchange sync digests with a random peer.
+    pub sync_interval: Duration,
+    /// Bound of the verification queue ([`DEFAULT_VALIDATION_QUEUE`]).
+    pub validation_queue: usize,
+    /// Threads verifying signatures off the async reactor.
+    pub verify_workers: usize,
+    /// How often the node ticks Bracha, reputation decay and peer scores.
+    pub tick_interval: Duration,
+    /// Most established connections in total (a Sybil flood cannot exhaust sockets).
+    pub max_connections: u32,
+    /// Most established connections per peer.
+    pub max_connections_per_peer: u32,
+    /// Delay before redialling a bootstrap peer that dropped; doubles up to 30 s.
+    pub redial_backoff: Duration,
+    /// Gossip topics to subscribe to at start.
+    pub topics: Vec<String>,
+}
+
+impl NodeConfig {
+    /// A config with defaults for everything but the genesis and key.
+    pub fn new(genesis: Genesis, keypair: Keypair) -> NodeConfig {
+        NodeConfig {
+            genesis,
+            keypair,
+            data_dir: None,
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"),
+                "/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("valid multiaddr"),
+            ],
+            bootstrap: Vec::new(),
+            use_genesis_bootstrap: true,
+            api_listen: None,
+            admission: AdmissionConfig::default(),
+            bracha: byzgossip_bracha::Config::default(),
+            sync_interval: Duration::from_millis(1000),
+            validation_queue: DEFAULT_VALIDATION_QUEUE,
+            verify_workers: 2,
+            tick_interval: Duration::from_millis(250),
+            max_connections: 256,
+            max_connections_per_peer: 2,
+            redial_backoff: Duration::from_millis(500),
+            topics: Vec::new(),
+        }
+    }
+
+    /// Checks cross-field rules.
+    pub fn validate(&self) -> Result<(), String> {
+        self.genesis.committee().map_err(|e| e.to_string())?;
+        self.admission.validate().map_err(|e| e.to_string())?;
+        self.bracha.validate().map_err(|e| e.to_string())?;
+        if self.listen.is_empty() {
+            return Err("at least one listen address is needed".into());
+        }
+        if self.validation_queue == 0 || self.verify_workers == 0 {
+            return Err("validation_queue and verify_workers must be positive".into());
+        }
+        if self.sync_interval.is_zero() || self.tick_interval.is_zero() {
+            return Err("sync_interval and tick_interval must be positive".into());
+        }
+        if self.max_connections == 0 || self.max_connections_per_peer == 0 {
+            return Err("connection limits must be positive".into());
+        }
+        for topic in &self.topics {
+            crate::network::check_topic_name(topic)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,321 @@
+//! The embedding API: [`NodeBuilder`] starts a node, [`NodeHandle`] talks to it.
+//!
+//! The node runs as one tokio task that owns the swarm and all protocol state; the handle
+//! sends it commands over a bounded channel and receives answers on oneshot channels, so a
+//! handle is cheap to clone and safe to use from any task.
+
+use crate::config::NodeConfig;
+use crate::hooks::Interceptor;
+use crate::storage::Store;
+use byzgossip_bracha::InstanceId;
+use byzgossip_crypto::{Digest, MessageId, PublicKey};
+use byzgossip_reputation::PeerSnapshot;
+use futures::Stream;
+use libp2p::{Multiaddr, PeerId};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Most commands waiting for the node task; senders wait (backpressure) when it is full.
+pub const COMMAND_QUEUE: usize = 256;
+/// Live delivery events buffered per subscriber; a subscriber that falls further behind
+/// re-reads Bracha deliveries from storage (gossip messages it missed are lost to it).
+pub const EVENT_BUFFER: usize = 4096;
+
+/// Why a node call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// the configuration is invalid
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// the key is not in the genesis committee where membership is required
+    #[error("this node's key is not a member of the committee")]
+    NotAMember,
+    /// a listen address could not be bound (port in use, bad address)
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// the address
+        addr: String,
+        /// why
+        reason: String,
+    },
+    /// persistence failed
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StoreError),
+    /// the request was refused (value too large, bad topic, ...)
+    #[error("refused: {0}")]
+    Refused(String),
+    /// the node has stopped
+    #[error("the node has stopped")]
+    Stopped,
+    /// a network-level failure
+    #[error("network: {0}")]
+    Network(String),
+}
+
+/// A Bracha delivery, with its cursor in the node's delivery log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Delivered {
+    /// Position in the delivery log (dense, from 1); pass it back to resume.
+    pub cursor: u64,
+    /// Which broadcast.
+    pub instance: InstanceId,
+    /// The delivered value.
+    #[serde(with = "hex_bytes")]
+    pub value: Vec<u8>,
+    /// SHA-256 of the value.
+    pub digest: Digest,
+    /// The encoded delivery certificate (2f+1 signed READYs).
+    #[serde(with = "hex_bytes")]
+    pub certificate: Vec<u8>,
+    /// When this node delivered it (ms since the Unix epoch).
+    pub delivered_at_ms: u64,
+}
+
+/// A best-effort gossip message that passed admission.
+#[derive(Clone, Debug, Serialize)]
+pub struct GossipMessage {
+    /// The topic named in the signed body.
+    pub topic: String,
+    /// The signer.
+    pub origin: PublicKey,
+    /// The signer's sequence number.
+    pub seq: u64,
+    /// The signer's timestamp (ms).
+    pub timestamp_ms: u64,
+    /// The message id.
+    pub id: MessageId,
+    /// The application bytes.
+    #[serde(with = "hex_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// What `deliveries()` yields.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeliveryEvent {
+    /// A reliable-broadcast delivery (persisted, resumable by cursor).
+    Bracha(Delivered),
+    /// A gossip message on a subscribed topic (live only).
+    Gossip(GossipMessage),
+}
+
+/// One peer as this node sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerInfo {
+    /// libp2p id.
+    pub peer_id: String,
+    /// Reputation state (score, trust, status).
+    #[serde(flatten)]
+    pub reputation: PeerSnapshot,
+    /// Whether a connection is open now.
+    pub connected: bool,
+    /// Committee index, if a member.
+    pub member: Option<usize>,
+}
+
+/// A summary of the node.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// This node's key.
+    pub public_key: PublicKey,
+    /// libp2p id.
+    pub peer_id: String,
+    /// Committee index, if a member.
+    pub member: Option<usize>,
+    /// Network id (genesis digest).
+    pub network: String,
+    /// Committee size and fault bound.
+    pub n: usize,
+    /// Fault bound.
+    pub f: usize,
+    /// Addresses the node listens on.
+    pub listen: Vec<String>,
+    /// Open connections.
+    pub connected_peers: usize,
+    /// Last delivery cursor.
+    pub last_cursor: u64,
+    /// Bracha instances open now.
+    pub open_instances: usize,
+    /// Messages waiting for verification.
+    pub validation_queue: usize,
+}
+
+/// A request from a handle to the node task.
+pub(crate) enum Command {
+    Broadcast { value: Vec<u8>, reply: oneshot::Sender<Result<InstanceId, NodeError>> },
+    Publish { topic: String, payload: Vec<u8>, reply: oneshot::Sender<Result<MessageId, NodeError>> },
+    PublishRaw { topic: RawTopic, bytes: Vec<u8>, reply: oneshot::Sender<Result<(), NodeError>> },
+    Subscribe { topic: String, reply: oneshot::Sender<Result<(), NodeError>> },
+    Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
+    Status { reply: oneshot::Sender<Status> },
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), NodeError>> },
+    Disconnect { peer: PeerId, block: bool, reply: oneshot::Sender<()> },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Which gossipsub topic raw bytes go to (see [`NodeHandle::publish_raw`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawTopic {
+    /// The Bracha topic (SEND, ECHO, READY, evidence).
+    Bracha,
+    /// An application gossip topic.
+    Gossip(String),
+}
+
+/// Starts a node.
+pub struct NodeBuilder {
+    pub(crate) config: NodeConfig,
+    pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) interceptor: Option<Box<dyn Interceptor>>,
+}
+
+impl NodeBuilder {
+    /// A builder for `config`.
+    pub fn new(config: NodeConfig) -> Self {
+        Self { config, store: None, interceptor: None }
+    }
+
+    /// Uses `store` instead of the one `config.data_dir` names.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Installs a message interceptor (see [`crate::hooks`]).
+    pub fn with_interceptor(mut self, interceptor: Box<dyn Interceptor>) -> Self {
+        self.interceptor = Some(interceptor);
+        self
+    }
+
+    /// Validates the config, opens storage, binds the listen addresses (and the HTTP API if
+    /// configured) and starts the node task.
+    pub async fn spawn(self) -> Result<NodeHandle, NodeError> {
+        crate::runtime::spawn(self).await
+    }
+}
+
+/// Fixed facts about a running node.
+#[derive(Debug)]
+pub(crate) struct NodeInfo {
+    pub public_key: PublicKey,
+    pub peer_id: PeerId,
+    pub listen: Vec<Multiaddr>,
+    pub api: Option<SocketAddr>,
+}
+
+/// A handle to a running node. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<DeliveryEvent>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) info: Arc<NodeInfo>,
+    pub(crate) task: Arc<std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl NodeHandle {
+    /// This node's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.info.public_key
+    }
+
+    /// This node's libp2p id.
+    pub fn peer_id(&self) -> PeerId {
+        self.info.peer_id
+    }
+
+    /// The addresses the node actually listens on (ports resolved), each ending in `/p2p/<id>`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.info.listen.clone()
+    }
+
+    /// The HTTP API address, if one is running.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.info.api
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(make(reply)).await.map_err(|_| NodeError::Stopped)?;
+        answer.await.map_err(|_| NodeError::Stopped)
+    }
+
+    /// Reliable broadcast of `value` through Bracha; returns its instance once the SEND is
+    /// signed (after its seq was persisted) and published.
+    pub async fn broadcast(&self, value: Vec<u8>) -> Result<InstanceId, NodeError> {
+        self.call(|reply| Command::Broadcast { value, reply }).await?
+    }
+
+    /// Best-effort signed gossip of `payload` on `topic`.
+    pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<MessageId, NodeError> {
+        self.call(|reply| Command::Publish { topic: topic.to_owned(), payload, reply }).await?
+    }
+
+    /// Publishes raw bytes on a topic without signing or checking them. Honest code has no
+    /// use for it; the testnet's adversaries use it to put malformed, forged or replayed
+    /// envelopes on the wire through a real node.
+    pub async fn publish_raw(&self, topic: RawTopic, bytes: Vec<u8>) -> Result<(), NodeError> {
+        self.call(|reply| Command::PublishRaw { topic, bytes, reply }).await?
+    }
+
+    /// Subscribes to a gossip topic; its messages then appear in [`NodeHandle::deliveries`].
+    pub async fn subscribe(&self, topic: &str) -> Result<(), NodeError> {
+        self.call(|reply| Command::Subscribe { topic: topic.to_owned(), reply }).await?
+    }
+
+    /// Every known peer with its reputation.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
+        self.call(|reply| Command::Peers { reply }).await
+    }
+
+    /// A summary of the node.
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        self.call(|reply| Command::Status { reply }).await
+    }
+
+    /// Dials `addr`.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.call(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Closes connections to `peer`; with `block`, refuses it until unblocked by a restart.
+    /// (Used by the testnet to make partitions.)
+    pub async fn disconnect(&self, peer: PeerId, block: bool) -> Result<(), NodeError> {
+        self.call(|reply| Command::Disconnect { peer, block, reply }).await
+    }
+
+    /// Deliveries from `cursor` on: first the stored Bracha deliveries with cursor >=
+    /// `cursor`, then live events (Bracha and gossip) as they happen. A subscriber that lags
+    /// more than [`EVENT_BUFFER`] events re-reads the Bracha deliveries it missed from storage.
+    pub fn deliveries(&self, cursor: u64) -> impl Stream<Item = DeliveryEvent> + Send + 'static {
+        crate::runtime::delivery_stream(self.store.clone(), self.events.subscribe(), cursor)
+    }
+
+    /// Stops the node and waits for its task to end. Storage is left consistent (every write
+    /// is already durable), so a later start resumes where this one stopped.
+    pub async fn shutdown(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// Aborts the node task at once, without any shutdown step: the closest thing to a crash
+    /// inside one process (used by crash-restart tests).
+    pub fn abort(&self) {
+        if let Ok(mut task) = self.task.lock()
+            && let Some(task) = task.take()
+        {
+            task.abort();
+        }
+    }
+}
+
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(bytes))
+    }
+}

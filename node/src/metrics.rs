@@ -1,0 +1,102 @@
+//! Prometheus metrics: messages by kind and outcome, rejections by reason, admission latency,
+//! Bracha deliveries and latency, peers by status, sync pulls, queue depths, bans, faults,
+//! plus libp2p's own swarm metrics. Served as text on the HTTP API's `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::{Arc, Mutex};
+
+/// Label set: one (name, value) pair per label.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// All node metrics. Cheap to clone (every metric is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    /// Messages received, by `kind` and `outcome` (accept or the reason label).
+    pub messages: Family<Labels, Counter>,
+    /// Rejections with blame, by `reason`.
+    pub rejections: Family<Labels, Counter>,
+    /// Time from receipt to verdict.
+    pub admission_seconds: Histogram,
+    /// Bracha values delivered.
+    pub bracha_deliveries: Counter,
+    /// Time from first sight of an instance (its SEND or our broadcast) to delivery.
+    pub bracha_latency_seconds: Histogram,
+    /// Known peers by reputation `status`.
+    pub peers: Family<Labels, Gauge>,
+    /// Sync exchanges, by `kind` (digest_sent, digest_served, value_sent, value_served,
+    /// certificate_applied, envelope_admitted, failed).
+    pub sync: Family<Labels, Counter>,
+    /// Queue depths, by `queue` (validation).
+    pub queue_depth: Family<Labels, Gauge>,
+    /// Status changes (graylist, ban, exclusion, recovery), by `to` and `reason`.
+    pub status_changes: Family<Labels, Counter>,
+    /// Bracha faults, by `kind`.
+    pub faults: Family<Labels, Counter>,
+    /// Messages published, by `kind`.
+    pub published: Family<Labels, Counter>,
+}
+
+impl Metrics {
+    /// Registers every metric in a new registry.
+    pub fn new() -> (Metrics, Registry) {
+        let mut registry = Registry::with_prefix("byzgossip");
+        let m = Metrics {
+            registry: Arc::new(Mutex::new(Registry::default())),
+            messages: Family::default(),
+            rejections: Family::default(),
+            admission_seconds: Histogram::new(exponential_buckets(1e-5, 2.0, 20)),
+            bracha_deliveries: Counter::default(),
+            bracha_latency_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 16)),
+            peers: Family::default(),
+            sync: Family::default(),
+            queue_depth: Family::default(),
+            status_changes: Family::default(),
+            faults: Family::default(),
+            published: Family::default(),
+        };
+        registry.register("messages", "Messages received by kind and outcome", m.messages.clone());
+        registry.register("rejections", "Rejections with blame by reason", m.rejections.clone());
+        registry.register("admission_seconds", "Time from receipt to admission verdict", m.admission_seconds.clone());
+        registry.register("bracha_deliveries", "Bracha values delivered", m.bracha_deliveries.clone());
+        registry.register("bracha_latency_seconds", "First sight of an instance to delivery", m.bracha_latency_seconds.clone());
+        registry.register("peers", "Known peers by reputation status", m.peers.clone());
+        registry.register("sync", "Sync exchanges by kind", m.sync.clone());
+        registry.register("queue_depth", "Queue depths", m.queue_depth.clone());
+        registry.register("status_changes", "Reputation status changes by new status and reason", m.status_changes.clone());
+        registry.register("bracha_faults", "Bracha faults by kind", m.faults.clone());
+        registry.register("published", "Messages published by kind", m.published.clone());
+        (m, registry)
+    }
+
+    /// Installs the registry (after libp2p's metrics were added to it) for [`Metrics::encode`].
+    pub fn install(&self, registry: Registry) {
+        if let Ok(mut r) = self.registry.lock() {
+            *r = registry;
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = encode(&mut out, &registry);
+        }
+        out
+    }
+
+    /// Counts one message verdict.
+    pub fn message(&self, kind: &str, outcome: &str) {
+        self.messages.get_or_create(&vec![("kind", kind.to_owned()), ("outcome", outcome.to_owned())]).inc();
+    }
+
+    /// Increments a one-label family.
+    pub fn inc(family: &Family<Labels, Counter>, name: &'static str, value: &str) {
+        family.get_or_create(&vec![(name, value.to_owned())]).inc();
+    }
+}

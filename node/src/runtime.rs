@@ -1,0 +1,1190 @@
+//! The node task: one tokio task owns the swarm, admission, the Bracha machine and storage
+//! handles, and reacts to swarm events, handle commands, verification results and timers.
+//!
+//! # Data path of a received message
+//! gossipsub message -> interceptor -> topic/kind check -> `Admission::precheck` (decode,
+//! stateless checks, window, seen-set, reputation gate) -> bounded verification queue ->
+//! worker thread (`verify_strict`) -> `Admission::complete` -> validation result to gossipsub
+//! -> Bracha / gossip delivery. When the queue is full the message is answered `Ignore` at
+//! once: no unbounded backlog, and gossip or sync brings an honest message back.
+//!
+//! # Durability order
+//! A broadcast's seq is reserved in storage before its SEND is signed; every own SEND, ECHO
+//! and READY is stored before it is published (if one is already stored for that slot, the
+//! stored one is published instead, so a restarted node never votes differently); a delivery
+//! is stored before it is announced to the application.
+//!
+//! # Retransmission
+//! A vote published before the mesh formed (or lost otherwise) would stall an instance. Until
+//! an instance is delivered here, this node re-signs its own messages for it with a fresh
+//! timestamp and publishes them again, with a doubling interval. Same digest, so peers count
+//! it once; a fresh header, so gossipsub does not drop it as a duplicate of the first copy.
+
+use crate::config::NodeConfig;
+use crate::gossip::{GossipBody, RecentGossip};
+use crate::handle::{
+    Command, Delivered, DeliveryEvent, EVENT_BUFFER, GossipMessage, NodeBuilder, NodeError, NodeHandle, NodeInfo,
+    PeerInfo, RawTopic, Status,
+};
+use crate::hooks::{Inbound, Interceptor};
+use crate::identity;
+use crate::metrics::Metrics;
+use crate::network::{self, Behaviour, BehaviourEvent, Topics};
+use crate::storage::{Appended, MemoryStore, RedbStore, SeqStream, Store, StoredDelivery};
+use crate::sync::{OriginMark, ResponseBuilder, SyncRequest, SyncResponse};
+use byzgossip_bracha::{Bracha, Certificate, Evidence, InstanceId, Message, Step};
+use byzgossip_crypto::codec::{self, MAX_ENVELOPE_LEN};
+use byzgossip_crypto::{Committee, Digest, Envelope, GossipPolicy, Keypair, Kind, NetworkId, PublicKey, VerifiedEnvelope, VerifyError};
+use byzgossip_reputation::{Acceptance, Admission, Event, Pending, PeerStatus, StatusChange, Verdict};
+use futures::{Stream, StreamExt};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, gossipsub};
+use rand::seq::IndexedRandom;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// First retransmission delay of an own message; doubles up to [`RETRANSMIT_MAX`].
+const RETRANSMIT_FIRST: Duration = Duration::from_millis(1500);
+/// Longest retransmission interval.
+const RETRANSMIT_MAX: Duration = Duration::from_secs(20);
+/// Most instances tracked for latency (first sight to delivery); older entries are dropped.
+const MAX_TRACKED_LATENCY: usize = 8192;
+/// Most outstanding sync requests.
+const MAX_SYNC_IN_FLIGHT: usize = 64;
+
+fn cfg_err(e: impl ToString) -> NodeError {
+    NodeError::Config(e.to_string())
+}
+
+/// Runs a storage call on a blocking thread (redb fsyncs).
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> T + Send + 'static,
+) -> T {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Encodes a certificate as the list of its encoded READY envelopes.
+pub fn encode_certificate(certificate: &Certificate) -> Vec<u8> {
+    let readys: Vec<serde_bytes::ByteBuf> =
+        certificate.readys.iter().map(|r| serde_bytes::ByteBuf::from(codec::encode_envelope(r))).collect();
+    codec::encode(&readys)
+}
+
+/// Decodes a certificate (not verified: call `Certificate::verify`).
+pub fn decode_certificate(bytes: &[u8]) -> Option<Certificate> {
+    let readys: Vec<serde_bytes::ByteBuf> = codec::decode(bytes, MAX_ENVELOPE_LEN).ok()?;
+    let readys: Vec<Envelope> =
+        readys.iter().map(|r| codec::decode_envelope(r, MAX_ENVELOPE_LEN)).collect::<Result<_, _>>().ok()?;
+    let first = readys.first()?;
+    match Message::from_envelope(first, 0).ok()? {
+        Message::Ready { instance, digest } => Some(Certificate { instance, digest, readys }),
+        _ => None,
+    }
+}
+
+/// A message waiting for its signature check.
+struct VerifyJob {
+    pending: Pending,
+    gossip_id: gossipsub::MessageId,
+    source: PeerId,
+    received: Instant,
+}
+
+struct VerifyResult {
+    job: VerifyJob,
+    result: Result<VerifiedEnvelope, VerifyError>,
+}
+
+/// A fixed pool of threads verifying signatures off the reactor, fed by a bounded queue.
+struct Verifier {
+    jobs: std::sync::mpsc::SyncSender<VerifyJob>,
+    in_flight: usize,
+    capacity: usize,
+}
+
+impl Verifier {
+    fn start(workers: usize, capacity: usize, results: mpsc::Sender<VerifyResult>) -> Verifier {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<VerifyJob>(capacity);
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for i in 0..workers {
+            let queue = queue.clone();
+            let results = results.clone();
+            let spawned = std::thread::Builder::new().name(format!("byzgossip-verify-{i}")).spawn(move || {
+                loop {
+                    let job = match queue.lock() {
+                        Ok(q) => q.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    let result = job.pending.verify();
+                    if results.blocking_send(VerifyResult { job, result }).is_err() {
+                        return;
+                    }
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a verification thread");
+            }
+        }
+        Verifier { jobs, in_flight: 0, capacity }
+    }
+
+    /// Queues a job; gives it back when the queue is full.
+    fn submit(&mut self, job: VerifyJob) -> Result<(), VerifyJob> {
+        if self.in_flight >= self.capacity {
+            return Err(job);
+        }
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                self.in_flight += 1;
+                Ok(())
+            }
+            Err(std::sync::mpsc::TrySendError::Full(job) | std::sync::mpsc::TrySendError::Disconnected(job)) => Err(job),
+        }
+    }
+}
+
+/// What an outbound sync request was for.
+enum SyncPurpose {
+    Digest,
+    Value { instance: InstanceId },
+}
+
+/// Own messages to retransmit until their instance is delivered here.
+struct Retransmit {
+    envelope: Envelope,
+    next_at: Instant,
+    interval: Duration,
+}
+
+struct Runtime {
+    swarm: Swarm<Behaviour>,
+    topics: Topics,
+    network: NetworkId,
+    committee: Committee,
+    keypair: Keypair,
+    me: PublicKey,
+    admission: Admission,
+    bracha: Option<Bracha>,
+    store: Arc<dyn Store>,
+    events: broadcast::Sender<DeliveryEvent>,
+    metrics: Metrics,
+    libp2p_metrics: libp2p::metrics::Metrics,
+    interceptor: Option<Box<dyn Interceptor>>,
+    verifier: Verifier,
+    subscribed: HashSet<String>,
+    recent_gossip: RecentGossip,
+    connected: HashSet<PeerId>,
+    bootstrap: Vec<(Multiaddr, Option<PeerId>)>,
+    redial: HashMap<PeerId, (Instant, Duration)>,
+    redial_base: Duration,
+    sync_requests: HashMap<OutboundRequestId, SyncPurpose>,
+    retransmit: HashMap<(InstanceId, Kind), Retransmit>,
+    first_seen: HashMap<InstanceId, Instant>,
+    listen: Vec<Multiaddr>,
+    max_message_len: usize,
+    max_value_len: usize,
+    gossip_policy: GossipPolicy,
+}
+
+pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError> {
+    let NodeBuilder { config, store, interceptor } = builder;
+    config.validate().map_err(NodeError::Config)?;
+    let committee = config.genesis.committee().map_err(cfg_err)?;
+    let network = config.genesis.network_id();
+    let me = config.keypair.public();
+    let member = committee.index_of(&me);
+
+    let store: Arc<dyn Store> = match (store, &config.data_dir) {
+        (Some(store), _) => store,
+        (None, Some(dir)) => {
+            std::fs::create_dir_all(dir).map_err(|e| NodeError::Config(format!("data dir {}: {e}", dir.display())))?;
+            Arc::new(RedbStore::open(dir)?)
+        }
+        (None, None) => Arc::new(MemoryStore::new()),
+    };
+    let admission =
+        Admission::new(config.admission.clone(), network, committee.clone(), config.genesis.policy).map_err(cfg_err)?;
+    let bracha = match member {
+        Some(_) => Some(Bracha::new(committee.clone(), config.keypair.clone(), network, config.bracha.clone()).map_err(cfg_err)?),
+        None => None,
+    };
+
+    let key = identity::libp2p_keypair(&config.keypair);
+    let peer_id = key.public().to_peer_id();
+    let (metrics, mut registry) = Metrics::new();
+    let libp2p_metrics = libp2p::metrics::Metrics::new(&mut registry);
+    metrics.install(registry);
+    let mut swarm = network::build_swarm(
+        key,
+        committee.n(),
+        config.admission.max_message_len,
+        config.max_connections,
+        config.max_connections_per_peer,
+    )
+    .map_err(NodeError::Network)?;
+    let listen = bind(&mut swarm, &config.listen, peer_id).await?;
+
+    let topics = Topics::new(&network);
+    swarm.behaviour_mut().gossipsub.subscribe(&topics.bracha()).map_err(|e| NodeError::Network(e.to_string()))?;
+    let mut subscribed = HashSet::new();
+    for topic in &config.topics {
+        swarm.behaviour_mut().gossipsub.subscribe(&topics.gossip(topic)).map_err(|e| NodeError::Network(e.to_string()))?;
+        subscribed.insert(topic.clone());
+    }
+
+    let api_listener = match config.api_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| NodeError::Listen { addr: addr.to_string(), reason: e.to_string() })?,
+        ),
+        None => None,
+    };
+    let api_addr = api_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let (commands_tx, commands_rx) = mpsc::channel(crate::handle::COMMAND_QUEUE);
+    let (results_tx, results_rx) = mpsc::channel(config.validation_queue.max(1));
+    let verifier = Verifier::start(config.verify_workers, config.validation_queue, results_tx);
+
+    let bootstrap = bootstrap_addrs(&config, peer_id);
+    let mut runtime = Runtime {
+        swarm,
+        topics,
+        network,
+        committee,
+        keypair: config.keypair.clone(),
+        me,
+        admission,
+        bracha,
+        store: store.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+        libp2p_metrics,
+        interceptor,
+        verifier,
+        subscribed,
+        recent_gossip: RecentGossip::default(),
+        connected: HashSet::new(),
+        bootstrap,
+        redial: HashMap::new(),
+        redial_base: config.redial_backoff,
+        sync_requests: HashMap::new(),
+        retransmit: HashMap::new(),
+        first_seen: HashMap::new(),
+        listen: listen.clone(),
+        max_message_len: config.admission.max_message_len,
+        max_value_len: config.bracha.max_value_len,
+        gossip_policy: config.genesis.policy,
+    };
+    runtime.restore().await?;
+    for (addr, _) in runtime.bootstrap.clone() {
+        if let Err(e) = runtime.swarm.dial(addr.clone()) {
+            tracing::debug!(%addr, error = %e, "bootstrap dial failed");
+        }
+    }
+
+    let tick = config.tick_interval;
+    let sync_interval = config.sync_interval;
+    let task = tokio::spawn(runtime.run(commands_rx, results_rx, tick, sync_interval));
+    let handle = NodeHandle {
+        commands: commands_tx,
+        events,
+        store,
+        info: Arc::new(NodeInfo { public_key: me, peer_id, listen, api: api_addr }),
+        task: Arc::new(std::sync::Mutex::new(Some(task))),
+    };
+    if let Some(listener) = api_listener {
+        tokio::spawn(crate::api::serve(listener, handle.clone(), metrics));
+    }
+    tracing::info!(%peer_id, member = ?member, api = ?api_addr, "node started");
+    Ok(handle)
+}
+
+/// Starts listening and waits until every listen address is bound (ports resolved).
+async fn bind(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr], peer_id: PeerId) -> Result<Vec<Multiaddr>, NodeError> {
+    let mut listeners = HashMap::new();
+    for addr in addrs {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
+        listeners.insert(id, addr.clone());
+    }
+    let mut bound = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !listeners.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+            .await
+            .map_err(|_| NodeError::Listen { addr: format!("{:?}", listeners.values()), reason: "timed out".into() })?;
+        match event {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                if listeners.remove(&listener_id).is_some() {
+                    bound.push(address.with_p2p(peer_id).unwrap_or_else(|a| a));
+                }
+            }
+            SwarmEvent::ListenerError { listener_id, error } | SwarmEvent::ListenerClosed { listener_id, reason: Err(error), .. } => {
+                let addr = listeners.remove(&listener_id).map(|a| a.to_string()).unwrap_or_default();
+                return Err(NodeError::Listen { addr, reason: error.to_string() });
+            }
+            _ => {}
+        }
+    }
+    Ok(bound)
+}
+
+fn bootstrap_addrs(config: &NodeConfig, me: PeerId) -> Vec<(Multiaddr, Option<PeerId>)> {
+    let mut out = Vec::new();
+    let genesis = config.genesis.bootstrap.iter().filter(|_| config.use_genesis_bootstrap).filter_map(|a| a.parse::<Multiaddr>().ok());
+    for addr in genesis.chain(config.bootstrap.iter().cloned()) {
+        let peer = addr.iter().find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        });
+        if peer != Some(me) {
+            out.push((addr, peer));
+        }
+    }
+    out
+}
+
+impl Runtime {
+    /// Restores Bracha state from storage: watermarks, own votes (so this node never votes
+    /// differently after a restart), and broadcasts whose seq was reserved but whose SEND was
+    /// lost to a crash before it was stored (they get an empty value, so the origin's window
+    /// never stalls on a gap).
+    async fn restore(&mut self) -> Result<(), NodeError> {
+        let Some(bracha) = self.bracha.as_mut() else { return Ok(()) };
+        let now = now_ms();
+        let marks = blocking(&self.store, |s| s.high_watermarks()).await?;
+        for mark in &marks {
+            if self.committee.contains(&mark.origin) {
+                bracha.set_low_watermark(&mark.origin, mark.low).map_err(cfg_err)?;
+            }
+        }
+        let own = blocking(&self.store, |s| s.own_messages()).await?;
+        let mut own_sends = HashSet::new();
+        let mut steps = Vec::new();
+        for message in own {
+            let Ok(envelope) = codec::decode_envelope(&message.envelope, MAX_ENVELOPE_LEN) else { continue };
+            if message.kind == Kind::BrachaSend {
+                own_sends.insert(message.seq);
+            }
+            match bracha.restore_own_vote(&envelope, now) {
+                Ok(step) => {
+                    let instance = InstanceId { origin: message.instance_origin, seq: message.seq };
+                    if bracha.retained(&instance).is_none() && bracha.low_watermark(&instance.origin).is_some_and(|low| instance.seq >= low) {
+                        self.retransmit.insert((instance, message.kind), Retransmit { envelope, next_at: Instant::now(), interval: RETRANSMIT_FIRST });
+                    }
+                    steps.push(step);
+                }
+                Err(e) => tracing::debug!(error = %e, "own message not restored"),
+            }
+        }
+        let next = blocking(&self.store, |s| s.peek_seq(SeqStream::Broadcast)).await?;
+        let low = bracha.low_watermark(&self.me).unwrap_or(0);
+        for seq in low..next {
+            if !own_sends.contains(&seq) {
+                tracing::warn!(seq, "broadcast lost in a crash before its SEND was stored; filling with an empty value");
+                let bracha = self.bracha.as_mut().expect("member");
+                match bracha.broadcast_at(seq, Vec::new(), now) {
+                    Ok(step) => steps.push(step),
+                    Err(e) => tracing::warn!(seq, error = %e, "cannot fill lost broadcast"),
+                }
+            }
+        }
+        for step in steps {
+            self.apply_step(step).await;
+        }
+        Ok(())
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut results: mpsc::Receiver<VerifyResult>,
+        tick: Duration,
+        sync_interval: Duration,
+    ) {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut sync_timer = tokio::time::interval(sync_interval);
+        sync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(command) => self.on_command(command).await,
+                    None => break,
+                },
+                Some(result) = results.recv() => self.on_verified(result).await,
+                _ = ticker.tick() => self.on_tick().await,
+                _ = sync_timer.tick() => self.start_sync(),
+            }
+        }
+        tracing::info!("node stopped");
+    }
+
+    // ---- commands ----
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Broadcast { value, reply } => {
+                let _ = reply.send(self.broadcast(value).await);
+            }
+            Command::Publish { topic, payload, reply } => {
+                let _ = reply.send(self.publish(topic, payload).await);
+            }
+            Command::PublishRaw { topic, bytes, reply } => {
+                let topic = match topic {
+                    RawTopic::Bracha => self.topics.bracha(),
+                    RawTopic::Gossip(name) => self.topics.gossip(&name),
+                };
+                let result = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes);
+                let _ = reply.send(result.map(|_| ()).map_err(|e| NodeError::Network(e.to_string())));
+            }
+            Command::Subscribe { topic, reply } => {
+                let result = network::check_topic_name(&topic).map_err(NodeError::Refused).and_then(|()| {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .subscribe(&self.topics.gossip(&topic))
+                        .map(|_| ())
+                        .map_err(|e| NodeError::Network(e.to_string()))
+                });
+                if result.is_ok() {
+                    self.subscribed.insert(topic);
+                }
+                let _ = reply.send(result);
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peers());
+            }
+            Command::Status { reply } => {
+                let last_cursor = blocking(&self.store, |s| s.last_cursor()).await.unwrap_or(0);
+                let _ = reply.send(Status {
+                    public_key: self.me,
+                    peer_id: self.swarm.local_peer_id().to_string(),
+                    member: self.committee.index_of(&self.me),
+                    network: self.network.to_hex(),
+                    n: self.committee.n(),
+                    f: self.committee.f(),
+                    listen: self.listen.iter().map(ToString::to_string).collect(),
+                    connected_peers: self.connected.len(),
+                    last_cursor,
+                    open_instances: self.bracha.as_ref().map_or(0, |b| b.open_instances().count()),
+                    validation_queue: self.verifier.in_flight,
+                });
+            }
+            Command::Dial { addr, reply } => {
+                let _ = reply.send(self.swarm.dial(addr).map_err(|e| NodeError::Network(e.to_string())));
+            }
+            Command::Disconnect { peer, block, reply } => {
+                if block {
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                } else {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+                let _ = reply.send(());
+            }
+            Command::Shutdown { .. } => {}
+        }
+    }
+
+    async fn broadcast(&mut self, value: Vec<u8>) -> Result<InstanceId, NodeError> {
+        let Some(bracha) = self.bracha.as_ref() else { return Err(NodeError::NotAMember) };
+        if value.len() > self.max_value_len {
+            return Err(NodeError::Refused(format!("value of {} bytes is over the limit of {}", value.len(), self.max_value_len)));
+        }
+        // Refuse before reserving a seq: a reserved seq that is never broadcast would stall
+        // this origin's window.
+        let next = blocking(&self.store, |s| s.peek_seq(SeqStream::Broadcast)).await?;
+        if let Some(window) = bracha.window(&self.me)
+            && !window.contains(&next)
+        {
+            return Err(NodeError::Refused(format!(
+                "{} broadcasts are still being delivered; retry when one completes",
+                window.end - window.start
+            )));
+        }
+        let seq = blocking(&self.store, |s| s.reserve_seq(SeqStream::Broadcast)).await?;
+        let instance = InstanceId { origin: self.me, seq };
+        let step = self
+            .bracha
+            .as_mut()
+            .expect("member checked above")
+            .broadcast_at(seq, value, now_ms())
+            .map_err(|e| NodeError::Refused(e.to_string()))?;
+        self.first_seen.entry(instance).or_insert_with(Instant::now);
+        self.apply_step(step).await;
+        Ok(instance)
+    }
+
+    async fn publish(&mut self, topic: String, payload: Vec<u8>) -> Result<byzgossip_crypto::MessageId, NodeError> {
+        network::check_topic_name(&topic).map_err(NodeError::Refused)?;
+        if self.gossip_policy == GossipPolicy::Committee && !self.committee.contains(&self.me) {
+            return Err(NodeError::NotAMember);
+        }
+        let body = GossipBody { topic: topic.clone(), payload }.encode();
+        if body.len() + codec::ENVELOPE_OVERHEAD > self.max_message_len {
+            return Err(NodeError::Refused(format!("message is over the limit of {} bytes", self.max_message_len)));
+        }
+        let seq = blocking(&self.store, |s| s.reserve_seq(SeqStream::Gossip)).await?;
+        let envelope = Envelope::seal(&self.keypair, self.network, Kind::Gossip, seq, now_ms(), body)
+            .map_err(|e| NodeError::Refused(e.to_string()))?;
+        let id = envelope.id();
+        let bytes = codec::encode_envelope(&envelope);
+        self.recent_gossip.push(self.me, seq, bytes);
+        self.publish_envelope(self.topics.gossip(&topic), &envelope);
+        Ok(id)
+    }
+
+    /// Publishes an own envelope through the interceptor.
+    fn publish_envelope(&mut self, topic: gossipsub::IdentTopic, envelope: &Envelope) {
+        let messages = match self.interceptor.as_mut() {
+            Some(interceptor) => interceptor.outgoing(envelope),
+            None => vec![codec::encode_envelope(envelope)],
+        };
+        for bytes in messages {
+            Metrics::inc(&self.metrics.published, "kind", envelope.header().kind.label());
+            if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes) {
+                tracing::debug!(error = %e, kind = envelope.header().kind.label(), "publish failed (will be retransmitted or synced)");
+            }
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        let snapshot = self.admission.snapshot(now_ms());
+        snapshot
+            .peers
+            .into_iter()
+            .map(|peer| {
+                let peer_id = identity::peer_id(&peer.peer);
+                PeerInfo {
+                    peer_id: peer_id.map(|p| p.to_string()).unwrap_or_default(),
+                    connected: peer_id.is_some_and(|p| self.connected.contains(&p)),
+                    member: self.committee.index_of(&peer.peer),
+                    reputation: peer,
+                }
+            })
+            .collect()
+    }
+}
+
+impl Runtime {
+    // ---- swarm events ----
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.libp2p_metrics_record(&event);
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
+                self.on_gossip(propagation_source, message_id, message);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. })) => {
+                // Remember the peer's listen addresses on loopback so gossipsub and sync can redial.
+                for addr in info.listen_addrs {
+                    self.swarm.add_peer_address(peer_id, addr);
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.connected.insert(peer_id);
+                self.redial.remove(&peer_id);
+                if identity::public_key(&peer_id).is_none() {
+                    // Not an ed25519 identity: its messages could not be scored. Refuse it.
+                    tracing::debug!(%peer_id, "peer without an ed25519 identity refused");
+                    self.swarm.behaviour_mut().blocked.block_peer(peer_id);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.connected.remove(&peer_id);
+                if self.bootstrap.iter().any(|(_, p)| *p == Some(peer_id)) {
+                    self.redial.entry(peer_id).or_insert((Instant::now() + self.redial_base, self.redial_base));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer_id), .. } => {
+                if self.bootstrap.iter().any(|(_, p)| *p == Some(peer_id)) && !self.connected.contains(&peer_id) {
+                    let entry = self.redial.entry(peer_id).or_insert((Instant::now(), self.redial_base));
+                    entry.1 = (entry.1 * 2).min(Duration::from_secs(30));
+                    entry.0 = Instant::now() + entry.1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn libp2p_metrics_record(&mut self, event: &SwarmEvent<BehaviourEvent>) {
+        use libp2p::metrics::Recorder;
+        self.libp2p_metrics.record(event);
+    }
+
+    fn report(&mut self, id: &gossipsub::MessageId, source: &PeerId, acceptance: Acceptance) {
+        let acceptance = match acceptance {
+            Acceptance::Accept => gossipsub::MessageAcceptance::Accept,
+            Acceptance::Ignore => gossipsub::MessageAcceptance::Ignore,
+            Acceptance::Reject => gossipsub::MessageAcceptance::Reject,
+        };
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
+    }
+
+    /// First half of admission for a gossipsub message (everything before the signature).
+    fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        let received = Instant::now();
+        if let Some(interceptor) = self.interceptor.as_mut()
+            && interceptor.inbound(&source, &message.data) == Inbound::Drop
+        {
+            self.report(&id, &source, Acceptance::Ignore);
+            return;
+        }
+        let Some(from) = identity::public_key(&source) else {
+            self.report(&id, &source, Acceptance::Ignore);
+            return;
+        };
+        let now = now_ms();
+        let pending = match self.admission.precheck(from, &message.data, now) {
+            Ok(pending) => pending,
+            Err(verdict) => {
+                self.finish_verdict(&id, &source, "unknown", verdict, received);
+                return;
+            }
+        };
+        // The kind must travel on its topic, and a gossip body must name the topic it came
+        // on: the forwarder could have checked both.
+        let kind = pending.envelope().header().kind;
+        let topic_ok = match kind {
+            Kind::Gossip => {
+                let body = GossipBody::decode(pending.envelope().body(), self.max_message_len);
+                body.is_some_and(|b| self.topics.app_topic(message.topic.as_str()) == Some(b.topic.as_str()))
+            }
+            _ => message.topic == self.topics.bracha().hash(),
+        };
+        if !topic_ok {
+            self.penalise(from, Event::Malformed, now);
+            self.metrics.message(kind.label(), "wrong_topic");
+            Metrics::inc(&self.metrics.rejections, "reason", "wrong_topic");
+            self.report(&id, &source, Acceptance::Reject);
+            return;
+        }
+        let job = VerifyJob { pending, gossip_id: id, source, received };
+        if let Err(job) = self.verifier.submit(job) {
+            self.metrics.message(kind.label(), "overloaded");
+            self.report(&job.gossip_id, &job.source, Acceptance::Ignore);
+        }
+        self.metrics.queue_depth.get_or_create(&vec![("queue", "validation".to_owned())]).set(self.verifier.in_flight as i64);
+    }
+
+    /// Second half of admission, once the signature was checked on a worker.
+    async fn on_verified(&mut self, VerifyResult { job, result }: VerifyResult) {
+        self.verifier.in_flight = self.verifier.in_flight.saturating_sub(1);
+        let kind = job.pending.envelope().header().kind.label();
+        let verdict = self.admission.complete(job.pending, result, now_ms());
+        let accepted = match &verdict {
+            Verdict::Accept(envelope) => Some(envelope.clone()),
+            _ => None,
+        };
+        self.finish_verdict(&job.gossip_id, &job.source, kind, verdict, job.received);
+        if let Some(envelope) = accepted {
+            self.on_admitted(envelope).await;
+        }
+    }
+
+    /// Reports a verdict to gossipsub, counts it, logs it, and applies status changes.
+    fn finish_verdict(&mut self, id: &gossipsub::MessageId, source: &PeerId, kind: &str, verdict: Verdict, received: Instant) {
+        self.metrics.admission_seconds.observe(received.elapsed().as_secs_f64());
+        self.metrics.message(kind, verdict.label());
+        if let Verdict::Reject(reason, blame) = &verdict {
+            Metrics::inc(&self.metrics.rejections, "reason", reason.label());
+            tracing::debug!(reason = reason.label(), ?blame, %source, "message rejected");
+        }
+        self.report(id, source, verdict.acceptance());
+        self.drain_status_changes();
+    }
+
+    /// Applies reputation status changes: ban and unban at the swarm, and log them.
+    fn drain_status_changes(&mut self) {
+        while let Some(change) = self.admission.poll_status_change() {
+            self.apply_status_change(change);
+        }
+    }
+
+    fn apply_status_change(&mut self, change: StatusChange) {
+        let label = match change.to {
+            PeerStatus::Ok => "ok",
+            PeerStatus::Graylisted => "graylisted",
+            PeerStatus::Banned { .. } => "banned",
+            PeerStatus::Excluded { .. } => "excluded",
+        };
+        self.metrics
+            .status_changes
+            .get_or_create(&vec![("to", label.to_owned()), ("reason", format!("{:?}", change.event).split([' ', '{', '(']).next().unwrap_or("").to_owned())])
+            .inc();
+        let Some(peer) = identity::peer_id(&change.peer) else { return };
+        match change.to {
+            PeerStatus::Banned { until_ms } => {
+                tracing::warn!(%peer, until_ms, reason = ?change.event, score = change.score, "peer banned");
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+            PeerStatus::Excluded { evidence } => {
+                tracing::warn!(%peer, %evidence, "peer excluded for equivocation");
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+            PeerStatus::Graylisted => tracing::info!(%peer, reason = ?change.event, score = change.score, "peer graylisted"),
+            PeerStatus::Ok => {
+                if matches!(change.from, PeerStatus::Banned { .. }) {
+                    tracing::info!(%peer, "ban expired");
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                }
+            }
+        }
+    }
+
+    fn penalise(&mut self, peer: PublicKey, event: Event, now: u64) {
+        if let Some(change) = self.admission.record(peer, event, now) {
+            self.apply_status_change(change);
+        }
+    }
+
+    /// Acts on an admitted envelope.
+    async fn on_admitted(&mut self, envelope: VerifiedEnvelope) {
+        match envelope.header().kind {
+            Kind::Gossip => self.on_gossip_admitted(&envelope),
+            Kind::BrachaSend | Kind::BrachaEcho | Kind::BrachaReady => {
+                if let Some(bracha) = self.bracha.as_mut() {
+                    if let Ok(Message::Send { instance, .. }) = Message::from_envelope(envelope.envelope(), self.max_value_len) {
+                        if self.first_seen.len() < MAX_TRACKED_LATENCY {
+                            self.first_seen.entry(instance).or_insert_with(Instant::now);
+                        }
+                    }
+                    let step = bracha.handle(&envelope, now_ms());
+                    self.apply_step(step).await;
+                }
+            }
+            Kind::Evidence => self.on_evidence_envelope(&envelope),
+        }
+    }
+
+    fn on_gossip_admitted(&mut self, envelope: &VerifiedEnvelope) {
+        let Some(body) = GossipBody::decode(envelope.body(), self.max_message_len) else { return };
+        let header = envelope.header();
+        self.recent_gossip.push(header.origin, header.seq, codec::encode_envelope(envelope.envelope()));
+        if self.subscribed.contains(&body.topic) {
+            let _ = self.events.send(DeliveryEvent::Gossip(GossipMessage {
+                topic: body.topic,
+                origin: header.origin,
+                seq: header.seq,
+                timestamp_ms: header.timestamp_ms,
+                id: envelope.id(),
+                payload: body.payload,
+            }));
+        }
+    }
+
+    /// Equivocation evidence gossiped by another node: verify it on our own, then exclude.
+    fn on_evidence_envelope(&mut self, envelope: &VerifiedEnvelope) {
+        let Ok(evidence) = Evidence::decode(envelope.body(), self.max_message_len) else { return };
+        self.on_evidence(evidence, false);
+    }
+
+    fn on_evidence(&mut self, evidence: Evidence, gossip: bool) {
+        match evidence.verify(&self.committee, &self.network) {
+            Ok(offender) => {
+                let now = now_ms();
+                self.penalise(offender, Event::Equivocation { evidence: evidence.digest() }, now);
+                if gossip {
+                    match Envelope::seal(&self.keypair, self.network, Kind::Evidence, 0, now, evidence.encode()) {
+                        Ok(envelope) => self.publish_envelope(self.topics.bracha(), &envelope),
+                        Err(e) => tracing::warn!(error = %e, "cannot seal evidence"),
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "evidence does not verify"),
+        }
+    }
+
+    // ---- Bracha steps ----
+
+    async fn apply_step(&mut self, step: Step) {
+        let now = now_ms();
+        for envelope in step.outgoing {
+            let Ok(message) = Message::from_envelope(&envelope, self.max_value_len) else { continue };
+            let instance = *message.instance();
+            let kind = envelope.header().kind;
+            let bytes = codec::encode_envelope(&envelope);
+            let stored = blocking(&self.store, move |s| s.record_own_message(instance.origin, instance.seq, kind, &bytes)).await;
+            let envelope = match stored {
+                Ok(None) => envelope,
+                // Already stored (a restart): publish the stored vote, never a different one.
+                Ok(Some(first)) => match codec::decode_envelope(&first, MAX_ENVELOPE_LEN) {
+                    Ok(first) => first,
+                    Err(_) => continue,
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot store own vote; not sending it");
+                    continue;
+                }
+            };
+            self.publish_envelope(self.topics.bracha(), &envelope);
+            self.retransmit.insert((instance, kind), Retransmit { envelope, next_at: Instant::now() + RETRANSMIT_FIRST, interval: RETRANSMIT_FIRST });
+        }
+        for fetch in step.fetches {
+            let candidates: Vec<PeerId> = fetch
+                .from
+                .iter()
+                .filter_map(|i| self.committee.member(*i))
+                .filter_map(identity::peer_id)
+                .filter(|p| self.connected.contains(p))
+                .collect();
+            let target = candidates.first().copied().or_else(|| self.connected.iter().next().copied());
+            if let Some(peer) = target {
+                let request = SyncRequest::Value { origin: fetch.instance.origin, seq: fetch.instance.seq, digest: fetch.digest };
+                self.send_sync(peer, request, SyncPurpose::Value { instance: fetch.instance });
+            }
+        }
+        for delivery in step.delivered {
+            self.retransmit.retain(|(instance, _), _| *instance != delivery.instance);
+            let stored = StoredDelivery {
+                origin: delivery.instance.origin,
+                seq: delivery.instance.seq,
+                digest: delivery.digest,
+                value: delivery.value.clone(),
+                certificate: encode_certificate(&delivery.certificate),
+                delivered_at_ms: now,
+            };
+            let certificate = stored.certificate.clone();
+            match blocking(&self.store, move |s| s.insert_delivery(&stored)).await {
+                Ok(Appended::New(cursor)) => {
+                    self.metrics.bracha_deliveries.inc();
+                    if let Some(start) = self.first_seen.remove(&delivery.instance) {
+                        self.metrics.bracha_latency_seconds.observe(start.elapsed().as_secs_f64());
+                    }
+                    tracing::debug!(instance = ?delivery.instance, cursor, "delivered");
+                    let _ = self.events.send(DeliveryEvent::Bracha(Delivered {
+                        cursor,
+                        instance: delivery.instance,
+                        value: delivery.value,
+                        digest: delivery.digest,
+                        certificate,
+                        delivered_at_ms: now,
+                    }));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot store a delivery"),
+            }
+        }
+        for evidence in step.evidence {
+            self.on_evidence(evidence, true);
+        }
+        for fault in step.faults {
+            Metrics::inc(&self.metrics.faults, "kind", fault.kind.label());
+            if fault.kind.is_provable() {
+                let event = if matches!(fault.kind, byzgossip_bracha::FaultKind::Equivocation) { continue } else { Event::Malformed };
+                self.penalise(fault.member, event, now);
+            }
+        }
+    }
+
+    // ---- timers ----
+
+    async fn on_tick(&mut self) {
+        let now = now_ms();
+        if let Some(bracha) = self.bracha.as_mut() {
+            let step = bracha.tick(now);
+            self.apply_step(step).await;
+        }
+        self.retransmit_due();
+        self.drain_status_changes();
+        // Feed our scores to gossipsub as the application score (P5).
+        let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+        for peer in peers {
+            if let Some(key) = identity::public_key(&peer) {
+                let score = self.admission.reputation().app_score(&key, now);
+                self.swarm.behaviour_mut().gossipsub.set_application_score(&peer, score);
+            }
+        }
+        let snapshot = self.admission.snapshot(now);
+        let mut by_status: HashMap<&'static str, i64> = HashMap::new();
+        for peer in &snapshot.peers {
+            let label = match peer.status {
+                PeerStatus::Ok => "ok",
+                PeerStatus::Graylisted => "graylisted",
+                PeerStatus::Banned { .. } => "banned",
+                PeerStatus::Excluded { .. } => "excluded",
+            };
+            *by_status.entry(label).or_default() += 1;
+        }
+        for label in ["ok", "graylisted", "banned", "excluded"] {
+            self.metrics.peers.get_or_create(&vec![("status", label.to_owned())]).set(by_status.get(label).copied().unwrap_or(0));
+        }
+        // Redial dropped bootstrap peers with backoff.
+        let due: Vec<PeerId> = self.redial.iter().filter(|(_, (at, _))| *at <= Instant::now()).map(|(p, _)| *p).collect();
+        for peer in due {
+            if let Some((addr, _)) = self.bootstrap.iter().find(|(_, p)| *p == Some(peer)).cloned() {
+                let _ = self.swarm.dial(addr);
+            }
+            if let Some(entry) = self.redial.get_mut(&peer) {
+                entry.1 = (entry.1 * 2).min(Duration::from_secs(30));
+                entry.0 = Instant::now() + entry.1;
+            }
+        }
+    }
+
+    /// Re-signs and republishes own messages of instances not yet delivered here.
+    fn retransmit_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(InstanceId, Kind)> = self.retransmit.iter().filter(|(_, r)| r.next_at <= now).map(|(k, _)| *k).collect();
+        for key in due {
+            let Some(entry) = self.retransmit.get_mut(&key) else { continue };
+            let Ok(message) = Message::from_envelope(&entry.envelope, self.max_value_len) else { continue };
+            let Ok(fresh) = message.seal(&self.keypair, self.network, now_ms()) else { continue };
+            entry.interval = (entry.interval * 2).min(RETRANSMIT_MAX);
+            entry.next_at = now + entry.interval;
+            Metrics::inc(&self.metrics.published, "kind", "retransmit");
+            self.publish_envelope(self.topics.bracha(), &fresh);
+        }
+    }
+
+    // ---- sync ----
+
+    fn send_sync(&mut self, peer: PeerId, request: SyncRequest, purpose: SyncPurpose) {
+        if self.sync_requests.len() >= MAX_SYNC_IN_FLIGHT {
+            return;
+        }
+        let label = match purpose {
+            SyncPurpose::Digest => "digest_sent",
+            SyncPurpose::Value { .. } => "value_sent",
+        };
+        Metrics::inc(&self.metrics.sync, "kind", label);
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        self.sync_requests.insert(id, purpose);
+    }
+
+    /// Sends a digest of what this node has to a random connected peer.
+    fn start_sync(&mut self) {
+        let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+        let Some(peer) = peers.choose(&mut rand::rng()).copied() else { return };
+        let store = self.store.clone();
+        let bracha_marks: Vec<OriginMark> = store
+            .high_watermarks()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| OriginMark { origin: m.origin, next: m.low })
+            .collect();
+        let gossip: Vec<OriginMark> = self.recent_gossip.marks().map(|(origin, next)| OriginMark { origin, next }).collect();
+        let mut bracha = bracha_marks;
+        bracha.truncate(crate::sync::MAX_DIGEST_ORIGINS / 2);
+        let mut gossip = gossip;
+        gossip.truncate(crate::sync::MAX_DIGEST_ORIGINS / 2);
+        self.send_sync(peer, SyncRequest::Digest { bracha, gossip }, SyncPurpose::Digest);
+    }
+
+    async fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message { peer, message: request_response::Message::Request { request, channel, .. }, .. } => {
+                let response = self.serve_sync(request).await;
+                let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
+                let _ = peer;
+            }
+            request_response::Event::Message { peer, message: request_response::Message::Response { request_id, response }, .. } => {
+                let purpose = self.sync_requests.remove(&request_id);
+                self.on_sync_response(peer, purpose, response).await;
+            }
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                self.sync_requests.remove(&request_id);
+                Metrics::inc(&self.metrics.sync, "kind", "failed");
+                tracing::debug!(%error, "sync request failed");
+            }
+            _ => {}
+        }
+    }
+
+    async fn serve_sync(&mut self, request: SyncRequest) -> SyncResponse {
+        match request {
+            SyncRequest::Value { origin, seq, digest } => {
+                Metrics::inc(&self.metrics.sync, "kind", "value_served");
+                let instance = InstanceId { origin, seq };
+                if let Some(value) = self.bracha.as_ref().and_then(|b| b.value(&instance, &digest)) {
+                    return SyncResponse::Value(Some(serde_bytes::ByteBuf::from(value.to_vec())));
+                }
+                let stored = blocking(&self.store, move |s| s.delivery(origin, seq)).await.ok().flatten();
+                SyncResponse::Value(stored.filter(|(_, d)| d.digest == digest).map(|(_, d)| serde_bytes::ByteBuf::from(d.value)))
+            }
+            SyncRequest::Digest { bracha, gossip } => {
+                Metrics::inc(&self.metrics.sync, "kind", "digest_served");
+                let theirs: HashMap<PublicKey, u64> = bracha.iter().map(|m| (m.origin, m.next)).collect();
+                let members: Vec<PublicKey> = self.committee.members().to_vec();
+                let store = self.store.clone();
+                let mut response = blocking(&store, move |s| {
+                    let mut response = ResponseBuilder::default();
+                    let marks = s.high_watermarks().unwrap_or_default();
+                    'origins: for origin in members {
+                        let Some(mine) = marks.iter().find(|m| m.origin == origin) else { continue };
+                        let from = theirs.get(&origin).copied().unwrap_or(0);
+                        for seq in from..=mine.high {
+                            if let Ok(Some((_, d))) = s.delivery(origin, seq)
+                                && !response.push_delivery(d.certificate, d.value)
+                            {
+                                break 'origins;
+                            }
+                        }
+                    }
+                    response
+                })
+                .await;
+                let gossip_marks: HashMap<PublicKey, u64> = gossip.iter().map(|m| (m.origin, m.next)).collect();
+                for bytes in self.recent_gossip.missing(&gossip_marks) {
+                    if !response.push_gossip(bytes.clone()) {
+                        break;
+                    }
+                }
+                response.finish()
+            }
+        }
+    }
+
+    async fn on_sync_response(&mut self, peer: PeerId, purpose: Option<SyncPurpose>, response: SyncResponse) {
+        let from = identity::public_key(&peer);
+        match (purpose, response) {
+            (Some(SyncPurpose::Value { instance }), SyncResponse::Value(Some(value))) => {
+                if let Some(bracha) = self.bracha.as_mut() {
+                    let step = bracha.supply_value(&instance, value.into_vec(), now_ms());
+                    self.apply_step(step).await;
+                }
+            }
+            (Some(SyncPurpose::Digest), SyncResponse::Catchup { deliveries, gossip }) => {
+                let now = now_ms();
+                for delivery in deliveries {
+                    self.apply_synced_delivery(from, delivery.certificate, delivery.value).await;
+                }
+                let Some(from) = from else { return };
+                for bytes in gossip {
+                    match self.admission.admit_sync(from, &bytes, now) {
+                        Verdict::Accept(envelope) => {
+                            Metrics::inc(&self.metrics.sync, "kind", "envelope_admitted");
+                            self.on_admitted(envelope).await;
+                        }
+                        verdict => self.metrics.message("sync", verdict.label()),
+                    }
+                }
+                self.drain_status_changes();
+            }
+            _ => {}
+        }
+    }
+
+    /// A certificate and value from sync: verified on our own, then delivered.
+    async fn apply_synced_delivery(&mut self, from: Option<PublicKey>, certificate: Vec<u8>, value: Vec<u8>) {
+        let Some(certificate) = decode_certificate(&certificate) else {
+            if let Some(from) = from {
+                self.penalise(from, Event::Malformed, now_ms());
+            }
+            return;
+        };
+        if Digest::of(&value) != certificate.digest {
+            if let Some(from) = from {
+                self.penalise(from, Event::BadHash, now_ms());
+            }
+            return;
+        }
+        let instance = certificate.instance;
+        let verified = match certificate.verify(&self.committee, &self.network) {
+            Ok(verified) => verified,
+            Err(e) => {
+                tracing::debug!(error = %e, "synced certificate does not verify");
+                if let Some(from) = from {
+                    self.penalise(from, Event::BadSignature, now_ms());
+                }
+                return;
+            }
+        };
+        if let Some(bracha) = self.bracha.as_mut() {
+            match bracha.handle_certificate(&verified, value, now_ms()) {
+                Ok(step) => {
+                    if !step.delivered.is_empty() {
+                        Metrics::inc(&self.metrics.sync, "kind", "certificate_applied");
+                    }
+                    self.apply_step(step).await;
+                }
+                Err(e) => tracing::debug!(?instance, error = %e, "synced certificate not applied"),
+            }
+        }
+    }
+}
+
+/// The stream behind [`NodeHandle::deliveries`]: stored Bracha deliveries from `cursor`, then
+/// live events; after lagging, re-reads what it missed from storage.
+pub(crate) fn delivery_stream(
+    store: Arc<dyn Store>,
+    live: broadcast::Receiver<DeliveryEvent>,
+    cursor: u64,
+) -> impl Stream<Item = DeliveryEvent> + Send + 'static {
+    struct State {
+        store: Arc<dyn Store>,
+        live: broadcast::Receiver<DeliveryEvent>,
+        next: u64,
+        backlog: std::collections::VecDeque<DeliveryEvent>,
+        catching_up: bool,
+    }
+    let state = State { store, live, next: cursor.max(1), backlog: Default::default(), catching_up: true };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(event) = st.backlog.pop_front() {
+                return Some((event, st));
+            }
+            if st.catching_up {
+                let (store, from) = (st.store.clone(), st.next);
+                let page = blocking(&store, move |s| s.deliveries_from(from, crate::storage::MAX_DELIVERIES_PAGE)).await.unwrap_or_default();
+                if page.is_empty() {
+                    st.catching_up = false;
+                    continue;
+                }
+                for (cursor, d) in page {
+                    st.next = cursor + 1;
+                    st.backlog.push_back(DeliveryEvent::Bracha(Delivered {
+                        cursor,
+                        instance: InstanceId { origin: d.origin, seq: d.seq },
+                        value: d.value,
+                        digest: d.digest,
+                        certificate: d.certificate,
+                        delivered_at_ms: d.delivered_at_ms,
+                    }));
+                }
+                continue;
+            }
+            match st.live.recv().await {
+                Ok(DeliveryEvent::Bracha(d)) => {
+                    if d.cursor < st.next {
+                        continue; // already yielded from storage
+                    }
+                    if d.cursor > st.next {
+                        // Missed some between the stored read and the live subscription.
+                        st.catching_up = true;
+                        continue;
+                    }
+                    st.next = d.cursor + 1;
+                    return Some((DeliveryEvent::Bracha(d), st));
+                }
+                Ok(event) => return Some((event, st)),
+                Err(broadcast::error::RecvError::Lagged(_)) => st.catching_up = true,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}

@@ -1,0 +1,584 @@
+//! The replay guard: a time window plus a bounded seen-set of message ids (DESIGN.md section 4).
+//!
+//! # Rule
+//! A gossip envelope is inside the window when
+//! `now - max_age <= timestamp <= now + max_future`. An id admitted at `now` is remembered
+//! until at least `timestamp + max_age + max_future`; after that, the window alone refuses the
+//! envelope (it is then older than `max_age` at any clock within `max_future` of ours). So every
+//! replay is caught either by the window or by the set.
+//!
+//! Sync (anti-entropy) envelopes skip the `max_age` side of the window (an old but certified
+//! Bracha message must stay fetchable) and are remembered until
+//! `max(timestamp, now) + max_age + max_future`, so the same sync answer repeated within that
+//! time is a duplicate. The future side applies to both.
+//!
+//! # Only verified ids enter
+//! [`ReplayGuard::check`] is read-only and runs before the signature, to drop duplicates
+//! cheaply; [`ReplayGuard::insert`] runs only after the signature verified, so a forged copy
+//! that shares an honest header's id can never make the honest envelope look like a duplicate.
+//!
+//! # Bounds and cost
+//! At most `capacity` ids in total and `per_origin_capacity` per origin: a flooding origin
+//! fills only its own share and never evicts anyone's entries (nothing is ever evicted before
+//! its expiry, which would re-open a replay). Ids expire through a queue of time buckets of
+//! `bucket_ms` each, ordered by expiry: each id is pushed once and popped once, so expiry is
+//! amortised O(1) per id and never scans the set. The queue holds at most
+//! `(max_age + 2 max_future) / bucket_ms + 2` buckets.
+
+use crate::error::ConfigError;
+use crate::hash::{SeededMap, SeededState};
+use byzgossip_crypto::{Header, MessageId, PublicKey, VerifiedEnvelope};
+use std::collections::VecDeque;
+
+/// Default oldest accepted age: 5 minutes (DESIGN.md section 4). Long enough for gossip to
+/// cross a large mesh with retries, short enough to bound the seen-set.
+pub const DEFAULT_MAX_AGE_MS: u64 = 5 * 60 * 1000;
+/// Default tolerated clock lead of the signer: 2 seconds (NTP-synchronised hosts).
+pub const DEFAULT_MAX_FUTURE_MS: u64 = 2_000;
+/// Default seen-set capacity: 2^18 ids, at most about 30 MiB (about 117 bytes per id). At the
+/// n = 16 testnet's ceiling of about 80 deliveries/s with 2n + 1 envelopes each, five minutes
+/// hold about 800k ids; nodes on such loads raise it (1M ids: 112 MiB steady, 140 MiB peak
+/// while the table doubles).
+pub const DEFAULT_SEEN_CAPACITY: usize = 1 << 18;
+/// Default per-origin share: 2^15 ids (1/8 of the default capacity), i.e. about 100 envelopes/s
+/// sustained over the 5-minute window, well above one honest member's signing rate.
+pub const DEFAULT_PER_ORIGIN_CAPACITY: usize = 1 << 15;
+/// Default expiry bucket width: 1 s. Ids live at most one bucket (1 s) past their expiry.
+pub const DEFAULT_BUCKET_MS: u64 = 1_000;
+/// Most expiry buckets a configuration may need: bounds the queue's length (and the cost of
+/// one `expire` call on a clock jump) whatever the window and bucket width.
+pub const MAX_BUCKETS: u64 = 1 << 16;
+
+/// Window and seen-set limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayConfig {
+    /// Oldest accepted timestamp, relative to `now` (ms).
+    pub max_age_ms: u64,
+    /// Newest accepted timestamp, ahead of `now` (ms).
+    pub max_future_ms: u64,
+    /// Hard cap on remembered ids, all origins together.
+    pub capacity: usize,
+    /// Hard cap on remembered ids of one origin.
+    pub per_origin_capacity: usize,
+    /// Width of an expiry bucket (ms).
+    pub bucket_ms: u64,
+    /// Seed of the set's hasher (the node passes a random value).
+    pub hash_seed: u64,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            max_age_ms: DEFAULT_MAX_AGE_MS,
+            max_future_ms: DEFAULT_MAX_FUTURE_MS,
+            capacity: DEFAULT_SEEN_CAPACITY,
+            per_origin_capacity: DEFAULT_PER_ORIGIN_CAPACITY,
+            bucket_ms: DEFAULT_BUCKET_MS,
+            hash_seed: 0,
+        }
+    }
+}
+
+impl ReplayConfig {
+    /// Checks cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_age_ms == 0 {
+            return Err(ConfigError::invalid("max_age_ms", "must be positive"));
+        }
+        if self.bucket_ms == 0 {
+            return Err(ConfigError::invalid("bucket_ms", "must be positive"));
+        }
+        if self.capacity == 0 || self.capacity > u32::MAX as usize {
+            return Err(ConfigError::invalid("capacity", "must be in 1..=u32::MAX"));
+        }
+        if self.per_origin_capacity == 0 || self.per_origin_capacity > self.capacity {
+            return Err(ConfigError::invalid("per_origin_capacity", "must be in 1..=capacity"));
+        }
+        let span = self.max_age_ms.checked_add(self.max_future_ms.saturating_mul(2));
+        match span {
+            Some(span) if span / self.bucket_ms <= MAX_BUCKETS => Ok(()),
+            _ => Err(ConfigError::invalid("bucket_ms", "(max_age + 2 max_future) / bucket_ms exceeds MAX_BUCKETS")),
+        }
+    }
+
+    /// How long an id admitted with `timestamp` at `now` must be remembered, as an absolute
+    /// time.
+    fn expiry(&self, timestamp_ms: u64, now_ms: u64, mode: WindowMode) -> u64 {
+        let base = match mode {
+            WindowMode::Gossip => timestamp_ms,
+            WindowMode::Sync => timestamp_ms.max(now_ms),
+        };
+        base.saturating_add(self.max_age_ms).saturating_add(self.max_future_ms)
+    }
+}
+
+/// Which window applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WindowMode {
+    /// Live gossip: both sides of the window.
+    Gossip,
+    /// Anti-entropy: no `max_age` limit, the future limit stays (module docs).
+    Sync,
+}
+
+/// What the guard says about an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// Inside the window and not seen (after `insert`: now remembered).
+    Fresh,
+    /// Already remembered.
+    Duplicate,
+    /// Older than the window.
+    TooOld {
+        /// how far before the window's start the timestamp is
+        by_ms: u64,
+    },
+    /// Newer than the window.
+    TooNew {
+        /// how far past the window's end the timestamp is
+        by_ms: u64,
+    },
+    /// The set, or this origin's share of it, is full.
+    OverCapacity(PublicKey),
+}
+
+impl ReplayOutcome {
+    /// A short fixed name for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Fresh => "fresh",
+            Self::Duplicate => "duplicate",
+            Self::TooOld { .. } => "too_old",
+            Self::TooNew { .. } => "too_new",
+            Self::OverCapacity(_) => "seen_set_full",
+        }
+    }
+}
+
+/// Ids whose expiry lies in `((index - 1) * bucket_ms, index * bucket_ms]`.
+#[derive(Debug)]
+struct Bucket {
+    index: u64,
+    ids: Vec<MessageId>,
+}
+
+/// An interned origin and how many of its ids are remembered.
+#[derive(Debug)]
+struct OriginSlot {
+    key: PublicKey,
+    count: u32,
+}
+
+/// Empty bucket vectors kept for reuse, so steady traffic does not allocate.
+const SPARE_BUCKETS: usize = 8;
+
+/// Time window plus bounded seen-set (module docs).
+#[derive(Debug)]
+pub struct ReplayGuard {
+    config: ReplayConfig,
+    /// id -> index into `origins`.
+    seen: SeededMap<MessageId, u32>,
+    origins: Vec<OriginSlot>,
+    origin_index: SeededMap<PublicKey, u32>,
+    free_origins: Vec<u32>,
+    buckets: VecDeque<Bucket>,
+    spare: Vec<Vec<MessageId>>,
+}
+
+impl ReplayGuard {
+    /// An empty guard.
+    pub fn new(config: ReplayConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let state = SeededState::new(config.hash_seed);
+        Ok(Self {
+            seen: SeededMap::with_hasher(state),
+            origins: Vec::new(),
+            origin_index: SeededMap::with_hasher(SeededState::new(config.hash_seed.rotate_left(17))),
+            free_origins: Vec::new(),
+            buckets: VecDeque::new(),
+            spare: Vec::new(),
+            config,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ReplayConfig {
+        &self.config
+    }
+
+    /// Read-only check of a gossip envelope, before its signature is verified. Call
+    /// [`ReplayGuard::expire`] first so that capacity counts only live ids.
+    pub fn check(&self, id: &MessageId, header: &Header, now_ms: u64) -> ReplayOutcome {
+        self.check_mode(id, header, now_ms, WindowMode::Gossip)
+    }
+
+    /// Read-only check of an envelope fetched by sync (no `max_age` limit, module docs).
+    pub fn check_sync(&self, id: &MessageId, header: &Header, now_ms: u64) -> ReplayOutcome {
+        self.check_mode(id, header, now_ms, WindowMode::Sync)
+    }
+
+    /// Read-only check under `mode`.
+    pub fn check_mode(&self, id: &MessageId, header: &Header, now_ms: u64, mode: WindowMode) -> ReplayOutcome {
+        let timestamp = header.timestamp_ms;
+        let newest = now_ms.saturating_add(self.config.max_future_ms);
+        if timestamp > newest {
+            return ReplayOutcome::TooNew { by_ms: timestamp - newest };
+        }
+        if mode == WindowMode::Gossip {
+            let oldest = now_ms.saturating_sub(self.config.max_age_ms);
+            if timestamp < oldest {
+                return ReplayOutcome::TooOld { by_ms: oldest - timestamp };
+            }
+        }
+        if self.seen.contains_key(id) {
+            return ReplayOutcome::Duplicate;
+        }
+        if self.seen.len() >= self.config.capacity || self.origin_len(&header.origin) >= self.config.per_origin_capacity {
+            return ReplayOutcome::OverCapacity(header.origin);
+        }
+        ReplayOutcome::Fresh
+    }
+
+    /// Remembers the id of an envelope whose signature has verified (gossip window). Expires
+    /// old ids first, then re-checks; returns [`ReplayOutcome::Fresh`] only if it inserted.
+    pub fn insert(&mut self, id: MessageId, header: &Header, now_ms: u64) -> ReplayOutcome {
+        self.insert_mode(id, header, now_ms, WindowMode::Gossip)
+    }
+
+    /// [`ReplayGuard::insert`] for an envelope fetched by sync.
+    pub fn insert_sync(&mut self, id: MessageId, header: &Header, now_ms: u64) -> ReplayOutcome {
+        self.insert_mode(id, header, now_ms, WindowMode::Sync)
+    }
+
+    /// [`ReplayGuard::insert`] taking the verified envelope itself, so only verified ids can
+    /// enter by construction.
+    pub fn insert_verified(&mut self, envelope: &VerifiedEnvelope, now_ms: u64, mode: WindowMode) -> ReplayOutcome {
+        self.insert_mode(envelope.id(), envelope.header(), now_ms, mode)
+    }
+
+    /// Inserts under `mode` (see [`ReplayGuard::insert`]).
+    pub fn insert_mode(&mut self, id: MessageId, header: &Header, now_ms: u64, mode: WindowMode) -> ReplayOutcome {
+        self.expire(now_ms);
+        let outcome = self.check_mode(&id, header, now_ms, mode);
+        if outcome != ReplayOutcome::Fresh {
+            return outcome;
+        }
+        let expiry = self.config.expiry(header.timestamp_ms, now_ms, mode);
+        if !self.push_expiry(id, expiry) {
+            // Unreachable by the window arithmetic (module docs); refused rather than kept
+            // too briefly.
+            return ReplayOutcome::TooNew { by_ms: 0 };
+        }
+        let slot = self.intern(header.origin);
+        if let Some(origin) = self.origins.get_mut(slot as usize) {
+            origin.count = origin.count.saturating_add(1);
+        }
+        self.seen.insert(id, slot);
+        ReplayOutcome::Fresh
+    }
+
+    /// Forgets every id whose expiry is at or before `now_ms`; returns how many. Amortised
+    /// O(1) per id: whole buckets are popped from the front of the queue.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let mut removed = 0;
+        while let Some(front) = self.buckets.front() {
+            if front.index.saturating_mul(self.config.bucket_ms) > now_ms {
+                break;
+            }
+            let Some(mut bucket) = self.buckets.pop_front() else { break };
+            for id in bucket.ids.drain(..) {
+                if let Some(slot) = self.seen.remove(&id) {
+                    self.release(slot);
+                    removed += 1;
+                }
+            }
+            if self.spare.len() < SPARE_BUCKETS {
+                self.spare.push(bucket.ids);
+            }
+        }
+        removed
+    }
+
+    /// Remembered ids (live or awaiting expiry).
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// True when no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Whether `id` is remembered.
+    pub fn contains(&self, id: &MessageId) -> bool {
+        self.seen.contains_key(id)
+    }
+
+    /// Remembered ids of `origin`.
+    pub fn origin_len(&self, origin: &PublicKey) -> usize {
+        self.origin_index
+            .get(origin)
+            .and_then(|slot| self.origins.get(*slot as usize))
+            .map_or(0, |o| o.count as usize)
+    }
+
+    /// Origins with at least one remembered id.
+    pub fn origin_count(&self) -> usize {
+        self.origin_index.len()
+    }
+
+    /// Expiry buckets in the queue (bounded, module docs).
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Heap bytes held by the guard's tables, from their capacities (hash tables: one control
+    /// byte plus the entry per slot, slots = capacity * 8 / 7 rounded up to a power of two).
+    pub fn approx_heap_bytes(&self) -> usize {
+        fn table<K, V>(capacity: usize) -> usize {
+            if capacity == 0 {
+                return 0;
+            }
+            let slots = (capacity * 8 / 7).next_power_of_two();
+            slots * (std::mem::size_of::<(K, V)>() + 1)
+        }
+        let id = std::mem::size_of::<MessageId>();
+        table::<MessageId, u32>(self.seen.capacity())
+            + table::<PublicKey, u32>(self.origin_index.capacity())
+            + self.origins.capacity() * std::mem::size_of::<OriginSlot>()
+            + self.buckets.iter().map(|b| b.ids.capacity() * id).sum::<usize>()
+            + self.buckets.capacity() * std::mem::size_of::<Bucket>()
+            + self.spare.iter().map(|v| v.capacity() * id).sum::<usize>()
+    }
+
+    /// Files `id` in the bucket that covers `expiry`. False only if the bucket would lie past
+    /// the queue's bound.
+    fn push_expiry(&mut self, id: MessageId, expiry: u64) -> bool {
+        let index = expiry.div_ceil(self.config.bucket_ms);
+        let front = match self.buckets.front() {
+            Some(front) => front.index,
+            None => {
+                let ids = self.take_spare();
+                self.buckets.push_back(Bucket { index, ids });
+                index
+            }
+        };
+        // An expiry before the front bucket is kept until the front bucket expires: later
+        // than needed, which is safe.
+        let offset = index.saturating_sub(front);
+        if offset > MAX_BUCKETS + 2 {
+            return false;
+        }
+        let offset = offset as usize;
+        while self.buckets.len() <= offset {
+            let next = front + self.buckets.len() as u64;
+            let ids = self.take_spare();
+            self.buckets.push_back(Bucket { index: next, ids });
+        }
+        match self.buckets.get_mut(offset) {
+            Some(bucket) => {
+                bucket.ids.push(id);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn take_spare(&mut self) -> Vec<MessageId> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    fn intern(&mut self, origin: PublicKey) -> u32 {
+        if let Some(slot) = self.origin_index.get(&origin) {
+            return *slot;
+        }
+        let slot = match self.free_origins.pop() {
+            Some(slot) => {
+                if let Some(entry) = self.origins.get_mut(slot as usize) {
+                    *entry = OriginSlot { key: origin, count: 0 };
+                }
+                slot
+            }
+            None => {
+                self.origins.push(OriginSlot { key: origin, count: 0 });
+                // Fits: origins never outnumber ids, and capacity <= u32::MAX (validate).
+                (self.origins.len() - 1) as u32
+            }
+        };
+        self.origin_index.insert(origin, slot);
+        slot
+    }
+
+    fn release(&mut self, slot: u32) {
+        let Some(origin) = self.origins.get_mut(slot as usize) else { return };
+        origin.count = origin.count.saturating_sub(1);
+        if origin.count == 0 {
+            let key = origin.key;
+            self.origin_index.remove(&key);
+            self.free_origins.push(slot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byzgossip_crypto::{Digest, Kind, NetworkId};
+
+    fn header(origin: u8, seq: u64, timestamp_ms: u64) -> Header {
+        Header {
+            version: 1,
+            network: NetworkId([1; 32]),
+            kind: Kind::Gossip,
+            origin: PublicKey([origin; 32]),
+            seq,
+            timestamp_ms,
+            body_len: 0,
+            body_hash: Digest([0; 32]),
+        }
+    }
+
+    fn guard(capacity: usize, per_origin: usize) -> ReplayGuard {
+        ReplayGuard::new(ReplayConfig { capacity, per_origin_capacity: per_origin, ..ReplayConfig::default() })
+            .expect("valid config")
+    }
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn window_bounds_are_inclusive_and_report_distance() {
+        let g = guard(16, 16);
+        let age = DEFAULT_MAX_AGE_MS;
+        let fut = DEFAULT_MAX_FUTURE_MS;
+        let check = |ts| {
+            let h = header(1, 0, ts);
+            g.check(&h.id(), &h, NOW)
+        };
+        assert_eq!(check(NOW - age), ReplayOutcome::Fresh);
+        assert_eq!(check(NOW + fut), ReplayOutcome::Fresh);
+        assert_eq!(check(NOW - age - 1), ReplayOutcome::TooOld { by_ms: 1 });
+        assert_eq!(check(NOW + fut + 500), ReplayOutcome::TooNew { by_ms: 500 });
+        assert_eq!(check(u64::MAX), ReplayOutcome::TooNew { by_ms: u64::MAX - NOW - fut });
+        // Early clock: no underflow.
+        let h = header(1, 0, 0);
+        assert_eq!(g.check(&h.id(), &h, 10), ReplayOutcome::Fresh);
+    }
+
+    #[test]
+    fn check_is_read_only_and_insert_remembers() {
+        let mut g = guard(16, 16);
+        let h = header(1, 0, NOW);
+        assert_eq!(g.check(&h.id(), &h, NOW), ReplayOutcome::Fresh);
+        assert_eq!(g.check(&h.id(), &h, NOW), ReplayOutcome::Fresh);
+        assert_eq!(g.insert(h.id(), &h, NOW), ReplayOutcome::Fresh);
+        assert_eq!(g.check(&h.id(), &h, NOW), ReplayOutcome::Duplicate);
+        assert_eq!(g.insert(h.id(), &h, NOW), ReplayOutcome::Duplicate);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g.origin_len(&h.origin), 1);
+    }
+
+    #[test]
+    fn id_is_kept_until_window_refuses_it_then_expires() {
+        let mut g = guard(16, 16);
+        let h = header(1, 0, NOW + DEFAULT_MAX_FUTURE_MS);
+        assert_eq!(g.insert(h.id(), &h, NOW), ReplayOutcome::Fresh);
+        // At every instant of the window, a replay is caught by the set.
+        let last = h.timestamp_ms + DEFAULT_MAX_AGE_MS;
+        for now in (NOW..=last).step_by(7_001).chain([last]) {
+            g.expire(now);
+            assert_eq!(g.check(&h.id(), &h, now), ReplayOutcome::Duplicate, "at {now}");
+        }
+        // Past the window it is refused as too old, and soon forgotten.
+        assert!(matches!(g.check(&h.id(), &h, last + 1), ReplayOutcome::TooOld { .. }));
+        g.expire(last + DEFAULT_MAX_FUTURE_MS + DEFAULT_BUCKET_MS);
+        assert!(g.is_empty());
+        assert_eq!(g.origin_count(), 0);
+        assert_eq!(g.bucket_count(), 0);
+    }
+
+    #[test]
+    fn capacity_bound_refuses_without_evicting() {
+        let mut g = guard(8, 8);
+        for seq in 0..8 {
+            let h = header(seq as u8, seq, NOW);
+            assert_eq!(g.insert(h.id(), &h, NOW), ReplayOutcome::Fresh);
+        }
+        let h = header(100, 99, NOW);
+        assert_eq!(g.insert(h.id(), &h, NOW), ReplayOutcome::OverCapacity(h.origin));
+        assert_eq!(g.len(), 8);
+        // Every earlier id is still a duplicate.
+        for seq in 0..8 {
+            let h = header(seq as u8, seq, NOW);
+            assert_eq!(g.check(&h.id(), &h, NOW), ReplayOutcome::Duplicate);
+        }
+    }
+
+    #[test]
+    fn per_origin_share_stops_one_flooder_and_spares_others() {
+        let mut g = guard(10, 3);
+        for seq in 0..3 {
+            let h = header(9, seq, NOW);
+            assert_eq!(g.insert(h.id(), &h, NOW), ReplayOutcome::Fresh);
+        }
+        for seq in 3..100 {
+            let h = header(9, seq, NOW);
+            assert_eq!(g.insert(h.id(), &h, NOW), ReplayOutcome::OverCapacity(h.origin));
+        }
+        assert_eq!(g.len(), 3);
+        let honest = header(1, 0, NOW);
+        assert_eq!(g.insert(honest.id(), &honest, NOW), ReplayOutcome::Fresh);
+        // The flooder's share frees as its ids expire.
+        g.expire(NOW + DEFAULT_MAX_AGE_MS + DEFAULT_MAX_FUTURE_MS + DEFAULT_BUCKET_MS);
+        let later = header(9, 500, NOW + DEFAULT_MAX_AGE_MS + 10_000);
+        assert_eq!(g.insert(later.id(), &later, later.timestamp_ms), ReplayOutcome::Fresh);
+    }
+
+    #[test]
+    fn sync_mode_skips_max_age_but_not_future_and_remembers() {
+        let mut g = guard(16, 16);
+        let old = header(1, 0, NOW - 10 * DEFAULT_MAX_AGE_MS);
+        assert!(matches!(g.check(&old.id(), &old, NOW), ReplayOutcome::TooOld { .. }));
+        assert_eq!(g.check_sync(&old.id(), &old, NOW), ReplayOutcome::Fresh);
+        assert_eq!(g.insert_sync(old.id(), &old, NOW), ReplayOutcome::Fresh);
+        assert_eq!(g.check_sync(&old.id(), &old, NOW + DEFAULT_MAX_AGE_MS), ReplayOutcome::Duplicate);
+        let future = header(1, 1, NOW + DEFAULT_MAX_FUTURE_MS + 1);
+        assert_eq!(g.check_sync(&future.id(), &future, NOW), ReplayOutcome::TooNew { by_ms: 1 });
+    }
+
+    #[test]
+    fn bucket_queue_stays_bounded_and_clock_going_back_is_safe() {
+        let mut g = guard(1 << 16, 1 << 16);
+        let mut now = NOW;
+        for seq in 0..20_000u64 {
+            now += 97;
+            let h = header((seq % 7) as u8, seq, now - (seq % 300) * 1000);
+            let _ = g.insert(h.id(), &h, now);
+            let bound = (DEFAULT_MAX_AGE_MS + 2 * DEFAULT_MAX_FUTURE_MS) / DEFAULT_BUCKET_MS + 2;
+            assert!(g.bucket_count() as u64 <= bound, "{} buckets", g.bucket_count());
+        }
+        // The clock jumps back an hour: inserts land in the front bucket, nothing panics.
+        let h = header(1, 1 << 40, now - 3_600_000);
+        assert_eq!(g.insert(h.id(), &h, now - 3_600_000), ReplayOutcome::Fresh);
+        assert!(g.contains(&h.id()));
+        g.expire(u64::MAX);
+        assert!(g.is_empty());
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(ReplayConfig::default().validate().is_ok());
+        let bad = [
+            ReplayConfig { max_age_ms: 0, ..Default::default() },
+            ReplayConfig { bucket_ms: 0, ..Default::default() },
+            ReplayConfig { capacity: 0, ..Default::default() },
+            ReplayConfig { per_origin_capacity: 0, ..Default::default() },
+            ReplayConfig { capacity: 4, per_origin_capacity: 5, ..Default::default() },
+            ReplayConfig { bucket_ms: 1, max_age_ms: MAX_BUCKETS * 2, ..Default::default() },
+            ReplayConfig { max_age_ms: u64::MAX, ..Default::default() },
+        ];
+        for config in bad {
+            assert!(config.validate().is_err(), "{config:?}");
+            assert!(ReplayGuard::new(config).is_err());
+        }
+    }
+}
