@@ -2,8 +2,16 @@
 
 use crate::config::Thresholds;
 use crate::message::{InstanceId, Message};
-use byzgossip_crypto::{Committee, Digest, Envelope, NetworkId, verify_batch};
+use byzgossip_crypto::{Committee, DecodeError, Digest, Envelope, NetworkId, codec, verify_batch};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+#[derive(Serialize, Deserialize)]
+struct CertificateBody {
+    instance: InstanceId,
+    digest: Digest,
+    readys: Vec<serde_bytes::ByteBuf>,
+}
 
 /// Proof that `digest` was delivered in `instance`: READY envelopes from at least 2f+1
 /// distinct members. At least f+1 of them are honest, so every honest member delivers the
@@ -88,6 +96,24 @@ pub enum CertificateError {
 }
 
 impl Certificate {
+    /// Wire form for sync: instance, digest, and each READY framed with
+    /// `codec::encode_envelope`.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(&CertificateBody {
+            instance: self.instance,
+            digest: self.digest,
+            readys: self.readys.iter().map(|r| serde_bytes::ByteBuf::from(codec::encode_envelope(r))).collect(),
+        })
+    }
+
+    /// Decodes [`Certificate::encode`] output, refusing more than `max_len` bytes. Does not
+    /// verify (call [`Certificate::verify`]).
+    pub fn decode(bytes: &[u8], max_len: usize) -> Result<Certificate, DecodeError> {
+        let body: CertificateBody = codec::decode(bytes, max_len)?;
+        let readys = body.readys.iter().map(|r| codec::decode_envelope(r, max_len)).collect::<Result<_, _>>()?;
+        Ok(Certificate { instance: body.instance, digest: body.digest, readys })
+    }
+
     /// Checks, cheapest first: the origin is a member, there are 2f+1 to n READYs, each is a
     /// well-formed READY(instance, digest) (with `header.seq = instance.seq`) from a distinct
     /// member, and all signatures verify for `network` (batch verification, which accepts

@@ -199,6 +199,10 @@ fn certificates_verify_alone_and_bad_ones_are_refused() {
     assert_eq!(nodes[2].retained(&delivery.instance).map(|r| r.digest), Some(cert.digest));
     assert!(nodes[2].certificate(&delivery.instance).is_some());
     cert.clone().verify(&net.committee, &net.network).expect("valid certificate");
+    let bytes = cert.encode();
+    assert_eq!(Certificate::decode(&bytes, 1 << 20).as_ref(), Ok(&cert));
+    assert!(Certificate::decode(&bytes[..bytes.len() - 1], 1 << 20).is_err());
+    assert!(Certificate::decode(&bytes, 100).is_err(), "size limit");
 
     let verify = |c: Certificate| c.verify(&net.committee, &net.network).map(|_| ());
     let mut few = cert.clone();

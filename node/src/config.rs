@@ -66,7 +66,13 @@ impl NodeConfig {
             bootstrap: Vec::new(),
             use_genesis_bootstrap: true,
             api_listen: None,
-            admission: AdmissionConfig::default(),
+            admission: {
+                let mut admission = AdmissionConfig::default();
+                // A per-process random seed, so nobody can precompute ids that collide in
+                // our seen-set's hash table.
+                admission.replay.hash_seed = rand::random();
+                admission
+            },
             bracha: byzgossip_bracha::Config::default(),
             sync_interval: Duration::from_millis(1000),
             validation_queue: DEFAULT_VALIDATION_QUEUE,

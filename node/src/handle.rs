@@ -289,7 +289,7 @@ impl NodeHandle {
     /// Deliveries from `cursor` on: first the stored Bracha deliveries with cursor >=
     /// `cursor`, then live events (Bracha and gossip) as they happen. A subscriber that lags
     /// more than [`EVENT_BUFFER`] events re-reads the Bracha deliveries it missed from storage.
-    pub fn deliveries(&self, cursor: u64) -> impl Stream<Item = DeliveryEvent> + Send + 'static {
+    pub fn deliveries(&self, cursor: u64) -> impl Stream<Item = DeliveryEvent> + Send + use<> {
         crate::runtime::delivery_stream(self.store.clone(), self.events.subscribe(), cursor)
     }
 

@@ -1,10 +1,14 @@
-//! The `byzgossip` command.
+//! The `byzgossip` command: key and genesis tools, the node itself, and a small client for a
+//! running node's HTTP API.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use byzgossip_crypto::{Genesis, GossipPolicy, Keypair};
 use byzgossip_node::identity::peer_id;
 use byzgossip_node::testnet_keys::{TestnetSpec, write_testnet};
+use byzgossip_node::{NodeBuilder, NodeConfig};
 use clap::{Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -49,12 +53,101 @@ enum Command {
         #[arg(long)]
         genesis: PathBuf,
     },
+    /// Run a node until Ctrl-C.
+    Run(RunArgs),
+    /// Ask a running node to reliably broadcast VALUE (Bracha).
+    Broadcast {
+        /// The node's HTTP API address.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        api: SocketAddr,
+        /// The value (UTF-8 text).
+        value: String,
+    },
+    /// Ask a running node to gossip MESSAGE on TOPIC.
+    Publish {
+        /// The node's HTTP API address.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        api: SocketAddr,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// The message (UTF-8 text).
+        message: String,
+    },
+    /// Print a running node's status and peers.
+    Status {
+        /// The node's HTTP API address.
+        #[arg(long, default_value = "127.0.0.1:8100")]
+        api: SocketAddr,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Policy {
     Committee,
     Open,
+}
+
+#[derive(Clone, Copy, ValueEnum, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// `byzgossip run`: every option may also come from `--config FILE` (TOML, same names);
+/// command-line values win.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A TOML config file with any of the options below.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The genesis file.
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+    /// This node's key file.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Data directory (redb database); omitted: in memory only.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Listen address (repeatable), e.g. /ip4/127.0.0.1/tcp/7100.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// HTTP API address, e.g. 127.0.0.1:8100.
+    #[arg(long)]
+    api: Option<SocketAddr>,
+    /// Extra peer to dial (repeatable), a multiaddr ending in /p2p/<peer id>.
+    #[arg(long)]
+    bootstrap: Vec<String>,
+    /// Gossip topic to subscribe to (repeatable).
+    #[arg(long)]
+    topic: Vec<String>,
+    /// Run even though the key is not in the committee (gossip relay and observer).
+    #[arg(long)]
+    observer: bool,
+    /// Log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    genesis: Option<PathBuf>,
+    key: Option<PathBuf>,
+    data: Option<PathBuf>,
+    #[serde(default)]
+    listen: Vec<String>,
+    api: Option<SocketAddr>,
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    #[serde(default)]
+    topics: Vec<String>,
+    #[serde(default)]
+    observer: bool,
+    log_format: Option<LogFormat>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -88,9 +181,95 @@ fn main() -> anyhow::Result<()> {
             let g = Genesis::load(&genesis)?;
             println!("network {} ({}), n = {}, f = {}", g.network_id(), g.name, g.members.len(), g.resolved_f());
             for (i, m) in g.members.iter().enumerate() {
-                println!("  {i}: {m}");
+                println!("  {i}: {m}  {}", peer_id(m).map(|p| p.to_string()).unwrap_or_default());
             }
+        }
+        Command::Run(args) => run(args)?,
+        Command::Broadcast { api, value } => client(api, "broadcast", Some(value.into_bytes()))?,
+        Command::Publish { api, topic, message } => client(api, &format!("publish/{topic}"), Some(message.into_bytes()))?,
+        Command::Status { api } => {
+            client(api, "status", None)?;
+            client(api, "peers", None)?;
         }
     }
     Ok(())
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("config file {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let log_format = args.log_format.or(file.log_format).unwrap_or_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,libp2p=warn".into());
+    if log_format == LogFormat::Json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+
+    let genesis_path = args.genesis.or(file.genesis).context("--genesis is required (or `genesis` in --config)")?;
+    let key_path = args.key.or(file.key).context("--key is required (or `key` in --config)")?;
+    let genesis = Genesis::load(&genesis_path)?;
+    let keypair = Keypair::load(&key_path)?;
+    let observer = args.observer || file.observer;
+    if !genesis.members.contains(&keypair.public()) && !observer {
+        bail!(
+            "the key in {} ({}) is not a member of the committee in {}; pass --observer to run as a non-member relay",
+            key_path.display(),
+            keypair.public(),
+            genesis_path.display()
+        );
+    }
+    let mut config = NodeConfig::new(genesis, keypair);
+    config.data_dir = args.data.or(file.data);
+    let listen = if args.listen.is_empty() { file.listen } else { args.listen };
+    if !listen.is_empty() {
+        config.listen = listen.iter().map(|a| a.parse().with_context(|| format!("listen address {a}"))).collect::<Result<_, _>>()?;
+    }
+    config.api_listen = args.api.or(file.api);
+    let bootstrap = if args.bootstrap.is_empty() { file.bootstrap } else { args.bootstrap };
+    config.bootstrap = bootstrap.iter().map(|a| a.parse().with_context(|| format!("bootstrap address {a}"))).collect::<Result<_, _>>()?;
+    config.topics = if args.topic.is_empty() { file.topics } else { args.topic };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let node = NodeBuilder::new(config).spawn().await?;
+        for addr in node.listen_addrs() {
+            println!("listening on {addr}");
+        }
+        if let Some(api) = node.api_addr() {
+            println!("HTTP API on http://{api}");
+        }
+        tokio::signal::ctrl_c().await?;
+        node.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+fn client(api: SocketAddr, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let client = reqwest::Client::new();
+        let url = format!("http://{api}/{path}");
+        let request = match body {
+            Some(body) => client.post(&url).body(body),
+            None => client.get(&url),
+        };
+        let response = request.send().await.with_context(|| format!("cannot reach the node at {url}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("{url}: {status}: {text}");
+        }
+        let pretty = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or(text);
+        println!("{pretty}");
+        Ok(())
+    })
 }

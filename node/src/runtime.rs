@@ -76,25 +76,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Encodes a certificate as the list of its encoded READY envelopes.
-pub fn encode_certificate(certificate: &Certificate) -> Vec<u8> {
-    let readys: Vec<serde_bytes::ByteBuf> =
-        certificate.readys.iter().map(|r| serde_bytes::ByteBuf::from(codec::encode_envelope(r))).collect();
-    codec::encode(&readys)
-}
-
-/// Decodes a certificate (not verified: call `Certificate::verify`).
-pub fn decode_certificate(bytes: &[u8]) -> Option<Certificate> {
-    let readys: Vec<serde_bytes::ByteBuf> = codec::decode(bytes, MAX_ENVELOPE_LEN).ok()?;
-    let readys: Vec<Envelope> =
-        readys.iter().map(|r| codec::decode_envelope(r, MAX_ENVELOPE_LEN)).collect::<Result<_, _>>().ok()?;
-    let first = readys.first()?;
-    match Message::from_envelope(first, 0).ok()? {
-        Message::Ready { instance, digest } => Some(Certificate { instance, digest, readys }),
-        _ => None,
-    }
-}
-
 /// A message waiting for its signature check.
 struct VerifyJob {
     pending: Pending,
@@ -865,7 +846,7 @@ impl Runtime {
                 seq: delivery.instance.seq,
                 digest: delivery.digest,
                 value: delivery.value.clone(),
-                certificate: encode_certificate(&delivery.certificate),
+                certificate: delivery.certificate.encode(),
                 delivered_at_ms: now,
             };
             let certificate = stored.certificate.clone();
@@ -1091,7 +1072,7 @@ impl Runtime {
 
     /// A certificate and value from sync: verified on our own, then delivered.
     async fn apply_synced_delivery(&mut self, from: Option<PublicKey>, certificate: Vec<u8>, value: Vec<u8>) {
-        let Some(certificate) = decode_certificate(&certificate) else {
+        let Ok(certificate) = Certificate::decode(&certificate, MAX_ENVELOPE_LEN) else {
             if let Some(from) = from {
                 self.penalise(from, Event::Malformed, now_ms());
             }

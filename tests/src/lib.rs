@@ -101,3 +101,51 @@ where
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
 }
+
+/// Broadcasts `count` values round-robin from `origins`, retrying while an origin's window
+/// is full; returns (origin index, value) in order. Values are `"<origin>-<i>"`.
+pub async fn broadcast_many(nodes: &[NodeHandle], origins: &[usize], count: usize) -> Vec<(usize, Vec<u8>)> {
+    let mut sent = Vec::new();
+    for i in 0..count {
+        let origin = origins[i % origins.len()];
+        let value = format!("{origin}-{i}").into_bytes();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match nodes[origin].broadcast(value.clone()).await {
+                Ok(_) => break,
+                Err(byzgossip_node::NodeError::Refused(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("broadcast from {origin} failed: {e}"),
+            }
+        }
+        sent.push((origin, value));
+    }
+    sent
+}
+
+/// Checks agreement and completeness: every node delivered exactly the values in `sent`
+/// (as a multiset per instance), and for every instance all nodes hold the same value.
+pub fn assert_agreement(logs: &[Vec<byzgossip_node::Delivered>], sent: &[(usize, Vec<u8>)]) {
+    use std::collections::BTreeMap;
+    let mut by_instance: BTreeMap<(byzgossip_crypto::PublicKey, u64), Vec<u8>> = BTreeMap::new();
+    for (node, log) in logs.iter().enumerate() {
+        let mut seen = std::collections::HashSet::new();
+        for d in log {
+            let key = (d.instance.origin, d.instance.seq);
+            assert!(seen.insert(key), "node {node} delivered {key:?} twice");
+            match by_instance.get(&key) {
+                Some(value) => assert_eq!(value, &d.value, "agreement broken for {key:?} at node {node}"),
+                None => {
+                    by_instance.insert(key, d.value.clone());
+                }
+            }
+        }
+        assert_eq!(log.len(), sent.len(), "node {node} delivered {} of {}", log.len(), sent.len());
+    }
+    let mut delivered: Vec<Vec<u8>> = by_instance.into_values().collect();
+    let mut expected: Vec<Vec<u8>> = sent.iter().map(|(_, v)| v.clone()).collect();
+    delivered.sort();
+    expected.sort();
+    assert_eq!(delivered, expected, "delivered values are not the broadcast ones");
+}
