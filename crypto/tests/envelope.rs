@@ -18,7 +18,7 @@ fn envelope(body: &[u8]) -> Envelope {
 
 /// Decode then verify: the path every received message takes.
 fn open(bytes: &[u8], network: &NetworkId) -> Result<byzgossip_crypto::VerifiedEnvelope, VerifyError> {
-    Ok(codec::decode_envelope(bytes, MAX_ENVELOPE_LEN)?.verify(network)?)
+    codec::decode_envelope(bytes, MAX_ENVELOPE_LEN)?.verify(network)
 }
 
 #[test]
@@ -114,10 +114,8 @@ fn every_flipped_bit_is_caught() {
         for bit in 0..8 {
             let mut tampered = bytes.clone();
             tampered[byte] ^= 1 << bit;
-            let result = open(&tampered, &NET);
-            assert!(result.is_err(), "flip of bit {bit} in byte {byte} was accepted");
             // Where the flip lands decides which check catches it.
-            let err = result.err().expect("checked");
+            let err = open(&tampered, &NET).expect_err("a flipped bit was accepted");
             let expected_ok = match byte {
                 0 => matches!(err, VerifyError::Decode(DecodeError::UnsupportedVersion(_))),
                 1..=32 => err == VerifyError::WrongNetwork,

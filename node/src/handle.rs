@@ -280,8 +280,10 @@ impl NodeHandle {
         self.call(|reply| Command::Dial { addr, reply }).await?
     }
 
-    /// Closes connections to `peer`; with `block`, refuses it until unblocked by a restart.
-    /// (Used by the testnet to make partitions.)
+    /// With `block = true`, closes every connection to `peer` and refuses new ones; with
+    /// `block = false`, lifts such a block (dial again to reconnect). Used by the testnet and
+    /// tests to make and heal partitions. Bans decided by reputation are separate and expire
+    /// on their own.
     pub async fn disconnect(&self, peer: PeerId, block: bool) -> Result<(), NodeError> {
         self.call(|reply| Command::Disconnect { peer, block, reply }).await
     }

@@ -57,6 +57,8 @@ const RETRANSMIT_FIRST: Duration = Duration::from_millis(1500);
 const RETRANSMIT_MAX: Duration = Duration::from_secs(20);
 /// Most instances tracked for latency (first sight to delivery); older entries are dropped.
 const MAX_TRACKED_LATENCY: usize = 8192;
+/// Most stored deliveries looked up to answer one sync digest.
+const MAX_SYNC_LOOKUPS: usize = 4 * crate::sync::MAX_SYNC_ITEMS;
 /// Most outstanding sync requests.
 const MAX_SYNC_IN_FLIGHT: usize = 64;
 
@@ -123,17 +125,20 @@ impl Verifier {
         Verifier { jobs, in_flight: 0, capacity }
     }
 
-    /// Queues a job; gives it back when the queue is full.
-    fn submit(&mut self, job: VerifyJob) -> Result<(), VerifyJob> {
+    /// Queues a job; when the queue is full, gives back the gossipsub id and source to
+    /// answer `Ignore` to.
+    fn submit(&mut self, job: VerifyJob) -> Result<(), (gossipsub::MessageId, PeerId)> {
         if self.in_flight >= self.capacity {
-            return Err(job);
+            return Err((job.gossip_id, job.source));
         }
         match self.jobs.try_send(job) {
             Ok(()) => {
                 self.in_flight += 1;
                 Ok(())
             }
-            Err(std::sync::mpsc::TrySendError::Full(job) | std::sync::mpsc::TrySendError::Disconnected(job)) => Err(job),
+            Err(std::sync::mpsc::TrySendError::Full(job) | std::sync::mpsc::TrySendError::Disconnected(job)) => {
+                Err((job.gossip_id, job.source))
+            }
         }
     }
 }
@@ -312,10 +317,8 @@ async fn bind(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr], peer_id: PeerId
             .await
             .map_err(|_| NodeError::Listen { addr: format!("{:?}", listeners.values()), reason: "timed out".into() })?;
         match event {
-            SwarmEvent::NewListenAddr { listener_id, address } => {
-                if listeners.remove(&listener_id).is_some() {
-                    bound.push(address.with_p2p(peer_id).unwrap_or_else(|a| a));
-                }
+            SwarmEvent::NewListenAddr { listener_id, address } if listeners.remove(&listener_id).is_some() => {
+                bound.push(address.with_p2p(peer_id).unwrap_or_else(|a| a));
             }
             SwarmEvent::ListenerError { listener_id, error } | SwarmEvent::ListenerClosed { listener_id, reason: Err(error), .. } => {
                 let addr = listeners.remove(&listener_id).map(|a| a.to_string()).unwrap_or_default();
@@ -482,7 +485,6 @@ impl Runtime {
                     self.swarm.behaviour_mut().blocked.block_peer(peer);
                 } else {
                     self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                    let _ = self.swarm.disconnect_peer_id(peer);
                 }
                 let _ = reply.send(());
             }
@@ -601,12 +603,12 @@ impl Runtime {
                     self.redial.entry(peer_id).or_insert((Instant::now() + self.redial_base, self.redial_base));
                 }
             }
-            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer_id), .. } => {
-                if self.bootstrap.iter().any(|(_, p)| *p == Some(peer_id)) && !self.connected.contains(&peer_id) {
-                    let entry = self.redial.entry(peer_id).or_insert((Instant::now(), self.redial_base));
-                    entry.1 = (entry.1 * 2).min(Duration::from_secs(30));
-                    entry.0 = Instant::now() + entry.1;
-                }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer_id), .. }
+                if self.bootstrap.iter().any(|(_, p)| *p == Some(peer_id)) && !self.connected.contains(&peer_id) =>
+            {
+                let entry = self.redial.entry(peer_id).or_insert((Instant::now(), self.redial_base));
+                entry.1 = (entry.1 * 2).min(Duration::from_secs(30));
+                entry.0 = Instant::now() + entry.1;
             }
             _ => {}
         }
@@ -665,9 +667,9 @@ impl Runtime {
             return;
         }
         let job = VerifyJob { pending, gossip_id: id, source, received };
-        if let Err(job) = self.verifier.submit(job) {
+        if let Err((gossip_id, source)) = self.verifier.submit(job) {
             self.metrics.message(kind.label(), "overloaded");
-            self.report(&job.gossip_id, &job.source, Acceptance::Ignore);
+            self.report(&gossip_id, &source, Acceptance::Ignore);
         }
         self.metrics.queue_depth.get_or_create(&vec![("queue", "validation".to_owned())]).set(self.verifier.in_flight as i64);
     }
@@ -749,10 +751,10 @@ impl Runtime {
             Kind::Gossip => self.on_gossip_admitted(&envelope),
             Kind::BrachaSend | Kind::BrachaEcho | Kind::BrachaReady => {
                 if let Some(bracha) = self.bracha.as_mut() {
-                    if let Ok(Message::Send { instance, .. }) = Message::from_envelope(envelope.envelope(), self.max_value_len) {
-                        if self.first_seen.len() < MAX_TRACKED_LATENCY {
-                            self.first_seen.entry(instance).or_insert_with(Instant::now);
-                        }
+                    if let Ok(Message::Send { instance, .. }) = Message::from_envelope(envelope.envelope(), self.max_value_len)
+                        && self.first_seen.len() < MAX_TRACKED_LATENCY
+                    {
+                        self.first_seen.entry(instance).or_insert_with(Instant::now);
                     }
                     let step = bracha.handle(&envelope, now_ms());
                     self.apply_step(step).await;
@@ -1015,10 +1017,17 @@ impl Runtime {
                 let mut response = blocking(&store, move |s| {
                     let mut response = ResponseBuilder::default();
                     let marks = s.high_watermarks().unwrap_or_default();
+                    // Lookups are bounded too: a requester claiming seq 0 against a long,
+                    // mostly pruned history must not cost a million reads.
+                    let mut lookups = 0usize;
                     'origins: for origin in members {
                         let Some(mine) = marks.iter().find(|m| m.origin == origin) else { continue };
                         let from = theirs.get(&origin).copied().unwrap_or(0);
                         for seq in from..=mine.high {
+                            lookups += 1;
+                            if lookups > MAX_SYNC_LOOKUPS {
+                                break 'origins;
+                            }
                             if let Ok(Some((_, d))) = s.delivery(origin, seq)
                                 && !response.push_delivery(d.certificate, d.value)
                             {

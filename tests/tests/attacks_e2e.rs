@@ -41,7 +41,7 @@ async fn garbage_and_forgeries_get_the_sender_banned_while_honest_traffic_contin
         let mut sent = 0u64;
         let mut disconnected = false;
         while sent < 40 && !disconnected {
-            let bytes = if sent % 2 == 0 {
+            let bytes = if sent.is_multiple_of(2) {
                 // Garbage of random length.
                 let len = rng.random_range(1..400);
                 (0..len).map(|_| rng.random()).collect::<Vec<u8>>()
