@@ -52,6 +52,11 @@ fn seq_key(stream: SeqStream) -> &'static str {
     }
 }
 
+/// redb's page cache (its default is 1 GiB, which would let a busy node's memory grow far
+/// past the tens of MiB a testnet node should use). Reads past the cache go to the OS page
+/// cache, which is cheap for this workload.
+pub const CACHE_BYTES: usize = 16 << 20;
+
 /// A [`Store`] in `<data_dir>/byzgossip.redb`.
 pub struct RedbStore {
     pub(super) db: Database,
@@ -71,7 +76,7 @@ impl RedbStore {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::Io { path: data_dir.to_path_buf(), source })?;
         let path = data_dir.join(DB_FILE_NAME);
-        let db = Database::create(&path).map_err(|error| match error {
+        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(&path).map_err(|error| match error {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen(path.clone()),
             other => other.into(),
         })?;

@@ -1,0 +1,477 @@
+//! The adversary library. Every adversary is a real node (a [`NodeBuilder`] with an
+//! [`Interceptor`]) plus, for active attacks, a driver task that puts hand-made bytes on the
+//! wire through [`NodeHandle::publish_raw`]. No attack code lives in the node crate.
+//!
+//! - Passive attacks live in [`AgentInterceptor`]: silence, censorship, eclipse, conflicting
+//!   votes next to every own vote, capturing envelopes for replay.
+//! - Active attacks live in [`drive`]: equivocating SENDs, stale and future timestamps,
+//!   forgeries, tampered bodies, malformed and oversize bytes, fake votes, floods, Sybil
+//!   messages, replays and the covert flash.
+//! - The envelope builders (`forged_*`, `tampered`, `malformed`, ...) are plain functions.
+//!
+//! Every node of a testnet, honest ones included, gets an [`AgentInterceptor`]; for an honest
+//! node it only counts traffic and implements the harness's pause fault.
+//!
+//! [`NodeBuilder`]: byzgossip_node::NodeBuilder
+//! [`Interceptor`]: byzgossip_node::hooks::Interceptor
+
+use crate::scenario::Role;
+use byzgossip_bracha::{InstanceId, Message};
+use byzgossip_crypto::codec::{self, MAX_ENVELOPE_LEN};
+use byzgossip_crypto::{Digest, Envelope, Header, Keypair, Kind, NetworkId, PublicKey, Signature, WIRE_VERSION};
+use byzgossip_node::gossip::GossipBody;
+use byzgossip_node::hooks::{Inbound, Interceptor};
+use byzgossip_node::{NodeHandle, RawTopic, now_ms};
+use libp2p::PeerId;
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The gossip topic of the workload (every node subscribes to it).
+pub const LOAD_TOPIC: &str = "load";
+/// Most envelopes a replayer captures.
+pub const MAX_CAPTURED: usize = 2000;
+/// How far stale and future timestamps are off: far outside the 5 min / 2 s window and its
+/// 10 s grace, so each message costs the forwarder the full window penalty.
+pub const TIMESTAMP_SKEW_MS: u64 = 20 * 60 * 1000;
+/// Seqs used by attackers' own gossip, far from the node's own gossip seqs.
+const ATTACK_SEQ_BASE: u64 = 1 << 40;
+
+/// The node a driver talks to; replaced on restart, `None` while killed.
+pub type HandleCell = Arc<Mutex<Option<NodeHandle>>>;
+
+/// Reads the current handle of a cell.
+pub fn current(cell: &HandleCell) -> Option<NodeHandle> {
+    cell.lock().ok().and_then(|h| h.clone())
+}
+
+/// State shared by a node's interceptor, its driver and the harness.
+pub struct Agent {
+    /// The node's role.
+    pub role: Role,
+    /// The node's key.
+    pub keypair: Keypair,
+    /// The network.
+    pub network: NetworkId,
+    /// The attack is on.
+    pub armed: AtomicBool,
+    /// Pause fault: drop everything in and out.
+    pub paused: AtomicBool,
+    /// Origins whose messages a censor drops.
+    pub censored: Vec<PublicKey>,
+    /// Highest SEND seq seen per origin (targets for fake votes and forgeries).
+    pub observed: Mutex<HashMap<PublicKey, u64>>,
+    /// Captured envelopes for replay, with their topic.
+    pub captured: Mutex<Vec<(RawTopic, Vec<u8>)>>,
+    /// Traffic counters: messages in, bytes in, messages out, bytes out.
+    pub traffic: [AtomicU64; 4],
+}
+
+impl Agent {
+    /// A new agent.
+    pub fn new(role: Role, keypair: Keypair, network: NetworkId, censored: Vec<PublicKey>) -> Arc<Agent> {
+        Arc::new(Agent {
+            role,
+            keypair,
+            network,
+            armed: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            censored,
+            observed: Mutex::new(HashMap::new()),
+            captured: Mutex::new(Vec::new()),
+            traffic: Default::default(),
+        })
+    }
+
+    /// Whether the attack is on.
+    pub fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Relaxed)
+    }
+
+    /// The next seq after the highest observed SEND of `origin`.
+    pub fn next_seq(&self, origin: &PublicKey) -> u64 {
+        self.observed.lock().ok().and_then(|m| m.get(origin).copied()).map_or(0, |s| s + 1)
+    }
+}
+
+/// The interceptor every testnet node runs (see the module docs).
+pub struct AgentInterceptor {
+    agent: Arc<Agent>,
+    rng: ChaCha20Rng,
+}
+
+impl AgentInterceptor {
+    /// An interceptor for `agent`, its randomness from `seed`.
+    pub fn new(agent: Arc<Agent>, seed: u64) -> AgentInterceptor {
+        AgentInterceptor { agent, rng: ChaCha20Rng::seed_from_u64(seed) }
+    }
+}
+
+/// The instance a Bracha envelope is about.
+fn instance_of(envelope: &Envelope) -> Option<InstanceId> {
+    Message::from_envelope(envelope, MAX_ENVELOPE_LEN).ok().map(|m| *m.instance())
+}
+
+impl Interceptor for AgentInterceptor {
+    fn outgoing(&mut self, envelope: &Envelope) -> Vec<Vec<u8>> {
+        let agent = &self.agent;
+        let bytes = codec::encode_envelope(envelope);
+        if agent.paused.load(Ordering::Relaxed) {
+            return vec![];
+        }
+        let armed = agent.is_armed();
+        let mut out = vec![bytes];
+        match agent.role {
+            Role::Silent | Role::Eclipse if armed => out.clear(),
+            Role::Censor if armed => {
+                if instance_of(envelope).is_some_and(|i| agent.censored.contains(&i.origin)) {
+                    out.clear();
+                }
+            }
+            Role::EquivocateVote | Role::CovertFlash if armed => {
+                if let Some(conflict) = conflicting_vote(envelope, &agent.keypair, agent.network, &mut self.rng) {
+                    out.push(conflict);
+                }
+            }
+            _ => {}
+        }
+        for b in &out {
+            agent.traffic[2].fetch_add(1, Ordering::Relaxed);
+            agent.traffic[3].fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+        out
+    }
+
+    fn inbound(&mut self, _from: &PeerId, bytes: &[u8]) -> Inbound {
+        let agent = &self.agent;
+        agent.traffic[0].fetch_add(1, Ordering::Relaxed);
+        agent.traffic[1].fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if agent.paused.load(Ordering::Relaxed) {
+            return Inbound::Drop;
+        }
+        let armed = agent.is_armed();
+        if matches!(agent.role, Role::Silent | Role::Eclipse) && armed {
+            return Inbound::Drop;
+        }
+        if agent.role == Role::Honest || agent.role == Role::CrashRestart {
+            return Inbound::Process;
+        }
+        let Ok(envelope) = codec::decode_envelope(bytes, MAX_ENVELOPE_LEN) else { return Inbound::Process };
+        let header = *envelope.header();
+        if header.kind == Kind::BrachaSend
+            && let Ok(mut observed) = agent.observed.lock()
+        {
+            let entry = observed.entry(header.origin).or_insert(header.seq);
+            *entry = (*entry).max(header.seq);
+        }
+        match agent.role {
+            Role::Censor if armed => {
+                let about = if header.kind == Kind::Gossip { Some(header.origin) } else { instance_of(&envelope).map(|i| i.origin) };
+                if about.is_some_and(|o| agent.censored.contains(&o)) || agent.censored.contains(&header.origin) {
+                    return Inbound::Drop;
+                }
+            }
+            Role::Replay if !armed => {
+                if let Ok(mut captured) = agent.captured.lock()
+                    && captured.len() < MAX_CAPTURED
+                    && header.origin != agent.keypair.public()
+                {
+                    let topic = match header.kind {
+                        Kind::Gossip => GossipBody::decode(envelope.body(), MAX_ENVELOPE_LEN).map(|b| RawTopic::Gossip(b.topic)),
+                        _ => Some(RawTopic::Bracha),
+                    };
+                    if let Some(topic) = topic {
+                        captured.push((topic, bytes.to_vec()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Inbound::Process
+    }
+}
+
+// ---- envelope builders ----
+
+fn random_bytes<R: Rng + ?Sized>(rng: &mut R, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rng.fill_bytes(&mut v);
+    v
+}
+
+/// A gossip envelope on `topic`, signed by `keypair`, with any timestamp.
+pub fn gossip_envelope(keypair: &Keypair, network: NetworkId, seq: u64, timestamp_ms: u64, topic: &str, payload: Vec<u8>) -> Envelope {
+    let body = GossipBody { topic: topic.to_owned(), payload }.encode();
+    Envelope::seal(keypair, network, Kind::Gossip, seq, timestamp_ms, body).expect("small body")
+}
+
+/// A header for `body` claiming `origin`.
+fn header_for(network: NetworkId, kind: Kind, origin: PublicKey, seq: u64, timestamp_ms: u64, body: &[u8]) -> Header {
+    Header {
+        version: WIRE_VERSION,
+        network,
+        kind,
+        origin,
+        seq,
+        timestamp_ms,
+        body_len: body.len() as u32,
+        body_hash: Digest::of(body),
+    }
+}
+
+/// A gossip envelope claiming `claimed` as its origin, signed by `signer` (so the signature
+/// does not verify): a forgery meant to frame `claimed`.
+pub fn forged_gossip(signer: &Keypair, claimed: PublicKey, network: NetworkId, seq: u64, topic: &str, payload: Vec<u8>) -> Vec<u8> {
+    let body = GossipBody { topic: topic.to_owned(), payload }.encode();
+    let header = header_for(network, Kind::Gossip, claimed, seq, now_ms(), &body);
+    let signature = signer.sign(&header.signing_bytes());
+    codec::encode_raw(&header, &body, &signature)
+}
+
+/// A Bracha SEND for `(claimed, seq)` with `value`, signed by `signer` instead of `claimed`.
+pub fn forged_send(signer: &Keypair, claimed: PublicKey, network: NetworkId, seq: u64, value: Vec<u8>) -> Vec<u8> {
+    let message = Message::Send { instance: InstanceId { origin: claimed, seq }, value };
+    let body = message.encode_body();
+    let header = header_for(network, Kind::BrachaSend, claimed, seq, now_ms(), &body);
+    let signature = signer.sign(&header.signing_bytes());
+    codec::encode_raw(&header, &body, &signature)
+}
+
+/// `envelope` with its body changed after signing: either the body alone (the header's hash
+/// no longer matches) or body and hash (the signature no longer matches).
+pub fn tampered<R: Rng + ?Sized>(envelope: &Envelope, rng: &mut R) -> Vec<u8> {
+    let mut body = envelope.body().to_vec();
+    if body.is_empty() {
+        body.push(0);
+    }
+    let at = rng.random_range(0..body.len());
+    body[at] ^= 0x5a;
+    let mut header = *envelope.header();
+    if rng.random_bool(0.5) {
+        header.body_hash = Digest::of(&body);
+    }
+    codec::encode_raw(&header, &body, envelope.signature())
+}
+
+/// Garbage: random bytes, a truncated or bit-flipped valid frame, or an oversize frame
+/// (over the 256 KiB admission limit but under gossipsub's transmit limit, so it reaches
+/// admission).
+pub fn malformed<R: Rng + ?Sized>(rng: &mut R, valid: &Envelope, oversize: usize) -> Vec<u8> {
+    let frame = codec::encode_envelope(valid);
+    match rng.random_range(0..4u8) {
+        0 => {
+            let len = rng.random_range(1..600);
+            random_bytes(rng, len)
+        }
+        1 => frame[..rng.random_range(1..frame.len())].to_vec(),
+        2 => {
+            let mut f = frame;
+            let at = rng.random_range(0..f.len());
+            f[at] ^= 1 << rng.random_range(0..8);
+            f
+        }
+        _ => random_bytes(rng, oversize),
+    }
+}
+
+/// A second vote next to `envelope` (an own ECHO or READY) for a random digest: proof of
+/// equivocation once both are seen.
+pub fn conflicting_vote<R: Rng + ?Sized>(envelope: &Envelope, keypair: &Keypair, network: NetworkId, rng: &mut R) -> Option<Vec<u8>> {
+    let message = Message::from_envelope(envelope, MAX_ENVELOPE_LEN).ok()?;
+    let digest = Digest(random_bytes(rng, 32).try_into().ok()?);
+    let conflict = match message {
+        Message::Echo { instance, .. } => Message::Echo { instance, digest },
+        Message::Ready { instance, .. } => Message::Ready { instance, digest },
+        Message::Send { .. } => return None,
+    };
+    let sealed = conflict.seal(keypair, network, now_ms()).ok()?;
+    Some(codec::encode_envelope(&sealed))
+}
+
+/// An ECHO or READY for a random digest in `instance`.
+pub fn fake_vote<R: Rng + ?Sized>(keypair: &Keypair, network: NetworkId, instance: InstanceId, ready: bool, rng: &mut R) -> Vec<u8> {
+    let digest = Digest(random_bytes(rng, 32).try_into().unwrap_or([0; 32]));
+    let message = if ready { Message::Ready { instance, digest } } else { Message::Echo { instance, digest } };
+    message.seal(keypair, network, now_ms()).map(|e| codec::encode_envelope(&e)).unwrap_or_default()
+}
+
+/// A SEND signed by its origin.
+pub fn signed_send(keypair: &Keypair, network: NetworkId, seq: u64, timestamp_ms: u64, value: Vec<u8>) -> Vec<u8> {
+    let message = Message::Send { instance: InstanceId { origin: keypair.public(), seq }, value };
+    message.seal(keypair, network, timestamp_ms).map(|e| codec::encode_envelope(&e)).unwrap_or_default()
+}
+
+// ---- drivers ----
+
+/// What a driver needs besides its agent.
+pub struct DriverContext {
+    /// The node (current incarnation).
+    pub node: HandleCell,
+    /// Keys of honest members (targets of forgeries and fake votes).
+    pub honest: Vec<PublicKey>,
+    /// Messages per second.
+    pub rate_per_s: f64,
+    /// Gossip messages per second for a flood.
+    pub flood_per_s: f64,
+    /// Admission decode limit (oversize garbage is just over it).
+    pub max_message_len: usize,
+    /// Randomness seed.
+    pub seed: u64,
+}
+
+/// Runs `agent`'s active attack until the task is aborted (the harness aborts it at the end
+/// of the attack window). Roles without an active part return at once.
+pub async fn drive(agent: Arc<Agent>, ctx: DriverContext) {
+    let mut rng = ChaCha20Rng::seed_from_u64(ctx.seed);
+    let rate = if agent.role == Role::Flood { ctx.flood_per_s } else { ctx.rate_per_s };
+    if rate <= 0.0 {
+        return;
+    }
+    // Ticks of 20 ms, each sending the messages due by then.
+    let tick = Duration::from_millis(20);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let started = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    let mut seq = ATTACK_SEQ_BASE;
+    let mut own_send_seq = 0u64;
+    let mut flashed = false;
+    let mut replay_at = 0usize;
+    let key = agent.keypair.clone();
+    let net = agent.network;
+    loop {
+        interval.tick().await;
+        let Some(node) = current(&ctx.node) else { continue };
+        let due = (started.elapsed().as_secs_f64() * rate) as u64;
+        let mut batch: Vec<(RawTopic, Vec<u8>)> = Vec::new();
+        while sent < due {
+            sent += 1;
+            seq += 1;
+            let victim = ctx.honest[rng.random_range(0..ctx.honest.len())];
+            let payload = random_bytes(&mut rng, 64);
+            match agent.role {
+                Role::EquivocateOrigin => {
+                    // Two values for one seq; the second SEND follows the first at once.
+                    if sent % 10 == 0 {
+                        let s = own_send_seq;
+                        own_send_seq += 1;
+                        batch.push((RawTopic::Bracha, signed_send(&key, net, s, now_ms(), random_bytes(&mut rng, 64))));
+                        batch.push((RawTopic::Bracha, signed_send(&key, net, s, now_ms(), random_bytes(&mut rng, 64))));
+                    }
+                }
+                Role::StaleTimestamp | Role::FutureTimestamp => {
+                    let ts = if agent.role == Role::StaleTimestamp { now_ms() - TIMESTAMP_SKEW_MS } else { now_ms() + TIMESTAMP_SKEW_MS };
+                    let e = gossip_envelope(&key, net, seq, ts, LOAD_TOPIC, payload);
+                    batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), codec::encode_envelope(&e)));
+                    if sent % 5 == 0 {
+                        batch.push((RawTopic::Bracha, signed_send(&key, net, 1_000 + seq % 16, ts, random_bytes(&mut rng, 32))));
+                    }
+                }
+                Role::Forge => forge_one(&mut batch, &agent, victim, seq, payload, &mut rng),
+                Role::Tamper => {
+                    let e = gossip_envelope(&key, net, seq, now_ms(), LOAD_TOPIC, payload);
+                    batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), tampered(&e, &mut rng)));
+                }
+                Role::Malformed => {
+                    let e = gossip_envelope(&key, net, seq, now_ms(), LOAD_TOPIC, payload);
+                    let topic = if rng.random_bool(0.5) { RawTopic::Bracha } else { RawTopic::Gossip(LOAD_TOPIC.into()) };
+                    batch.push((topic, malformed(&mut rng, &e, ctx.max_message_len + 256)));
+                }
+                Role::FakeVotes | Role::Sybil => {
+                    let next = agent.next_seq(&victim);
+                    let instance = InstanceId { origin: victim, seq: next + rng.random_range(0..3) };
+                    batch.push((RawTopic::Bracha, fake_vote(&key, net, instance, rng.random_bool(0.5), &mut rng)));
+                    if agent.role == Role::Sybil {
+                        let e = gossip_envelope(&key, net, seq, now_ms(), LOAD_TOPIC, payload);
+                        batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), codec::encode_envelope(&e)));
+                    }
+                }
+                Role::Flood => {
+                    let e = gossip_envelope(&key, net, seq, now_ms(), LOAD_TOPIC, payload);
+                    batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), codec::encode_envelope(&e)));
+                }
+                Role::Replay => {
+                    let next = agent.captured.lock().ok().and_then(|c| c.get(replay_at).cloned());
+                    if let Some(item) = next {
+                        replay_at += 1;
+                        batch.push(item);
+                    }
+                }
+                Role::CovertFlash => {
+                    // One burst of everything detectable, then the conflicting votes of the
+                    // interceptor go on.
+                    if !flashed {
+                        flashed = true;
+                        for _ in 0..10 {
+                            let victim = ctx.honest[rng.random_range(0..ctx.honest.len())];
+                            seq += 1;
+                            forge_one(&mut batch, &agent, victim, seq, random_bytes(&mut rng, 64), &mut rng);
+                            let e = gossip_envelope(&key, net, seq, now_ms(), LOAD_TOPIC, random_bytes(&mut rng, 32));
+                            batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), malformed(&mut rng, &e, 600)));
+                        }
+                    }
+                }
+                _ => return,
+            }
+        }
+        for (topic, bytes) in batch {
+            if bytes.is_empty() {
+                continue;
+            }
+            let _ = node.publish_raw(topic, bytes).await;
+        }
+    }
+}
+
+fn forge_one<R: Rng + ?Sized>(batch: &mut Vec<(RawTopic, Vec<u8>)>, agent: &Agent, victim: PublicKey, seq: u64, payload: Vec<u8>, rng: &mut R) {
+    if rng.random_bool(0.5) {
+        batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), forged_gossip(&agent.keypair, victim, agent.network, seq, LOAD_TOPIC, payload)));
+    } else {
+        let next = agent.next_seq(&victim);
+        batch.push((RawTopic::Bracha, forged_send(&agent.keypair, victim, agent.network, next + rng.random_range(0..2), payload)));
+    }
+}
+
+/// A random signature (for tests of the builders).
+pub fn random_signature<R: Rng + ?Sized>(rng: &mut R) -> Signature {
+    Signature(random_bytes(rng, 64).try_into().unwrap_or([0; 64]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> Keypair {
+        Keypair::from_secret_bytes(&[b; 32])
+    }
+
+    #[test]
+    fn builders_make_what_admission_must_refuse() {
+        let net = NetworkId([9; 32]);
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let (a, b) = (key(1), key(2));
+        // A forgery decodes but does not verify.
+        let forged = codec::decode_envelope(&forged_gossip(&a, b.public(), net, 1, "t", vec![1]), MAX_ENVELOPE_LEN).expect("decodes");
+        assert_eq!(forged.origin(), b.public());
+        assert!(forged.verify(&net).is_err());
+        let send = codec::decode_envelope(&forged_send(&a, b.public(), net, 3, vec![7]), MAX_ENVELOPE_LEN).expect("decodes");
+        assert!(send.verify(&net).is_err());
+        // A tampered envelope never decodes and verifies.
+        let e = gossip_envelope(&a, net, 1, now_ms(), "t", vec![1, 2, 3]);
+        for _ in 0..20 {
+            let t = tampered(&e, &mut rng);
+            assert!(codec::decode_envelope(&t, MAX_ENVELOPE_LEN).and_then(|e| Ok(e.verify(&net).is_ok())).is_ok_and(|ok| !ok)
+                || codec::decode_envelope(&t, MAX_ENVELOPE_LEN).is_err());
+        }
+        // A conflicting vote verifies but has another digest.
+        let instance = InstanceId { origin: b.public(), seq: 0 };
+        let echo = Message::Echo { instance, digest: Digest::of(b"v") }.seal(&a, net, now_ms()).expect("seal");
+        let conflict = codec::decode_envelope(&conflicting_vote(&echo, &a, net, &mut rng).expect("vote"), MAX_ENVELOPE_LEN).expect("decodes");
+        assert!(conflict.clone().verify(&net).is_ok());
+        assert_ne!(conflict.body(), echo.body());
+        let _ = random_signature(&mut rng);
+    }
+}

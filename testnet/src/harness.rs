@@ -1,0 +1,722 @@
+//! The in-process runtime: starts every node of a scenario in this process on 127.0.0.1
+//! (OS-chosen ports), connects them, drives the workload, applies the timeline (arming,
+//! kills, restarts, pauses, partitions, eclipse), records every correct node's deliveries
+//! and peer views, and returns the [`RunLog`] the checker reads.
+//!
+//! # Bounds
+//! Every phase has a deadline from the scenario; startup waits at most
+//! [`CONNECT_DEADLINE`]; every node call has a timeout ([`CALL_TIMEOUT`]); the drain ends
+//! early once every honest broadcast is delivered by every live correct node. A run
+//! therefore ends by itself within `warmup + attack + cooldown + drain` seconds plus startup
+//! and shutdown.
+
+use crate::adversary::{self, Agent, AgentInterceptor, DriverContext, HandleCell, LOAD_TOPIC, current};
+use crate::record::{
+    BroadcastRecord, DeliveryRecord, EventRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
+};
+use crate::scenario::{FaultKind, Role, Scenario};
+use anyhow::Context;
+use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair, PublicKey};
+use byzgossip_node::storage::{MemoryStore, Store};
+use byzgossip_node::{DeliveryEvent, NodeBuilder, NodeConfig, NodeHandle, now_ms};
+use futures::StreamExt;
+use libp2p::{Multiaddr, PeerId};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Longest wait for every node to connect to every other before the run starts anyway.
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
+/// Timeout of one call to a node (broadcast, publish, peers, dial, ...).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often peer views are sampled.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Options of a run that are not part of the scenario.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Start each node's HTTP API on 127.0.0.1 (port 0).
+    pub api: bool,
+    /// Print timeline events as they happen.
+    pub verbose: bool,
+}
+
+/// One node of the testnet, across restarts.
+struct Slot {
+    index: usize,
+    role: Role,
+    keypair: Keypair,
+    peer_id: PeerId,
+    member: Option<usize>,
+    store: Arc<dyn Store>,
+    agent: Arc<Agent>,
+    cell: HandleCell,
+    incarnation: AtomicU32,
+    tracker: Mutex<Option<JoinHandle<()>>>,
+    addrs: Mutex<Vec<Multiaddr>>,
+    armed_at: AtomicU64,
+    down: AtomicBool,
+}
+
+impl Slot {
+    fn handle(&self) -> Option<NodeHandle> {
+        current(&self.cell)
+    }
+    fn addrs(&self) -> Vec<Multiaddr> {
+        self.addrs.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+/// Records shared by the tasks of a run.
+#[derive(Default)]
+struct Shared {
+    broadcasts: Mutex<Vec<BroadcastRecord>>,
+    failures: AtomicU64,
+    publishes: Mutex<Vec<PublishRecord>>,
+    deliveries: Mutex<Vec<DeliveryRecord>>,
+    cursors: Mutex<HashSet<(usize, u64)>>,
+    delivered: Mutex<HashMap<usize, HashSet<(String, u64)>>>,
+    gossip: Mutex<Vec<GossipRecord>>,
+    samples: Mutex<Vec<PeerSample>>,
+    events: Mutex<Vec<EventRecord>>,
+    disrupted_until: AtomicU64,
+    verbose: bool,
+    t0: AtomicU64,
+}
+
+impl Shared {
+    fn event(&self, what: String) {
+        let t = now_ms();
+        if self.verbose {
+            let t0 = self.t0.load(Ordering::Relaxed);
+            eprintln!("[{:>7.2} s] {what}", t.saturating_sub(t0) as f64 / 1000.0);
+        }
+        if let Ok(mut e) = self.events.lock() {
+            e.push(EventRecord { t_ms: t, what });
+        }
+    }
+    fn disrupted(&self) {
+        self.disrupted_until.fetch_max(now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// A running testnet.
+pub struct Testnet {
+    scenario: Scenario,
+    genesis: Genesis,
+    slots: Vec<Arc<Slot>>,
+    shared: Arc<Shared>,
+    options: RunOptions,
+    partitions: Mutex<Vec<(usize, usize)>>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(CALL_TIMEOUT, f).await.ok()
+}
+
+impl Testnet {
+    /// Starts every node of `scenario` and waits until they are connected (at most
+    /// [`CONNECT_DEADLINE`]).
+    pub async fn start(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Testnet> {
+        scenario.validate()?;
+        let roles = scenario.roles();
+        let mut rng = ChaCha20Rng::seed_from_u64(scenario.seed);
+        let keys: Vec<Keypair> = roles.iter().map(|_| Keypair::generate(&mut rng)).collect();
+        let n = scenario.nodes;
+        let genesis = Genesis {
+            name: format!("testnet-{}-{}", scenario.name, scenario.seed),
+            f: Some(scenario.f()),
+            policy: GossipPolicy::Committee,
+            members: keys[..n].iter().map(Keypair::public).collect(),
+            bootstrap: vec![],
+        };
+        let network = genesis.network_id();
+        let victim = keys[scenario.attack.victim].public();
+        let shared = Arc::new(Shared { verbose: options.verbose, ..Default::default() });
+        let slots: Vec<Arc<Slot>> = roles
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(index, (role, keypair))| {
+                let censored = if *role == Role::Censor { vec![victim] } else { vec![] };
+                Arc::new(Slot {
+                    index,
+                    role: *role,
+                    keypair: keypair.clone(),
+                    peer_id: byzgossip_node::identity::peer_id(&keypair.public()).expect("ed25519 key"),
+                    member: (index < n).then_some(index),
+                    store: Arc::new(MemoryStore::new()),
+                    agent: Agent::new(*role, keypair.clone(), network, censored),
+                    cell: Arc::new(Mutex::new(None)),
+                    incarnation: AtomicU32::new(0),
+                    tracker: Mutex::new(None),
+                    addrs: Mutex::new(vec![]),
+                    armed_at: AtomicU64::new(0),
+                    down: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        let testnet = Testnet {
+            scenario: scenario.clone(),
+            genesis,
+            slots,
+            shared,
+            options,
+            partitions: Mutex::new(vec![]),
+            background: Mutex::new(vec![]),
+        };
+        for i in 0..testnet.slots.len() {
+            let peers: Vec<Multiaddr> = testnet.slots[..i].iter().flat_map(|s| s.addrs()).collect();
+            testnet.start_node(i, peers).await.with_context(|| format!("starting node {i}"))?;
+        }
+        testnet.wait_connected().await;
+        Ok(testnet)
+    }
+
+    fn config(&self, slot: &Slot, bootstrap: Vec<Multiaddr>) -> NodeConfig {
+        let mut config = NodeConfig::new(self.genesis.clone(), slot.keypair.clone());
+        config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
+        config.bootstrap = bootstrap;
+        config.use_genesis_bootstrap = false;
+        config.sync_interval = Duration::from_millis(300);
+        config.tick_interval = Duration::from_millis(100);
+        config.topics = vec![LOAD_TOPIC.to_owned()];
+        config.verify_workers = 1;
+        if self.options.api {
+            config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
+        }
+        config
+    }
+
+    async fn start_node(&self, i: usize, bootstrap: Vec<Multiaddr>) -> anyhow::Result<NodeHandle> {
+        let slot = self.slots[i].clone();
+        let incarnation = slot.incarnation.load(Ordering::Relaxed);
+        let seed = self.scenario.seed ^ ((i as u64) << 20) ^ ((incarnation as u64) << 40);
+        let interceptor = AgentInterceptor::new(slot.agent.clone(), seed);
+        let handle = NodeBuilder::new(self.config(&slot, bootstrap))
+            .with_store(slot.store.clone())
+            .with_interceptor(Box::new(interceptor))
+            .spawn()
+            .await?;
+        *lock(&slot.addrs) = handle.listen_addrs();
+        *lock(&slot.cell) = Some(handle.clone());
+        slot.down.store(false, Ordering::Relaxed);
+        if slot.role.correct() {
+            let shared = self.shared.clone();
+            let h = handle.clone();
+            let task = tokio::spawn(async move {
+                let mut stream = Box::pin(h.deliveries(1));
+                while let Some(event) = stream.next().await {
+                    match event {
+                        DeliveryEvent::Bracha(d) => {
+                            if lock(&shared.cursors).insert((i, d.cursor)) {
+                                let origin = d.instance.origin.to_hex();
+                                lock(&shared.delivered).entry(i).or_default().insert((origin.clone(), d.instance.seq));
+                                lock(&shared.deliveries).push(DeliveryRecord {
+                                    node: i,
+                                    origin,
+                                    seq: d.instance.seq,
+                                    digest: d.digest.to_hex(),
+                                    delivered_at_ms: d.delivered_at_ms,
+                                    cursor: d.cursor,
+                                });
+                            }
+                        }
+                        DeliveryEvent::Gossip(g) => lock(&shared.gossip).push(GossipRecord {
+                            node: i,
+                            incarnation,
+                            origin: g.origin.to_hex(),
+                            id: g.id.to_hex(),
+                            received_at_ms: now_ms(),
+                        }),
+                    }
+                }
+            });
+            if let Some(old) = lock(&slot.tracker).replace(task) {
+                old.abort();
+            }
+        }
+        Ok(handle)
+    }
+
+    async fn wait_connected(&self) {
+        let want = self.slots.len().saturating_sub(1);
+        let end = Instant::now() + CONNECT_DEADLINE;
+        loop {
+            let mut ok = true;
+            for slot in &self.slots {
+                let Some(h) = slot.handle() else { continue };
+                let connected = timed(h.status()).await.and_then(Result::ok).map_or(0, |s| s.connected_peers);
+                if connected < want {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok || Instant::now() >= end {
+                if !ok {
+                    self.shared.event("not every node connected to every other by the deadline; starting anyway".into());
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Each node's index, role, peer id, listen addresses and HTTP API address.
+    pub fn describe(&self) -> Vec<(usize, Role, String, Vec<Multiaddr>, Option<std::net::SocketAddr>)> {
+        self.slots
+            .iter()
+            .map(|s| (s.index, s.role, s.peer_id.to_string(), s.addrs(), s.handle().and_then(|h| h.api_addr())))
+            .collect()
+    }
+
+    // ---- faults ----
+
+    async fn kill(&self, i: usize) {
+        let slot = &self.slots[i];
+        if let Some(h) = lock(&slot.cell).take() {
+            h.abort();
+        }
+        if let Some(t) = lock(&slot.tracker).take() {
+            t.abort();
+        }
+        slot.incarnation.fetch_add(1, Ordering::Relaxed);
+        slot.down.store(true, Ordering::Relaxed);
+        if slot.role.correct() {
+            self.shared.disrupted();
+        }
+        self.shared.event(format!("kill node {i}"));
+    }
+
+    async fn restart(&self, i: usize) {
+        if self.slots[i].handle().is_some() {
+            self.kill(i).await;
+        }
+        let blocked: HashSet<usize> =
+            lock(&self.partitions).iter().filter_map(|(a, b)| if *a == i { Some(*b) } else if *b == i { Some(*a) } else { None }).collect();
+        let peers: Vec<Multiaddr> = self
+            .slots
+            .iter()
+            .filter(|s| s.index != i && !blocked.contains(&s.index) && s.handle().is_some())
+            .flat_map(|s| s.addrs())
+            .collect();
+        match self.start_node(i, peers).await {
+            Ok(_) => self.shared.event(format!("restart node {i}")),
+            Err(e) => self.shared.event(format!("restart node {i} failed: {e}")),
+        }
+        // Re-apply any partition the node is part of.
+        for j in blocked {
+            self.block_pair(i, j).await;
+        }
+        if self.slots[i].role.correct() {
+            self.shared.disrupted();
+        }
+    }
+
+    async fn block_pair(&self, a: usize, b: usize) {
+        let (sa, sb) = (&self.slots[a], &self.slots[b]);
+        if let Some(h) = sa.handle() {
+            let _ = timed(h.disconnect(sb.peer_id, true)).await;
+        }
+        if let Some(h) = sb.handle() {
+            let _ = timed(h.disconnect(sa.peer_id, true)).await;
+        }
+    }
+
+    /// Cuts `side` from `others` (both ways, blocked).
+    async fn partition(&self, side: &[usize], others: &[usize]) {
+        for &a in side {
+            for &b in others {
+                if a == b {
+                    continue;
+                }
+                self.block_pair(a, b).await;
+                lock(&self.partitions).push((a, b));
+            }
+        }
+        self.shared.disrupted();
+        self.shared.event(format!("partition {side:?} | {others:?}"));
+    }
+
+    /// Undoes the partitions (all, or those touching `only`) and redials.
+    async fn heal(&self, only: Option<usize>) {
+        let pairs: Vec<(usize, usize)> = {
+            let mut p = lock(&self.partitions);
+            let (heal, keep): (Vec<_>, Vec<_>) = p.drain(..).partition(|(a, b)| only.is_none_or(|o| *a == o || *b == o));
+            *p = keep;
+            heal
+        };
+        for &(a, b) in &pairs {
+            let (sa, sb) = (&self.slots[a], &self.slots[b]);
+            if let Some(h) = sa.handle() {
+                let _ = timed(h.disconnect(sb.peer_id, false)).await;
+            }
+            if let Some(h) = sb.handle() {
+                let _ = timed(h.disconnect(sa.peer_id, false)).await;
+            }
+            if let (Some(h), Some(addr)) = (sa.handle(), sb.addrs().first().cloned()) {
+                let _ = timed(h.dial(addr)).await;
+            }
+        }
+        self.shared.disrupted();
+        self.shared.event(format!("heal {} pairs", pairs.len()));
+    }
+
+    fn pause(&self, i: usize, paused: bool) {
+        self.slots[i].agent.paused.store(paused, Ordering::Relaxed);
+        self.shared.disrupted();
+        self.shared.event(format!("{} node {i}", if paused { "pause" } else { "resume" }));
+    }
+
+    fn arm(&self, i: usize, on: bool) {
+        let slot = &self.slots[i];
+        slot.agent.armed.store(on, Ordering::Relaxed);
+        if on {
+            slot.armed_at.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    fn spawn_driver(&self, i: usize) -> JoinHandle<()> {
+        let slot = &self.slots[i];
+        let honest: Vec<PublicKey> =
+            self.slots.iter().filter(|s| s.role == Role::Honest).map(|s| s.keypair.public()).collect();
+        let ctx = DriverContext {
+            node: slot.cell.clone(),
+            honest,
+            rate_per_s: self.scenario.attack.rate_per_s,
+            flood_per_s: self.scenario.attack.flood_per_s,
+            max_message_len: byzgossip_reputation::AdmissionConfig::default().max_message_len,
+            seed: self.scenario.seed ^ 0xd1e5 ^ ((i as u64) << 24),
+        };
+        tokio::spawn(adversary::drive(slot.agent.clone(), ctx))
+    }
+
+    // ---- background tasks ----
+
+    fn spawn_workload(self: &Arc<Self>, until: Instant) -> JoinHandle<()> {
+        let tn = self.clone();
+        tokio::spawn(async move {
+            let w = tn.scenario.workload.clone();
+            let origins: Vec<Arc<Slot>> = tn.slots.iter().filter(|s| s.role == Role::Honest).cloned().collect();
+            let mut rng = ChaCha20Rng::seed_from_u64(tn.scenario.seed ^ 0x10ad);
+            let started = Instant::now();
+            let (mut b_sent, mut g_sent) = (0u64, 0u64);
+            let mut inflight: Vec<JoinHandle<()>> = Vec::new();
+            let mut interval = tokio::time::interval(Duration::from_millis(10));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            while Instant::now() < until {
+                interval.tick().await;
+                let t = started.elapsed().as_secs_f64();
+                while (b_sent as f64) < t * w.broadcasts_per_s {
+                    let slot = &origins[b_sent as usize % origins.len()];
+                    b_sent += 1;
+                    let Some(h) = slot.handle().filter(|_| !slot.agent.paused.load(Ordering::Relaxed)) else {
+                        tn.shared.failures.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let mut value = vec![0u8; w.value_size];
+                    rng.fill_bytes(&mut value);
+                    let digest = Digest::of(&value).to_hex();
+                    let (shared, origin) = (tn.shared.clone(), slot.index);
+                    inflight.push(tokio::spawn(async move {
+                        let sent_at_ms = now_ms();
+                        match timed(h.broadcast(value)).await {
+                            Some(Ok(instance)) => {
+                                lock(&shared.broadcasts).push(BroadcastRecord { origin, seq: instance.seq, digest, sent_at_ms })
+                            }
+                            _ => {
+                                shared.failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }));
+                }
+                while (g_sent as f64) < t * w.gossip_per_s {
+                    let slot = &origins[g_sent as usize % origins.len()];
+                    g_sent += 1;
+                    let Some(h) = slot.handle().filter(|_| !slot.agent.paused.load(Ordering::Relaxed)) else { continue };
+                    let mut payload = vec![0u8; w.gossip_size];
+                    rng.fill_bytes(&mut payload);
+                    let (shared, origin) = (tn.shared.clone(), slot.index);
+                    inflight.push(tokio::spawn(async move {
+                        let sent_at_ms = now_ms();
+                        if let Some(Ok(id)) = timed(h.publish(LOAD_TOPIC, payload)).await {
+                            lock(&shared.publishes).push(PublishRecord { origin, id: id.to_hex(), sent_at_ms });
+                        }
+                    }));
+                }
+                inflight.retain(|t| !t.is_finished());
+            }
+            for t in inflight {
+                let _ = t.await;
+            }
+        })
+    }
+
+    fn spawn_sampler(self: &Arc<Self>) -> JoinHandle<()> {
+        let tn = self.clone();
+        tokio::spawn(async move {
+            let by_key: HashMap<PublicKey, usize> = tn.slots.iter().map(|s| (s.keypair.public(), s.index)).collect();
+            let mut interval = tokio::time::interval(SAMPLE_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
+                for slot in tn.slots.iter().filter(|s| s.role.correct()) {
+                    let Some(h) = slot.handle() else { continue };
+                    let Some(Ok(peers)) = timed(h.peers()).await else { continue };
+                    let t_ms = now_ms();
+                    let mut samples = lock(&tn.shared.samples);
+                    for p in peers {
+                        if let Some(&peer) = by_key.get(&p.reputation.peer) {
+                            samples.push(PeerSample {
+                                t_ms,
+                                observer: slot.index,
+                                peer,
+                                score: p.reputation.score,
+                                status: p.reputation.status.label().to_owned(),
+                            });
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Whether every live correct node delivered every honest broadcast and every instance
+    /// any correct node delivered.
+    fn drained(&self) -> bool {
+        let keys: HashMap<usize, String> = self.slots.iter().map(|s| (s.index, s.keypair.public().to_hex())).collect();
+        let mut want: HashSet<(String, u64)> =
+            lock(&self.shared.broadcasts).iter().map(|b| (keys[&b.origin].clone(), b.seq)).collect();
+        let delivered = lock(&self.shared.delivered);
+        for set in delivered.values() {
+            want.extend(set.iter().cloned());
+        }
+        self.slots
+            .iter()
+            .filter(|s| s.role.correct() && !s.down.load(Ordering::Relaxed))
+            .all(|s| delivered.get(&s.index).is_some_and(|set| want.is_subset(set)))
+    }
+
+    /// Runs the scenario's timeline on this testnet and returns the log.
+    pub async fn run(self) -> anyhow::Result<RunLog> {
+        let tn = Arc::new(self);
+        let sc = tn.scenario.clone();
+        let t = &sc.timeline;
+        let start = Instant::now();
+        let t0_ms = now_ms();
+        tn.shared.t0.store(t0_ms, Ordering::Relaxed);
+        tn.shared.event(format!("start: {} nodes, scenario {}", tn.slots.len(), sc.name));
+        let at = |s: f64| start + Duration::from_secs_f64(s.max(0.0));
+        let attack_start = at(t.warmup_s);
+        let attack_mid = at(t.warmup_s + t.attack_s / 2.0);
+        let attack_end = at(t.warmup_s + t.attack_s);
+        let load_end = at(t.warmup_s + t.attack_s + t.cooldown_s);
+        let hard_end = load_end + Duration::from_secs_f64(t.drain_s);
+
+        let workload = tn.spawn_workload(load_end);
+        let sampler = tn.spawn_sampler();
+
+        // Scheduled actions, in time order.
+        enum Action {
+            Arm(Vec<usize>),
+            Disarm,
+            Fault(FaultKind, Vec<usize>),
+            Cut(usize, Vec<usize>),
+            HealNode(usize),
+            Refresh(Vec<usize>),
+        }
+        let of_role = |role: Role| -> Vec<usize> { tn.slots.iter().filter(|s| s.role == role).map(|s| s.index).collect() };
+        let attackers: Vec<usize> =
+            tn.slots.iter().filter(|s| !s.role.correct() && s.role != Role::CovertFlash).map(|s| s.index).collect();
+        let mut plan: Vec<(Instant, Action)> = Vec::new();
+        if !of_role(Role::Replay).is_empty() {
+            plan.push((attack_start, Action::Refresh(of_role(Role::Replay))));
+        }
+        plan.push((attack_start, Action::Arm(attackers)));
+        plan.push((attack_mid, Action::Arm(of_role(Role::CovertFlash))));
+        for i in of_role(Role::CrashRestart) {
+            plan.push((attack_start, Action::Fault(FaultKind::Kill, vec![i])));
+            plan.push((attack_mid, Action::Fault(FaultKind::Restart, vec![i])));
+        }
+        let eclipsers = of_role(Role::Eclipse);
+        if !eclipsers.is_empty() {
+            let victim = sc.attack.victim;
+            let others: Vec<usize> = tn.slots.iter().filter(|s| s.role != Role::Eclipse && s.index != victim).map(|s| s.index).collect();
+            plan.push((attack_start, Action::Cut(victim, others)));
+            plan.push((attack_end, Action::HealNode(victim)));
+        }
+        for fault in &sc.faults {
+            plan.push((at(fault.time_s(t)), Action::Fault(fault.kind, fault.nodes.clone())));
+        }
+        plan.push((attack_end, Action::Disarm));
+        plan.sort_by_key(|(when, _)| *when);
+
+        let mut drivers: Vec<JoinHandle<()>> = Vec::new();
+        for (when, action) in plan {
+            tokio::time::sleep_until(when).await;
+            match action {
+                Action::Arm(nodes) => {
+                    for &i in &nodes {
+                        tn.arm(i, true);
+                        drivers.push(tn.spawn_driver(i));
+                    }
+                    if !nodes.is_empty() {
+                        tn.shared.event(format!("arm {nodes:?}"));
+                    }
+                }
+                Action::Disarm => {
+                    for d in drivers.drain(..) {
+                        d.abort();
+                    }
+                    for i in 0..tn.slots.len() {
+                        tn.arm(i, false);
+                    }
+                    tn.shared.event("attack window ends".into());
+                }
+                Action::Refresh(nodes) => {
+                    // Restart with fresh gossip caches, so captured envelopes can be published.
+                    for i in nodes {
+                        tn.kill(i).await;
+                        tn.restart(i).await;
+                    }
+                }
+                Action::Cut(victim, others) => tn.partition(&[victim], &others).await,
+                Action::HealNode(victim) => tn.heal(Some(victim)).await,
+                Action::Fault(kind, nodes) => match kind {
+                    FaultKind::Kill => {
+                        for i in nodes {
+                            tn.kill(i).await;
+                        }
+                    }
+                    FaultKind::Restart => {
+                        for i in nodes {
+                            tn.restart(i).await;
+                        }
+                    }
+                    FaultKind::Pause | FaultKind::Resume => {
+                        for i in nodes {
+                            tn.pause(i, kind == FaultKind::Pause);
+                        }
+                    }
+                    FaultKind::Partition => {
+                        let others: Vec<usize> = (0..tn.slots.len()).filter(|i| !nodes.contains(i)).collect();
+                        tn.partition(&nodes, &others).await;
+                    }
+                    FaultKind::Heal => tn.heal(None).await,
+                },
+            }
+        }
+        tokio::time::sleep_until(load_end).await;
+        let _ = workload.await;
+        let load_end_ms = now_ms();
+        tn.shared.event("workload ends; draining".into());
+        while Instant::now() < hard_end && !tn.drained() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Let gossip and samples settle briefly.
+        tokio::time::sleep(Duration::from_millis(300).min(hard_end.saturating_duration_since(Instant::now()))).await;
+        let end_ms = now_ms();
+        tn.shared.event(if tn.drained() { "drained".into() } else { "drain deadline reached".into() });
+        sampler.abort();
+        for d in drivers {
+            d.abort();
+        }
+        for h in lock(&tn.background).drain(..) {
+            h.abort();
+        }
+        let log = tn.collect(t0_ms, load_end_ms, end_ms);
+        tn.stop().await;
+        Ok(log)
+    }
+
+    fn collect(&self, t0_ms: u64, load_end_ms: u64, end_ms: u64) -> RunLog {
+        let sc = &self.scenario;
+        let t = &sc.timeline;
+        let ms = |s: f64| t0_ms + (s * 1000.0) as u64;
+        let nodes = self
+            .slots
+            .iter()
+            .map(|s| {
+                let armed = s.armed_at.load(Ordering::Relaxed);
+                NodeRecord {
+                    index: s.index,
+                    role: s.role,
+                    key: s.keypair.public().to_hex(),
+                    peer_id: s.peer_id.to_string(),
+                    member: s.member,
+                    armed_at_ms: (armed > 0).then_some(armed),
+                }
+            })
+            .collect();
+        let traffic = self
+            .slots
+            .iter()
+            .map(|s| {
+                let c = &s.agent.traffic;
+                TrafficRecord {
+                    node: s.index,
+                    msgs_in: c[0].load(Ordering::Relaxed),
+                    bytes_in: c[1].load(Ordering::Relaxed),
+                    msgs_out: c[2].load(Ordering::Relaxed),
+                    bytes_out: c[3].load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        let mut deliveries = lock(&self.shared.deliveries).clone();
+        deliveries.sort_by_key(|d| (d.node, d.cursor));
+        RunLog {
+            scenario: sc.clone(),
+            n: sc.nodes,
+            f: sc.f(),
+            nodes,
+            t0_ms,
+            attack_start_ms: ms(t.warmup_s),
+            attack_end_ms: ms(t.warmup_s + t.attack_s),
+            load_end_ms,
+            end_ms,
+            disrupted_until_ms: self.shared.disrupted_until.load(Ordering::Relaxed),
+            broadcasts: lock(&self.shared.broadcasts).clone(),
+            broadcast_failures: self.shared.failures.load(Ordering::Relaxed),
+            publishes: lock(&self.shared.publishes).clone(),
+            deliveries,
+            gossip: lock(&self.shared.gossip).clone(),
+            peer_samples: lock(&self.shared.samples).clone(),
+            traffic,
+            events: lock(&self.shared.events).clone(),
+        }
+    }
+
+    /// Stops every node (graceful, then abort after [`CALL_TIMEOUT`]).
+    pub async fn stop(&self) {
+        let mut stops = Vec::new();
+        for slot in &self.slots {
+            if let Some(t) = lock(&slot.tracker).take() {
+                t.abort();
+            }
+            if let Some(h) = lock(&slot.cell).take() {
+                stops.push(async move {
+                    if timed(h.shutdown()).await.is_none() {
+                        h.abort();
+                    }
+                });
+            }
+        }
+        futures::future::join_all(stops).await;
+    }
+}
+
+/// Starts the scenario's nodes, runs its timeline and returns the log.
+pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<RunLog> {
+    let testnet = Testnet::start(scenario, options).await?;
+    testnet.run().await
+}

@@ -1,0 +1,510 @@
+//! Scenarios: who runs (node groups and their roles), the workload, the timeline, faults,
+//! deadlines and the seed. Written as TOML (`scenarios/*.toml`) or taken from the built-in
+//! presets ([`preset`], [`PRESETS`]). A run saves its resolved scenario next to its output, so
+//! `run --scenario out/<name>/scenario.toml` replays it with the same keys and workload.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// What a node does. Every role but [`Role::Honest`] and [`Role::CrashRestart`] is malicious;
+/// adversaries behave honestly until the attack is armed (see [`Timeline`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Follows the protocol; originates the workload.
+    Honest,
+    /// Sends nothing and processes nothing once armed.
+    Silent,
+    /// Correct, but killed at the attack start and restarted from its store mid-attack.
+    CrashRestart,
+    /// Signs two different SENDs for each of its seqs.
+    EquivocateOrigin,
+    /// Signs a second, conflicting ECHO/READY next to each of its votes.
+    EquivocateVote,
+    /// Captures envelopes, restarts with fresh gossip caches and republishes them.
+    Replay,
+    /// Signs messages 20 minutes in the past.
+    StaleTimestamp,
+    /// Signs messages 20 minutes in the future.
+    FutureTimestamp,
+    /// Sends envelopes claiming an honest origin with a bad signature (framing).
+    Forge,
+    /// Changes bodies after signing.
+    Tamper,
+    /// Sends random, truncated and oversize bytes.
+    Malformed,
+    /// ECHOes and READYs digests nobody sent.
+    FakeVotes,
+    /// Publishes valid gossip far over its rate budget.
+    Flood,
+    /// An extra node whose key is outside the committee, publishing gossip and votes.
+    Sybil,
+    /// Drops every message of the censored origins and never relays them.
+    Censor,
+    /// With the others of its group, surrounds the victim, which is cut from every honest node.
+    Eclipse,
+    /// Honest for half the attack window, then a burst of forgeries, equivocations and garbage.
+    CovertFlash,
+}
+
+impl Role {
+    /// Every role, in [`Role::name`] order of the presets.
+    pub const ALL: [Role; 17] = [
+        Role::Honest,
+        Role::Silent,
+        Role::CrashRestart,
+        Role::EquivocateOrigin,
+        Role::EquivocateVote,
+        Role::Replay,
+        Role::StaleTimestamp,
+        Role::FutureTimestamp,
+        Role::Forge,
+        Role::Tamper,
+        Role::Malformed,
+        Role::FakeVotes,
+        Role::Flood,
+        Role::Sybil,
+        Role::Censor,
+        Role::Eclipse,
+        Role::CovertFlash,
+    ];
+
+    /// The kebab-case name used in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Honest => "honest",
+            Role::Silent => "silent",
+            Role::CrashRestart => "crash-restart",
+            Role::EquivocateOrigin => "equivocate-origin",
+            Role::EquivocateVote => "equivocate-vote",
+            Role::Replay => "replay",
+            Role::StaleTimestamp => "stale-timestamp",
+            Role::FutureTimestamp => "future-timestamp",
+            Role::Forge => "forge",
+            Role::Tamper => "tamper",
+            Role::Malformed => "malformed",
+            Role::FakeVotes => "fake-votes",
+            Role::Flood => "flood",
+            Role::Sybil => "sybil",
+            Role::Censor => "censor",
+            Role::Eclipse => "eclipse",
+            Role::CovertFlash => "covert-flash",
+        }
+    }
+
+    /// Whether the node follows the protocol (its delivery log is held to the invariants).
+    /// A crash is not Byzantine behaviour, though it counts against f.
+    pub fn correct(self) -> bool {
+        matches!(self, Role::Honest | Role::CrashRestart)
+    }
+
+    /// Whether the node's key is in the committee (Sybils are extra keys outside it).
+    pub fn in_committee(self) -> bool {
+        self != Role::Sybil
+    }
+
+    /// Whether honest nodes can tell from the wire that this node misbehaves, so every honest
+    /// node must graylist, ban or exclude it within the detection deadline. Silence, crashes,
+    /// censorship, eclipse and replays are not provable from the wire (replays are stopped
+    /// as duplicates at no cost to the forwarder, by design), and fake votes for a digest
+    /// nobody sent look like votes for a value this node has not seen yet.
+    pub fn detectable(self) -> bool {
+        matches!(
+            self,
+            Role::EquivocateOrigin
+                | Role::EquivocateVote
+                | Role::StaleTimestamp
+                | Role::FutureTimestamp
+                | Role::Forge
+                | Role::Tamper
+                | Role::Malformed
+                | Role::Flood
+                | Role::Sybil
+                | Role::CovertFlash
+        )
+    }
+}
+
+/// Nodes of one role.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// Their role.
+    pub role: Role,
+    /// How many. Committee roles take committee seats after the honest members; Sybils are
+    /// extra nodes outside the committee.
+    pub count: usize,
+}
+
+/// What the honest members do: Bracha broadcasts and gossip, spread round-robin over the
+/// honest members, from the start of the run until the end of the cooldown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Workload {
+    /// Bracha broadcasts per second, all honest origins together.
+    pub broadcasts_per_s: f64,
+    /// Gossip messages per second on topic `load`, all honest origins together.
+    pub gossip_per_s: f64,
+    /// Bytes per broadcast value.
+    pub value_size: usize,
+    /// Bytes per gossip payload.
+    pub gossip_size: usize,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self { broadcasts_per_s: 10.0, gossip_per_s: 10.0, value_size: 256, gossip_size: 128 }
+    }
+}
+
+/// Phases, in seconds from the moment every node is up and connected:
+/// `[0, warmup)` warm-up, `[warmup, warmup + attack)` attack, then `cooldown` more seconds of
+/// workload, then at most `drain` seconds waiting for outstanding deliveries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Timeline {
+    /// Warm-up (meshes form, trust starts).
+    pub warmup_s: f64,
+    /// Attack window.
+    pub attack_s: f64,
+    /// Workload after the attack.
+    pub cooldown_s: f64,
+    /// Longest wait for outstanding deliveries after the workload stops (ends early when
+    /// every honest broadcast is delivered everywhere).
+    pub drain_s: f64,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Self { warmup_s: 2.0, attack_s: 4.0, cooldown_s: 1.5, drain_s: 6.0 }
+    }
+}
+
+/// A fault injected by the harness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Abort the node task (a crash: nothing is flushed beyond what is already durable).
+    Kill,
+    /// Start a killed node again from its store, same key.
+    Restart,
+    /// Stop sending and processing, connections kept.
+    Pause,
+    /// Undo a pause.
+    Resume,
+    /// Cut the listed nodes from all other nodes (both ways, blocked).
+    Partition,
+    /// Undo every partition and redial.
+    Heal,
+}
+
+/// A point of the timeline a fault can be pinned to (so it moves with `--duration`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// The attack start (end of the warm-up).
+    AttackStart,
+    /// The middle of the attack window.
+    AttackMid,
+    /// The attack end.
+    AttackEnd,
+}
+
+/// One fault at one time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Seconds from the start of the run (ignored when `at` is set).
+    #[serde(default)]
+    pub at_s: f64,
+    /// A phase of the timeline, instead of `at_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Phase>,
+    /// What.
+    pub kind: FaultKind,
+    /// Node indices (for `partition`: one side; the other side is everyone else).
+    #[serde(default)]
+    pub nodes: Vec<usize>,
+}
+
+impl Fault {
+    /// Seconds from the start of the run at which the fault fires.
+    pub fn time_s(&self, timeline: &Timeline) -> f64 {
+        match self.at {
+            None => self.at_s,
+            Some(Phase::AttackStart) => timeline.warmup_s,
+            Some(Phase::AttackMid) => timeline.warmup_s + timeline.attack_s / 2.0,
+            Some(Phase::AttackEnd) => timeline.warmup_s + timeline.attack_s,
+        }
+    }
+}
+
+/// Deadlines of the timed invariants.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Deadlines {
+    /// Every instance delivered by one correct node is delivered by all within this many
+    /// seconds of its first delivery (or of the end of the last disruption: partition,
+    /// eclipse, kill, pause).
+    pub totality_s: f64,
+    /// Every detectable attacker is graylisted, banned or excluded by every honest node
+    /// within this many seconds of arming.
+    pub detection_s: f64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self { totality_s: 5.0, detection_s: 3.5 }
+    }
+}
+
+/// Knobs of the attacks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Attack {
+    /// Bad messages per second per attacker (flood uses `flood_per_s`).
+    pub rate_per_s: f64,
+    /// Valid gossip messages per second per flooding attacker.
+    pub flood_per_s: f64,
+    /// Honest node targeted by eclipse, censor and forge.
+    pub victim: usize,
+}
+
+impl Default for Attack {
+    fn default() -> Self {
+        Self { rate_per_s: 20.0, flood_per_s: 2000.0, victim: 0 }
+    }
+}
+
+/// A complete scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scenario {
+    /// Name (a preset's name, or the file's).
+    pub name: String,
+    /// One line saying what it does.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of keys, workload values and attacker randomness.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Committee size n.
+    pub nodes: usize,
+    /// Fault bound of the genesis; `floor((n-1)/3)` when absent.
+    #[serde(default)]
+    pub f: Option<usize>,
+    /// Non-honest groups; the rest of the committee is honest.
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    /// Workload.
+    #[serde(default)]
+    pub workload: Workload,
+    /// Phases.
+    #[serde(default)]
+    pub timeline: Timeline,
+    /// Extra faults.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// Deadlines.
+    #[serde(default)]
+    pub deadlines: Deadlines,
+    /// Attack knobs.
+    #[serde(default)]
+    pub attack: Attack,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// Why a scenario is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// A rule is broken.
+    #[error("invalid scenario: {0}")]
+    Invalid(String),
+    /// The file could not be read or parsed.
+    #[error("scenario file: {0}")]
+    File(String),
+}
+
+impl Scenario {
+    /// A scenario of `nodes` honest members and the given non-honest groups, defaults
+    /// elsewhere.
+    pub fn new(name: &str, description: &str, nodes: usize, groups: Vec<Group>) -> Scenario {
+        Scenario {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            seed: default_seed(),
+            nodes,
+            f: None,
+            groups,
+            workload: Workload::default(),
+            timeline: Timeline::default(),
+            faults: Vec::new(),
+            deadlines: Deadlines::default(),
+            attack: Attack::default(),
+        }
+    }
+
+    /// The genesis fault bound.
+    pub fn f(&self) -> usize {
+        self.f.unwrap_or(self.nodes.saturating_sub(1) / 3)
+    }
+
+    /// The role of every node: committee seats `0..nodes` (honest first), then Sybils.
+    pub fn roles(&self) -> Vec<Role> {
+        let adversarial: usize = self.groups.iter().filter(|g| g.role.in_committee()).map(|g| g.count).sum();
+        let honest = self.nodes.saturating_sub(adversarial);
+        let mut roles = vec![Role::Honest; honest];
+        for group in self.groups.iter().filter(|g| g.role.in_committee()) {
+            roles.extend(std::iter::repeat_n(group.role, group.count));
+        }
+        for group in self.groups.iter().filter(|g| !g.role.in_committee()) {
+            roles.extend(std::iter::repeat_n(group.role, group.count));
+        }
+        roles
+    }
+
+    /// Committee members that are not correct (they count against f).
+    pub fn byzantine(&self) -> usize {
+        self.groups.iter().filter(|g| g.role.in_committee() && g.role != Role::Honest).map(|g| g.count).sum()
+    }
+
+    /// Checks the rules a run needs.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |s: String| Err(ScenarioError::Invalid(s));
+        if self.nodes < 1 {
+            return bad("nodes must be at least 1".into());
+        }
+        let f = self.f();
+        if self.nodes < 3 * f + 1 {
+            return bad(format!("n = {} is below 3f + 1 for f = {f}", self.nodes));
+        }
+        let roles = self.roles();
+        let honest = roles.iter().filter(|r| **r == Role::Honest).count();
+        if honest == 0 {
+            return bad("at least one honest member is needed".into());
+        }
+        let seats: usize = self.groups.iter().filter(|g| g.role.in_committee()).map(|g| g.count).sum();
+        if seats > self.nodes {
+            return bad(format!("groups take {seats} committee seats of {}", self.nodes));
+        }
+        if self.attack.victim >= honest {
+            return bad(format!("attack.victim {} is not an honest member (0..{honest})", self.attack.victim));
+        }
+        for fault in &self.faults {
+            if let Some(i) = fault.nodes.iter().find(|i| **i >= roles.len()) {
+                return bad(format!("a {:?} fault names node {i}, but there are {}", fault.kind, roles.len()));
+            }
+        }
+        let t = &self.timeline;
+        for (name, v) in [("warmup_s", t.warmup_s), ("attack_s", t.attack_s), ("cooldown_s", t.cooldown_s), ("drain_s", t.drain_s)] {
+            if !(v.is_finite() && (0.0..=3600.0).contains(&v)) {
+                return bad(format!("timeline.{name} must be in 0..=3600"));
+            }
+        }
+        let w = &self.workload;
+        if !(w.broadcasts_per_s >= 0.0 && w.broadcasts_per_s <= 1000.0 && w.gossip_per_s >= 0.0 && w.gossip_per_s <= 1000.0) {
+            return bad("workload rates must be in 0..=1000 per second".into());
+        }
+        if w.value_size < 16 || w.value_size > 60_000 || w.gossip_size < 16 || w.gossip_size > 60_000 {
+            return bad("workload sizes must be in 16..=60000 bytes".into());
+        }
+        Ok(())
+    }
+
+    /// Applies command-line overrides: committee size, attacker count (spread over the
+    /// committee groups in proportion, the first group taking the remainder), seed, and the
+    /// attack window.
+    pub fn with_overrides(mut self, nodes: Option<usize>, byzantine: Option<usize>, seed: Option<u64>, duration: Option<f64>) -> Scenario {
+        if let Some(n) = nodes {
+            self.nodes = n;
+            self.f = None;
+        }
+        if let Some(b) = byzantine {
+            let committee: Vec<usize> = (0..self.groups.len()).filter(|i| self.groups[*i].role.in_committee()).collect();
+            if !committee.is_empty() {
+                for i in &committee {
+                    self.groups[*i].count = 0;
+                }
+                // Spread b over the committee groups, round robin.
+                for k in 0..b {
+                    let i = committee[k % committee.len()];
+                    self.groups[i].count += 1;
+                }
+            }
+        }
+        if let Some(seed) = seed {
+            self.seed = seed;
+        }
+        if let Some(d) = duration {
+            self.timeline.attack_s = d;
+        }
+        self
+    }
+
+    /// Reads a TOML scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::File(format!("{}: {e}", path.display())))?;
+        let scenario: Scenario = toml::from_str(&text).map_err(|e| ScenarioError::File(format!("{}: {e}", path.display())))?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// The scenario as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Built-in presets: name and one-line description, in suite order.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("baseline", "no attack: the workload on an all-honest committee"),
+    ("silent", "f members go silent at the attack start: they send and process nothing"),
+    ("crash-restart", "f members are killed at the attack start and restarted from their stores mid-attack"),
+    ("equivocate-origin", "f members sign two different SENDs for each of their seqs"),
+    ("equivocate-vote", "f members sign a second, conflicting ECHO/READY next to every vote"),
+    ("replay", "f members capture envelopes, restart with fresh gossip caches and republish them"),
+    ("stale-timestamp", "f members sign gossip and SENDs 20 minutes in the past"),
+    ("future-timestamp", "f members sign gossip and SENDs 20 minutes in the future"),
+    ("forge", "f members send envelopes claiming an honest origin with bad signatures (framing)"),
+    ("tamper", "f members change bodies after signing (hash mismatch, or re-hashed with a stale signature)"),
+    ("malformed", "f members send random, truncated and oversize bytes"),
+    ("fake-votes", "f members ECHO and READY digests nobody sent, for honest origins' next seqs"),
+    ("flood", "f members publish valid gossip far over their rate budget"),
+    ("sybil", "8 extra nodes with keys outside the committee publish gossip and votes"),
+    ("censor", "f members drop every message of honest member 0 and never relay it"),
+    ("eclipse", "f members surround honest member 0, which is cut from every honest node during the attack"),
+    ("covert-flash", "f members behave honestly, then flash forgeries, equivocations and garbage"),
+    ("partition", "the committee splits 3 | 4 (no side has 2f+1) during the attack, then heals"),
+];
+
+/// The default suite: every preset, in [`PRESETS`] order.
+pub fn default_suite(nodes: usize) -> Vec<Scenario> {
+    PRESETS.iter().filter_map(|(name, _)| preset(name, nodes)).collect()
+}
+
+/// A built-in preset for a committee of `nodes` (7 in the default suite), with
+/// `floor((n-1)/3)` attackers.
+pub fn preset(name: &str, nodes: usize) -> Option<Scenario> {
+    let description = PRESETS.iter().find(|(n, _)| *n == name)?.1;
+    let f = nodes.saturating_sub(1) / 3;
+    let group = |role: Role| vec![Group { role, count: f }];
+    let mut s = match name {
+        "baseline" => Scenario::new(name, description, nodes, vec![]),
+        "sybil" => Scenario::new(name, description, nodes, vec![Group { role: Role::Sybil, count: 8 }]),
+        "partition" => {
+            let mut s = Scenario::new(name, description, nodes, vec![]);
+            let side: Vec<usize> = (0..nodes.div_ceil(2).saturating_sub(1).max(1)).collect();
+            s.faults = vec![
+                Fault { at_s: 0.0, at: Some(Phase::AttackStart), kind: FaultKind::Partition, nodes: side },
+                Fault { at_s: 0.0, at: Some(Phase::AttackEnd), kind: FaultKind::Heal, nodes: vec![] },
+            ];
+            s
+        }
+        other => {
+            let role = Role::ALL.into_iter().find(|r| r.name() == other)?;
+            Scenario::new(name, description, nodes, group(role))
+        }
+    };
+    s.seed = 7;
+    Some(s)
+}
