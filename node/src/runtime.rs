@@ -94,6 +94,8 @@ struct VerifyResult {
 /// A fixed pool of threads verifying signatures off the reactor, fed by a bounded queue.
 struct Verifier {
     jobs: std::sync::mpsc::SyncSender<VerifyJob>,
+    /// Kept so the queue stays open even with no live worker (its bound still applies).
+    _queue: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<VerifyJob>>>,
     in_flight: usize,
     capacity: usize,
 }
@@ -122,7 +124,7 @@ impl Verifier {
                 tracing::error!(error = %e, "cannot start a verification thread");
             }
         }
-        Verifier { jobs, in_flight: 0, capacity }
+        Verifier { jobs, _queue: queue, in_flight: 0, capacity }
     }
 
     /// Queues a job; when the queue is full, gives back the gossipsub id and source to
@@ -1177,4 +1179,50 @@ pub(crate) fn delivery_stream(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byzgossip_crypto::{Genesis, GossipPolicy};
+    use byzgossip_reputation::AdmissionConfig;
+
+    /// A pending envelope from a one-member committee.
+    fn pending() -> Pending {
+        let key = Keypair::from_secret_bytes(&[1; 32]);
+        let genesis = Genesis { name: "t".into(), f: None, policy: GossipPolicy::Committee, members: vec![key.public()], bootstrap: vec![] };
+        let network = genesis.network_id();
+        let mut admission = Admission::new(AdmissionConfig::default(), network, genesis.committee().expect("committee"), genesis.policy)
+            .expect("admission");
+        let body = GossipBody { topic: "t".into(), payload: vec![] }.encode();
+        let envelope = Envelope::seal(&key, network, Kind::Gossip, 0, now_ms(), body).expect("seal");
+        admission.precheck(key.public(), &codec::encode_envelope(&envelope), now_ms()).expect("precheck")
+    }
+
+    #[test]
+    fn verification_queue_refuses_work_beyond_its_bound() {
+        // No workers: nothing drains, so the bound is what stops the queue.
+        let (results, _keep) = mpsc::channel(8);
+        let mut verifier = Verifier::start(0, 3, results);
+        let job = || VerifyJob { pending: pending(), gossip_id: gossipsub::MessageId::from(vec![1]), source: PeerId::random(), received: Instant::now() };
+        for _ in 0..3 {
+            assert!(verifier.submit(job()).is_ok());
+        }
+        assert!(verifier.submit(job()).is_err(), "a fourth job must be refused");
+        assert_eq!(verifier.in_flight, 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verification_workers_answer_every_job() {
+        let (results_tx, mut results) = mpsc::channel(8);
+        let mut verifier = Verifier::start(2, 8, results_tx);
+        for _ in 0..8 {
+            let job = VerifyJob { pending: pending(), gossip_id: gossipsub::MessageId::from(vec![1]), source: PeerId::random(), received: Instant::now() };
+            assert!(verifier.submit(job).is_ok());
+        }
+        for _ in 0..8 {
+            let result = tokio::time::timeout(Duration::from_secs(10), results.recv()).await.expect("in time").expect("result");
+            assert!(result.result.is_ok());
+        }
+    }
 }
