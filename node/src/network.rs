@@ -235,6 +235,35 @@ mod tests {
         assert!(MeshParams { mesh_n: 4, mesh_n_low: 3, mesh_n_high: 8, mesh_outbound_min: 3, gossip_lazy: 4 }.validate().is_err());
     }
 
+    /// Our application score must move a peer across gossipsub's thresholds: a graylisted
+    /// peer stops receiving gossip, a banned one is graylisted by gossipsub too.
+    #[test]
+    fn app_scores_cross_gossipsub_thresholds() {
+        use byzgossip_reputation::{Event, PeerStatus, Reputation, ReputationConfig};
+        let thresholds = score_thresholds();
+        let mut reputation = Reputation::new(ReputationConfig::default()).expect("config");
+        let peer = byzgossip_crypto::PublicKey([9; 32]);
+        let now = 1_000_000;
+        assert!(reputation.app_score(&peer, now) > thresholds.gossip_threshold, "a newcomer must get gossip");
+        let mut saw_graylist = false;
+        for i in 0..10 {
+            reputation.record(peer, Event::BadSignature, now + i);
+            match reputation.status(&peer, now + i) {
+                PeerStatus::Graylisted => {
+                    saw_graylist = true;
+                    assert!(reputation.app_score(&peer, now + i) <= thresholds.gossip_threshold);
+                }
+                PeerStatus::Banned { .. } => {
+                    assert!(saw_graylist, "graylisting comes before a ban");
+                    assert!(reputation.app_score(&peer, now + i) < thresholds.graylist_threshold);
+                    return;
+                }
+                _ => {}
+            }
+        }
+        panic!("ten bad signatures never led to a ban");
+    }
+
     #[test]
     fn topic_names_are_checked_and_mapped_back() {
         let topics = Topics::new(&NetworkId([1; 32]));
