@@ -46,6 +46,21 @@ pub struct RunOptions {
     pub verbose: bool,
 }
 
+/// A running node, for `up`.
+#[derive(Clone, Debug)]
+pub struct NodeDescription {
+    /// Index in the testnet.
+    pub index: usize,
+    /// Role.
+    pub role: Role,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Listen addresses (with `/p2p/<id>`).
+    pub listen: Vec<Multiaddr>,
+    /// HTTP API address, if running.
+    pub api: Option<std::net::SocketAddr>,
+}
+
 /// One node of the testnet, across restarts.
 struct Slot {
     index: usize,
@@ -273,10 +288,16 @@ impl Testnet {
     }
 
     /// Each node's index, role, peer id, listen addresses and HTTP API address.
-    pub fn describe(&self) -> Vec<(usize, Role, String, Vec<Multiaddr>, Option<std::net::SocketAddr>)> {
+    pub fn describe(&self) -> Vec<NodeDescription> {
         self.slots
             .iter()
-            .map(|s| (s.index, s.role, s.peer_id.to_string(), s.addrs(), s.handle().and_then(|h| h.api_addr())))
+            .map(|s| NodeDescription {
+                index: s.index,
+                role: s.role,
+                peer_id: s.peer_id.to_string(),
+                listen: s.addrs(),
+                api: s.handle().and_then(|h| h.api_addr()),
+            })
             .collect()
     }
 
@@ -655,6 +676,7 @@ impl Testnet {
                     peer_id: s.peer_id.to_string(),
                     member: s.member,
                     armed_at_ms: (armed > 0).then_some(armed),
+                    down_at_end: s.down.load(Ordering::Relaxed),
                 }
             })
             .collect();

@@ -1,1 +1,35 @@
-//! placeholder
+//! byzgossip testnets and the attack lab: many real nodes in one process on 127.0.0.1,
+//! honest and malicious, a workload, a timeline of attacks and faults, invariant checks over
+//! every correct node's delivery log, and reports.
+//!
+//! - [`scenario`]: scenario files (TOML) and the built-in presets.
+//! - [`adversary`]: the adversaries, built on the node's `Interceptor` hook and
+//!   `publish_raw` (no attack code in the node crate).
+//! - [`harness`]: the in-process runtime: start, connect, workload, timeline, collection.
+//! - [`record`]: what a run records ([`record::RunLog`], saved as `run.json`).
+//! - [`invariants`]: the checker (pure; agreement, integrity, validity, totality, no forgery,
+//!   no replay, no false bans, detection).
+//! - [`report`]: summaries, the terminal table, `report.json`, `report.html`.
+//!
+//! # Bounds
+//! Every run ends by itself: its phases come from the scenario, every node call has a
+//! timeout, and the drain phase has a deadline. Nodes listen on 127.0.0.1 with OS-chosen
+//! ports; nothing is left running after [`harness::run`] returns.
+
+pub mod adversary;
+pub mod harness;
+pub mod invariants;
+pub mod record;
+pub mod report;
+pub mod scenario;
+
+pub use harness::{RunOptions, Testnet, run};
+pub use record::RunLog;
+pub use scenario::{Role, Scenario, preset};
+
+/// Runs `scenario` and summarizes it.
+pub async fn run_and_check(scenario: &Scenario, options: RunOptions) -> anyhow::Result<(RunLog, report::Summary)> {
+    let log = run(scenario, options).await?;
+    let summary = report::summarize(&log);
+    Ok((log, summary))
+}

@@ -22,6 +22,9 @@ pub struct NodeRecord {
     pub member: Option<usize>,
     /// When its attack was armed, if it has one.
     pub armed_at_ms: Option<u64>,
+    /// Killed and not restarted when the run ended (excused from liveness checks).
+    #[serde(default)]
+    pub down_at_end: bool,
 }
 
 impl NodeRecord {

@@ -1,0 +1,307 @@
+//! The invariant checker: pure functions from a [`RunLog`] to pass/fail results with
+//! evidence. It never trusts the nodes' own reports beyond what they delivered and how they
+//! rated their peers.
+//!
+//! | check | rule |
+//! |---|---|
+//! | `agreement` | no two correct nodes deliver different digests for one instance |
+//! | `integrity` | a node delivers an instance at most once; an instance of a correct origin only with the value that origin broadcast |
+//! | `validity` | every honest broadcast is delivered by every correct node still up |
+//! | `totality` | an instance delivered by one correct node is delivered by all within the deadline (from its first delivery, or from the end of the last disruption) |
+//! | `no-forgery` | no gossip message or Bracha value attributed to a correct origin that it never sent is delivered |
+//! | `no-replay` | no node hands one gossip message to its application twice (within one start of the node) |
+//! | `no-false-bans` | no honest node graylists, bans or excludes a correct node |
+//! | `detection` | every detectable attacker is graylisted, banned or excluded by every honest node within the deadline of its arming |
+
+use crate::record::RunLog;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Most evidence lines kept per check.
+pub const MAX_EVIDENCE: usize = 8;
+
+/// The outcome of one invariant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The invariant's name.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// One line: what was checked.
+    pub detail: String,
+    /// Up to [`MAX_EVIDENCE`] lines of evidence of a violation (and how many more).
+    pub evidence: Vec<String>,
+}
+
+struct Builder {
+    name: &'static str,
+    evidence: Vec<String>,
+    violations: usize,
+}
+
+impl Builder {
+    fn new(name: &'static str) -> Builder {
+        Builder { name, evidence: vec![], violations: 0 }
+    }
+    fn fail(&mut self, line: String) {
+        self.violations += 1;
+        if self.evidence.len() < MAX_EVIDENCE {
+            self.evidence.push(line);
+        }
+    }
+    fn finish(mut self, detail: String) -> CheckResult {
+        if self.violations > self.evidence.len() {
+            self.evidence.push(format!("... and {} more", self.violations - self.evidence.len()));
+        }
+        CheckResult { name: self.name.to_owned(), passed: self.violations == 0, detail, evidence: self.evidence }
+    }
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(8)]
+}
+
+/// Seconds since the start of the run, for evidence lines.
+fn rel(log: &RunLog, t_ms: u64) -> String {
+    format!("+{:.2} s", (t_ms as f64 - log.t0_ms as f64) / 1000.0)
+}
+
+/// Runs every check.
+pub fn check(log: &RunLog) -> Vec<CheckResult> {
+    vec![
+        agreement(log),
+        integrity(log),
+        validity(log),
+        totality(log),
+        no_forgery(log),
+        no_replay(log),
+        no_false_bans(log),
+        detection(log),
+    ]
+}
+
+/// Whether every check passed.
+pub fn all_passed(results: &[CheckResult]) -> bool {
+    results.iter().all(|r| r.passed)
+}
+
+fn correct_set(log: &RunLog) -> HashSet<usize> {
+    log.correct_nodes().into_iter().collect()
+}
+
+/// Correct nodes up at the end (liveness is owed by these).
+fn live_correct(log: &RunLog) -> Vec<usize> {
+    log.nodes.iter().filter(|n| n.correct() && !n.down_at_end).map(|n| n.index).collect()
+}
+
+/// No two correct nodes deliver different values for one instance.
+pub fn agreement(log: &RunLog) -> CheckResult {
+    let mut b = Builder::new("agreement");
+    let correct = correct_set(log);
+    let mut by_instance: BTreeMap<(&str, u64), BTreeMap<&str, Vec<usize>>> = BTreeMap::new();
+    for d in log.deliveries.iter().filter(|d| correct.contains(&d.node)) {
+        by_instance.entry((&d.origin, d.seq)).or_default().entry(&d.digest).or_default().push(d.node);
+    }
+    for ((origin, seq), digests) in &by_instance {
+        if digests.len() > 1 {
+            let parts: Vec<String> = digests.iter().map(|(d, nodes)| format!("nodes {nodes:?} delivered {}", short(d))).collect();
+            b.fail(format!("instance {}/{seq}: {}", short(origin), parts.join("; ")));
+        }
+    }
+    b.finish(format!("{} instances delivered by correct nodes", by_instance.len()))
+}
+
+/// At most once per instance per node; a correct origin's instance only with its value.
+pub fn integrity(log: &RunLog) -> CheckResult {
+    let mut b = Builder::new("integrity");
+    let correct = correct_set(log);
+    let by_key = log.index_by_key();
+    let sent: HashMap<(usize, u64), &str> = log.broadcasts.iter().map(|x| ((x.origin, x.seq), x.digest.as_str())).collect();
+    let mut seen: HashSet<(usize, &str, u64)> = HashSet::new();
+    let mut count = 0;
+    for d in log.deliveries.iter().filter(|d| correct.contains(&d.node)) {
+        count += 1;
+        if !seen.insert((d.node, &d.origin, d.seq)) {
+            b.fail(format!("node {} delivered instance {}/{} more than once", d.node, short(&d.origin), d.seq));
+        }
+        match by_key.get(d.origin.as_str()) {
+            None => b.fail(format!("node {} delivered instance {}/{} of a key outside the testnet", d.node, short(&d.origin), d.seq)),
+            Some(&origin) if correct.contains(&origin) => match sent.get(&(origin, d.seq)) {
+                Some(digest) if *digest == d.digest => {}
+                Some(digest) => b.fail(format!(
+                    "node {} delivered {} for instance {}/{} of correct node {origin}, which broadcast {}",
+                    d.node,
+                    short(&d.digest),
+                    short(&d.origin),
+                    d.seq,
+                    short(digest)
+                )),
+                None => b.fail(format!(
+                    "node {} delivered instance {}/{} that correct node {origin} never broadcast",
+                    d.node,
+                    short(&d.origin),
+                    d.seq
+                )),
+            },
+            Some(_) => {}
+        }
+    }
+    b.finish(format!("{count} deliveries at correct nodes"))
+}
+
+/// Every honest broadcast is delivered by every correct node up at the end.
+pub fn validity(log: &RunLog) -> CheckResult {
+    let mut b = Builder::new("validity");
+    let keys: HashMap<usize, &str> = log.nodes.iter().map(|n| (n.index, n.key.as_str())).collect();
+    let delivered: HashSet<(usize, &str, u64, &str)> =
+        log.deliveries.iter().map(|d| (d.node, d.origin.as_str(), d.seq, d.digest.as_str())).collect();
+    let live = live_correct(log);
+    for x in &log.broadcasts {
+        let origin = keys.get(&x.origin).copied().unwrap_or("");
+        let missing: Vec<usize> = live.iter().copied().filter(|n| !delivered.contains(&(*n, origin, x.seq, x.digest.as_str()))).collect();
+        if !missing.is_empty() {
+            b.fail(format!("broadcast {}/{} by node {} (sent {}) not delivered by nodes {missing:?}", short(origin), x.seq, x.origin, rel(log, x.sent_at_ms)));
+        }
+    }
+    b.finish(format!("{} honest broadcasts x {} correct nodes", log.broadcasts.len(), live.len()))
+}
+
+/// Every instance delivered by one correct node is delivered by all within the deadline.
+pub fn totality(log: &RunLog) -> CheckResult {
+    let mut b = Builder::new("totality");
+    let correct = correct_set(log);
+    let live = live_correct(log);
+    let deadline_ms = (log.scenario.deadlines.totality_s * 1000.0) as u64;
+    let mut first: BTreeMap<(&str, u64), u64> = BTreeMap::new();
+    let mut at: HashMap<(usize, &str, u64), u64> = HashMap::new();
+    for d in log.deliveries.iter().filter(|d| correct.contains(&d.node)) {
+        let e = first.entry((&d.origin, d.seq)).or_insert(d.delivered_at_ms);
+        *e = (*e).min(d.delivered_at_ms);
+        at.insert((d.node, &d.origin, d.seq), d.delivered_at_ms);
+    }
+    let mut inconclusive = 0;
+    for (&(origin, seq), &t) in &first {
+        let deadline = t.max(log.disrupted_until_ms) + deadline_ms;
+        for &n in &live {
+            match at.get(&(n, origin, seq)) {
+                Some(&when) if when <= deadline => {}
+                Some(&when) => b.fail(format!(
+                    "instance {}/{seq}: first delivered {}, node {n} delivered it {} (deadline {})",
+                    short(origin),
+                    rel(log, t),
+                    rel(log, when),
+                    rel(log, deadline)
+                )),
+                None if log.end_ms < deadline => inconclusive += 1,
+                None => b.fail(format!(
+                    "instance {}/{seq}: first delivered {}, never delivered by node {n} (deadline {})",
+                    short(origin),
+                    rel(log, t),
+                    rel(log, deadline)
+                )),
+            }
+        }
+    }
+    let mut detail = format!("{} instances, deadline {:.1} s after first delivery or the last disruption", first.len(), deadline_ms as f64 / 1000.0);
+    if inconclusive > 0 {
+        detail.push_str(&format!(" ({inconclusive} pairs still within their deadline at the end)"));
+    }
+    b.finish(detail)
+}
+
+/// Nothing attributed to a correct origin that it never sent is delivered.
+pub fn no_forgery(log: &RunLog) -> CheckResult {
+    let mut b = Builder::new("no-forgery");
+    let correct = correct_set(log);
+    let by_key = log.index_by_key();
+    let published: HashSet<&str> = log.publishes.iter().map(|p| p.id.as_str()).collect();
+    let sent: HashSet<(usize, u64, &str)> = log.broadcasts.iter().map(|x| (x.origin, x.seq, x.digest.as_str())).collect();
+    let mut checked = 0;
+    for g in log.gossip.iter().filter(|g| correct.contains(&g.node)) {
+        if let Some(origin) = by_key.get(g.origin.as_str()).filter(|o| correct.contains(o)) {
+            checked += 1;
+            if !published.contains(g.id.as_str()) {
+                b.fail(format!("node {} delivered gossip {} claiming correct node {origin}, which never published it", g.node, short(&g.id)));
+            }
+        }
+    }
+    for d in log.deliveries.iter().filter(|d| correct.contains(&d.node)) {
+        if let Some(&origin) = by_key.get(d.origin.as_str()).filter(|o| correct.contains(o)) {
+            checked += 1;
+            if !sent.contains(&(origin, d.seq, d.digest.as_str())) {
+                b.fail(format!("node {} delivered value {} as correct node {origin}'s broadcast {}, never sent", d.node, short(&d.digest), d.seq));
+            }
+        }
+    }
+    b.finish(format!("{checked} deliveries attributed to correct origins"))
+}
+
+/// No gossip message reaches one node's application twice within one start of the node.
+pub fn no_replay(log: &RunLog) -> CheckResult {
+    let mut b = Builder::new("no-replay");
+    let mut seen: HashSet<(usize, u32, &str)> = HashSet::new();
+    let mut across: HashSet<(usize, &str)> = HashSet::new();
+    let mut across_restarts = 0;
+    for g in &log.gossip {
+        if !seen.insert((g.node, g.incarnation, &g.id)) {
+            b.fail(format!("node {} delivered gossip {} twice (second at {})", g.node, short(&g.id), rel(log, g.received_at_ms)));
+        } else if !across.insert((g.node, &g.id)) {
+            across_restarts += 1;
+        }
+    }
+    let mut detail = format!("{} gossip deliveries", log.gossip.len());
+    if across_restarts > 0 {
+        detail.push_str(&format!(" ({across_restarts} seen again after a restart, allowed: gossip ids are not persisted)"));
+    }
+    b.finish(detail)
+}
+
+/// No honest node rates a correct node below ok.
+pub fn no_false_bans(log: &RunLog) -> CheckResult {
+    let mut b = Builder::new("no-false-bans");
+    let correct = correct_set(log);
+    let honest: HashSet<usize> = log.honest_nodes().into_iter().collect();
+    let mut reported: HashSet<(usize, usize, &str)> = HashSet::new();
+    for s in &log.peer_samples {
+        if honest.contains(&s.observer) && correct.contains(&s.peer) && s.status != "ok" && reported.insert((s.observer, s.peer, &s.status)) {
+            b.fail(format!("node {} rated correct node {} {} at {} (score {:.1})", s.observer, s.peer, s.status, rel(log, s.t_ms), s.score));
+        }
+    }
+    b.finish(format!("{} peer samples from honest observers", log.peer_samples.iter().filter(|s| honest.contains(&s.observer)).count()))
+}
+
+/// When each honest observer first rated `peer` below ok (ms since the Unix epoch).
+pub fn first_conviction(log: &RunLog, peer: usize) -> HashMap<usize, u64> {
+    let mut out: HashMap<usize, u64> = HashMap::new();
+    for s in log.peer_samples.iter().filter(|s| s.peer == peer && s.status != "ok") {
+        let e = out.entry(s.observer).or_insert(s.t_ms);
+        *e = (*e).min(s.t_ms);
+    }
+    out
+}
+
+/// Every detectable attacker is convicted by every honest node within the deadline.
+pub fn detection(log: &RunLog) -> CheckResult {
+    let mut b = Builder::new("detection");
+    let deadline_ms = (log.scenario.deadlines.detection_s * 1000.0) as u64;
+    let observers: Vec<usize> = log.nodes.iter().filter(|n| n.role == crate::scenario::Role::Honest && !n.down_at_end).map(|n| n.index).collect();
+    let mut attackers = 0;
+    for node in log.nodes.iter().filter(|n| n.role.detectable()) {
+        let Some(armed) = node.armed_at_ms else { continue };
+        attackers += 1;
+        let convicted = first_conviction(log, node.index);
+        for &o in &observers {
+            match convicted.get(&o) {
+                Some(&t) if t <= armed + deadline_ms => {}
+                Some(&t) => b.fail(format!("node {o} convicted {} attacker {} only {:.2} s after arming", node.role.name(), node.index, (t - armed.min(t)) as f64 / 1000.0)),
+                None => b.fail(format!("node {o} never convicted {} attacker {}", node.role.name(), node.index)),
+            }
+        }
+    }
+    let detail = if attackers == 0 {
+        "no detectable attacker in this scenario".to_owned()
+    } else {
+        format!("{attackers} detectable attackers x {} honest observers, deadline {:.1} s", observers.len(), deadline_ms as f64 / 1000.0)
+    };
+    b.finish(detail)
+}

@@ -1,0 +1,237 @@
+//! `byzgossip-testnet`: local testnets and the attack lab.
+//!
+//! - `run` with no arguments: the default suite (every preset at n = 7, f = 2), in process,
+//!   with a table on the terminal; non-zero exit if any invariant fails.
+//! - `run --scenario NAME|FILE.toml [--nodes N] [--byzantine F] [--seed S] [--out DIR]
+//!   [--json FILE] [--duration SECS]`: one scenario.
+//! - `list`: the presets.
+//! - `report DIR`: re-check a saved run (or every run under a suite directory).
+//! - `up --nodes N`: a live testnet until Ctrl-C, printing each node's addresses.
+
+use anyhow::Context;
+use byzgossip_testnet::report::{self, Summary};
+use byzgossip_testnet::scenario::{self, PRESETS, Scenario};
+use byzgossip_testnet::{RunOptions, Testnet};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "byzgossip-testnet", version, about = "Local byzgossip testnets and the attack lab")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the default suite, or one scenario, and check the invariants.
+    Run {
+        /// A preset name (see `list`) or a scenario TOML file; all presets when absent.
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Committee size (default 7).
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Malicious committee members (default floor((n-1)/3)).
+        #[arg(long)]
+        byzantine: Option<usize>,
+        /// Seed of keys, workload and attacks.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output directory (default testnet-out/<time>-<scenario or suite>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the summaries as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Length of the attack window in seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Print timeline events as they happen.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// List the presets.
+    List {
+        /// Also write each preset (n = 7) as DIR/NAME.toml.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+    /// Re-check saved output: a run directory (with run.json) or a suite directory.
+    Report {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Start a live all-honest testnet until Ctrl-C.
+    Up {
+        /// Committee size.
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Seed of the keys.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(async_main(cli)) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn resolve(name: &str, nodes: usize) -> anyhow::Result<Scenario> {
+    if let Some(s) = scenario::preset(name, nodes) {
+        return Ok(s);
+    }
+    let path = Path::new(name);
+    if path.exists() {
+        return Ok(Scenario::load(path)?);
+    }
+    anyhow::bail!("no preset or file named {name:?} (see `byzgossip-testnet list`)")
+}
+
+fn stamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+async fn async_main(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::List { write } => {
+            if let Some(dir) = &write {
+                std::fs::create_dir_all(dir)?;
+            }
+            for (name, description) in PRESETS {
+                if let (Some(dir), Some(s)) = (&write, scenario::preset(name, 7)) {
+                    std::fs::write(dir.join(format!("{name}.toml")), format!("# {description}\n{}", s.to_toml()))?;
+                }
+                let role = byzgossip_testnet::Role::ALL.into_iter().find(|r| r.name() == *name);
+                let tag = match role {
+                    Some(r) if r.detectable() => " [detectable]",
+                    _ => "",
+                };
+                println!("{name:<18} {description}{tag}");
+            }
+            Ok(true)
+        }
+        Command::Report { dir } => {
+            let mut dirs = Vec::new();
+            if dir.join("run.json").exists() {
+                dirs.push(dir.clone());
+            } else {
+                let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .with_context(|| format!("reading {}", dir.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.join("run.json").exists())
+                    .collect();
+                entries.sort();
+                dirs.extend(entries);
+            }
+            anyhow::ensure!(!dirs.is_empty(), "no run.json in {} or its subdirectories", dir.display());
+            let mut summaries = Vec::new();
+            for d in dirs {
+                let log = report::read_run(&d).with_context(|| format!("reading {}", d.display()))?;
+                let summary = report::summarize(&log);
+                report::write_run(&d, &log, &summary)?;
+                summaries.push(summary);
+            }
+            Ok(finish(&summaries, None, &dir))
+        }
+        Command::Up { nodes, seed } => {
+            let mut s = scenario::preset("baseline", nodes).context("baseline preset")?;
+            s.seed = seed;
+            let testnet = Testnet::start(&s, RunOptions { api: true, verbose: false }).await?;
+            for node in testnet.describe() {
+                let api = node.api.map_or("-".to_owned(), |a| format!("http://{a}"));
+                let addrs: Vec<String> = node.listen.iter().map(ToString::to_string).collect();
+                println!("node {}: api {api} peer {} listen {}", node.index, node.peer_id, addrs.join(" "));
+            }
+            println!("testnet up ({nodes} nodes); Ctrl-C to stop");
+            tokio::signal::ctrl_c().await?;
+            testnet.stop().await;
+            Ok(true)
+        }
+        Command::Run { scenario, nodes, byzantine, seed, out, json, duration, verbose } => {
+            let n = nodes.unwrap_or(7);
+            let scenarios: Vec<Scenario> = match &scenario {
+                Some(name) => vec![resolve(name, n)?],
+                None => scenario::default_suite(n),
+            };
+            let label = match &scenario {
+                Some(name) => Path::new(name).file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_owned(),
+                None => "suite".to_owned(),
+            };
+            let out = out.unwrap_or_else(|| PathBuf::from("testnet-out").join(format!("{}-{label}", stamp())));
+            let mut summaries = Vec::new();
+            let total = scenarios.len();
+            for (k, s) in scenarios.into_iter().enumerate() {
+                let s = s.with_overrides(nodes, byzantine, seed, duration);
+                s.validate()?;
+                eprintln!("[{}/{total}] {} (n = {}, f = {}, {} byzantine) ...", k + 1, s.name, s.nodes, s.f(), s.byzantine());
+                let log = byzgossip_testnet::run(&s, RunOptions { api: false, verbose }).await?;
+                let summary = report::summarize(&log);
+                let dir = if total == 1 { out.clone() } else { out.join(&s.name) };
+                report::write_run(&dir, &log, &summary)?;
+                eprintln!("    {} in {:.1} s", if summary.passed { "PASS" } else { "FAIL" }, summary.run_s);
+                summaries.push(summary);
+            }
+            let ok = finish(&summaries, json.as_deref(), &out);
+            Ok(ok)
+        }
+    }
+}
+
+/// Prints the table and failures, writes the suite index; returns whether all passed.
+fn finish(summaries: &[Summary], json: Option<&Path>, out: &Path) -> bool {
+    println!("{}", report::table(summaries));
+    for s in summaries {
+        print!("{}", report::failures(s));
+    }
+    let _ = std::fs::create_dir_all(out);
+    let _ = std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(summaries).unwrap_or_default());
+    let mut index = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>byzgossip testnet</title></head><body><h1>byzgossip testnet</h1><pre>");
+    index.push_str(&report::table(summaries).replace('&', "&amp;").replace('<', "&lt;"));
+    index.push_str("</pre><ul>");
+    for s in summaries {
+        index.push_str(&format!("<li><a href=\"{0}/report.html\">{0}</a>: {1}</li>", s.scenario, if s.passed { "PASS" } else { "FAIL" }));
+    }
+    index.push_str("</ul></body></html>");
+    if summaries.len() > 1 {
+        let _ = std::fs::write(out.join("index.html"), index);
+    }
+    if let Some(path) = json
+        && let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(summaries).unwrap_or_default())
+    {
+        eprintln!("cannot write {}: {e}", path.display());
+    }
+    println!("output: {}", out.display());
+    let passed = summaries.iter().all(|s| s.passed);
+    println!("{} passed, {} failed", summaries.iter().filter(|s| s.passed).count(), summaries.iter().filter(|s| !s.passed).count());
+    passed
+}

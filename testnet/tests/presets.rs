@@ -1,0 +1,69 @@
+//! Presets run in process at n = 7, f = 2 with short timelines: every invariant must hold.
+//! The tests take a lock so only one testnet runs at a time (the timed invariants assume the
+//! machine is not shared by several testnets).
+#![allow(clippy::await_holding_lock, reason = "the lock serializes whole tests, see ONE_AT_A_TIME")]
+
+use byzgossip_testnet::report::{self, Summary};
+use byzgossip_testnet::{RunOptions, preset, run};
+use std::sync::Mutex;
+
+/// Held for a whole test (across awaits on purpose: it serializes tests on separate
+/// runtimes, and nothing else locks it).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+async fn run_preset(name: &str) -> Summary {
+    let mut s = preset(name, 7).expect("preset exists");
+    s.timeline.warmup_s = 1.5;
+    s.timeline.attack_s = 3.0;
+    s.timeline.cooldown_s = 1.0;
+    s.timeline.drain_s = 10.0;
+    s.workload.broadcasts_per_s = 8.0;
+    s.workload.gossip_per_s = 8.0;
+    let log = run(&s, RunOptions::default()).await.expect("run");
+    let summary = report::summarize(&log);
+    assert!(summary.broadcasts > 10, "{name}: too few broadcasts: {}", summary.broadcasts);
+    summary
+}
+
+fn assert_passed(summary: &Summary) {
+    assert!(summary.passed, "{}\n{}", report::table(std::slice::from_ref(summary)), report::failures(summary));
+}
+
+macro_rules! preset_test {
+    ($test:ident, $name:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+            let summary = run_preset($name).await;
+            assert_passed(&summary);
+        }
+    };
+}
+
+preset_test!(baseline_holds_every_invariant, "baseline");
+preset_test!(equivocating_voters_are_excluded_and_safety_holds, "equivocate-vote");
+preset_test!(forgers_are_convicted_and_no_honest_origin_is_framed, "forge");
+preset_test!(crash_restart_members_catch_up, "crash-restart");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heals_and_every_value_is_delivered() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let summary = run_preset("partition").await;
+    assert_passed(&summary);
+    assert_eq!(summary.honest_delivery_pct, 100.0);
+}
+
+/// Every other preset (long: about a minute in debug). Run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long; the default suite binary runs these"]
+async fn remaining_presets_hold_every_invariant() {
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut failed = Vec::new();
+    for name in ["silent", "equivocate-origin", "replay", "stale-timestamp", "future-timestamp", "tamper", "malformed", "fake-votes", "sybil", "censor", "eclipse", "covert-flash"] {
+        let summary = run_preset(name).await;
+        if !summary.passed {
+            failed.push(report::failures(&summary));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
