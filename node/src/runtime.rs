@@ -52,9 +52,10 @@ pub fn now_ms() -> u64 {
 }
 
 /// First retransmission delay of an own message; doubles up to [`RETRANSMIT_MAX`].
-const RETRANSMIT_FIRST: Duration = Duration::from_millis(1500);
-/// Longest retransmission interval.
-const RETRANSMIT_MAX: Duration = Duration::from_secs(20);
+const RETRANSMIT_FIRST: Duration = Duration::from_millis(1000);
+/// Longest retransmission interval: an instance stalled by a burst of loss resumes within
+/// this long after the loss ends.
+const RETRANSMIT_MAX: Duration = Duration::from_secs(8);
 /// Most instances tracked for latency (first sight to delivery); older entries are dropped.
 const MAX_TRACKED_LATENCY: usize = 8192;
 /// Most stored deliveries looked up to answer one sync digest.
@@ -91,29 +92,54 @@ struct VerifyResult {
     result: Result<VerifiedEnvelope, VerifyError>,
 }
 
-/// A fixed pool of threads verifying signatures off the reactor, fed by a bounded queue.
+/// The two waiting lines of the verification pool. Committee traffic (Bracha and evidence)
+/// is served first, so a gossip flood can delay gossip but never starve agreement.
+#[derive(Default)]
+struct Lines {
+    bracha: std::collections::VecDeque<VerifyJob>,
+    gossip: std::collections::VecDeque<VerifyJob>,
+    closed: bool,
+}
+
+struct VerifyQueue {
+    lines: std::sync::Mutex<Lines>,
+    ready: std::sync::Condvar,
+}
+
+impl VerifyQueue {
+    /// The next job, Bracha first; `None` once closed.
+    fn next(&self) -> Option<VerifyJob> {
+        let mut lines = self.lines.lock().ok()?;
+        loop {
+            if let Some(job) = lines.bracha.pop_front().or_else(|| lines.gossip.pop_front()) {
+                return Some(job);
+            }
+            if lines.closed {
+                return None;
+            }
+            lines = self.ready.wait(lines).ok()?;
+        }
+    }
+}
+
+/// A fixed pool of threads verifying signatures off the reactor. Each of the two lines is
+/// bounded by `capacity` jobs outstanding (queued, being verified or waiting to be
+/// completed); beyond that, `submit` refuses and the message is answered `Ignore`.
 struct Verifier {
-    jobs: std::sync::mpsc::SyncSender<VerifyJob>,
-    /// Kept so the queue stays open even with no live worker (its bound still applies).
-    _queue: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<VerifyJob>>>,
-    in_flight: usize,
+    queue: Arc<VerifyQueue>,
+    in_flight_bracha: usize,
+    in_flight_gossip: usize,
     capacity: usize,
 }
 
 impl Verifier {
     fn start(workers: usize, capacity: usize, results: mpsc::Sender<VerifyResult>) -> Verifier {
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<VerifyJob>(capacity);
-        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let queue = Arc::new(VerifyQueue { lines: std::sync::Mutex::new(Lines::default()), ready: std::sync::Condvar::new() });
         for i in 0..workers {
             let queue = queue.clone();
             let results = results.clone();
             let spawned = std::thread::Builder::new().name(format!("byzgossip-verify-{i}")).spawn(move || {
-                loop {
-                    let job = match queue.lock() {
-                        Ok(q) => q.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(job) = job else { return };
+                while let Some(job) = queue.next() {
                     let result = job.pending.verify();
                     if results.blocking_send(VerifyResult { job, result }).is_err() {
                         return;
@@ -124,23 +150,78 @@ impl Verifier {
                 tracing::error!(error = %e, "cannot start a verification thread");
             }
         }
-        Verifier { jobs, _queue: queue, in_flight: 0, capacity }
+        Verifier { queue, in_flight_bracha: 0, in_flight_gossip: 0, capacity }
     }
 
-    /// Queues a job; when the queue is full, gives back the gossipsub id and source to
-    /// answer `Ignore` to.
+    fn is_bracha(job: &VerifyJob) -> bool {
+        job.pending.envelope().header().kind != Kind::Gossip
+    }
+
+    /// Queues a job; when its line is full, gives back the gossipsub id and source to answer
+    /// `Ignore` to.
     fn submit(&mut self, job: VerifyJob) -> Result<(), (gossipsub::MessageId, PeerId)> {
-        if self.in_flight >= self.capacity {
+        let bracha = Self::is_bracha(&job);
+        let in_flight = if bracha { &mut self.in_flight_bracha } else { &mut self.in_flight_gossip };
+        let Ok(mut lines) = self.queue.lines.lock() else { return Err((job.gossip_id, job.source)) };
+        if *in_flight >= self.capacity {
             return Err((job.gossip_id, job.source));
         }
-        match self.jobs.try_send(job) {
-            Ok(()) => {
-                self.in_flight += 1;
-                Ok(())
-            }
-            Err(std::sync::mpsc::TrySendError::Full(job) | std::sync::mpsc::TrySendError::Disconnected(job)) => {
-                Err((job.gossip_id, job.source))
-            }
+        *in_flight += 1;
+        if bracha { lines.bracha.push_back(job) } else { lines.gossip.push_back(job) }
+        drop(lines);
+        self.queue.ready.notify_one();
+        Ok(())
+    }
+
+    /// A job came back from a worker.
+    fn done(&mut self, job: &VerifyJob) {
+        if Self::is_bracha(job) {
+            self.in_flight_bracha = self.in_flight_bracha.saturating_sub(1);
+        } else {
+            self.in_flight_gossip = self.in_flight_gossip.saturating_sub(1);
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight_bracha + self.in_flight_gossip
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        if let Ok(mut lines) = self.queue.lines.lock() {
+            lines.closed = true;
+        }
+        self.queue.ready.notify_all();
+    }
+}
+
+/// Keeps this node's own gossip under the origin budget every peer applies to a new origin
+/// (`BudgetConfig::origin_base_*`): beyond it, peers would drop the messages and blame us, so
+/// `publish` refuses instead and the application gets backpressure, not silent loss.
+struct PublishBudget {
+    tokens: f64,
+    at: Instant,
+    rate_per_s: f64,
+    burst: f64,
+}
+
+impl PublishBudget {
+    fn new(budget: &byzgossip_reputation::BudgetConfig) -> Self {
+        // Stay a little under the peers' limit so clock and timing differences never cross it.
+        let (rate_per_s, burst) = (budget.origin_base_rate_per_s * 0.9, budget.origin_base_burst * 0.9);
+        Self { tokens: burst, at: Instant::now(), rate_per_s, burst }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate_per_s).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -186,6 +267,7 @@ struct Runtime {
     max_message_len: usize,
     max_value_len: usize,
     gossip_policy: GossipPolicy,
+    publish_budget: PublishBudget,
 }
 
 pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError> {
@@ -246,7 +328,7 @@ pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError>
 
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let (commands_tx, commands_rx) = mpsc::channel(crate::handle::COMMAND_QUEUE);
-    let (results_tx, results_rx) = mpsc::channel(config.validation_queue.max(1));
+    let (results_tx, results_rx) = mpsc::channel(2 * config.validation_queue.max(1));
     let verifier = Verifier::start(config.verify_workers, config.validation_queue, results_tx);
 
     let bootstrap = bootstrap_addrs(&config, peer_id);
@@ -278,6 +360,7 @@ pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError>
         max_message_len: config.admission.max_message_len,
         max_value_len: config.bracha.max_value_len,
         gossip_policy: config.genesis.policy,
+        publish_budget: PublishBudget::new(&config.admission.reputation.budget),
     };
     runtime.restore().await?;
     for (addr, _) in runtime.bootstrap.clone() {
@@ -476,7 +559,7 @@ impl Runtime {
                     connected_peers: self.connected.len(),
                     last_cursor,
                     open_instances: self.bracha.as_ref().map_or(0, |b| b.open_instances().count()),
-                    validation_queue: self.verifier.in_flight,
+                    validation_queue: self.verifier.in_flight(),
                 });
             }
             Command::Dial { addr, reply } => {
@@ -527,6 +610,12 @@ impl Runtime {
         network::check_topic_name(&topic).map_err(NodeError::Refused)?;
         if self.gossip_policy == GossipPolicy::Committee && !self.committee.contains(&self.me) {
             return Err(NodeError::NotAMember);
+        }
+        if !self.publish_budget.take() {
+            return Err(NodeError::Refused(format!(
+                "publish rate over {:.0} messages/s (peers would drop the excess); retry shortly",
+                self.publish_budget.rate_per_s
+            )));
         }
         let body = GossipBody { topic: topic.clone(), payload }.encode();
         if body.len() + codec::ENVELOPE_OVERHEAD > self.max_message_len {
@@ -673,12 +762,13 @@ impl Runtime {
             self.metrics.message(kind.label(), "overloaded");
             self.report(&gossip_id, &source, Acceptance::Ignore);
         }
-        self.metrics.queue_depth.get_or_create(&vec![("queue", "validation".to_owned())]).set(self.verifier.in_flight as i64);
+        self.metrics.queue_depth.get_or_create(&vec![("queue", "validation_bracha".to_owned())]).set(self.verifier.in_flight_bracha as i64);
+        self.metrics.queue_depth.get_or_create(&vec![("queue", "validation_gossip".to_owned())]).set(self.verifier.in_flight_gossip as i64);
     }
 
     /// Second half of admission, once the signature was checked on a worker.
     async fn on_verified(&mut self, VerifyResult { job, result }: VerifyResult) {
-        self.verifier.in_flight = self.verifier.in_flight.saturating_sub(1);
+        self.verifier.done(&job);
         let kind = job.pending.envelope().header().kind.label();
         let verdict = self.admission.complete(job.pending, result, now_ms());
         let accepted = match &verdict {
@@ -1187,15 +1277,20 @@ mod tests {
     use byzgossip_crypto::{Genesis, GossipPolicy};
     use byzgossip_reputation::AdmissionConfig;
 
-    /// A pending envelope from a one-member committee.
+    /// A pending gossip envelope from a one-member committee.
     fn pending() -> Pending {
+        pending_of(Kind::Gossip)
+    }
+
+    /// A pending envelope of `kind` from a one-member committee.
+    fn pending_of(kind: Kind) -> Pending {
         let key = Keypair::from_secret_bytes(&[1; 32]);
         let genesis = Genesis { name: "t".into(), f: None, policy: GossipPolicy::Committee, members: vec![key.public()], bootstrap: vec![] };
         let network = genesis.network_id();
         let mut admission = Admission::new(AdmissionConfig::default(), network, genesis.committee().expect("committee"), genesis.policy)
             .expect("admission");
         let body = GossipBody { topic: "t".into(), payload: vec![] }.encode();
-        let envelope = Envelope::seal(&key, network, Kind::Gossip, 0, now_ms(), body).expect("seal");
+        let envelope = Envelope::seal(&key, network, kind, 0, now_ms(), body).expect("seal");
         admission.precheck(key.public(), &codec::encode_envelope(&envelope), now_ms()).expect("precheck")
     }
 
@@ -1208,8 +1303,33 @@ mod tests {
         for _ in 0..3 {
             assert!(verifier.submit(job()).is_ok());
         }
-        assert!(verifier.submit(job()).is_err(), "a fourth job must be refused");
-        assert_eq!(verifier.in_flight, 3);
+        assert!(verifier.submit(job()).is_err(), "a fourth gossip job must be refused");
+        assert_eq!(verifier.in_flight(), 3);
+    }
+
+    #[test]
+    fn own_publish_budget_refuses_beyond_its_burst() {
+        let mut budget = PublishBudget::new(&byzgossip_reputation::BudgetConfig::default());
+        let burst = budget.burst as usize;
+        assert!((0..burst).all(|_| budget.take()), "the burst is available at once");
+        assert!(!budget.take(), "beyond the burst, publish must wait for the refill");
+        // Strictly under what peers allow a new origin.
+        let peers = byzgossip_reputation::BudgetConfig::default();
+        assert!(budget.rate_per_s < peers.origin_base_rate_per_s && budget.burst < peers.origin_base_burst);
+    }
+
+    #[test]
+    fn bracha_jobs_are_verified_before_gossip_and_have_their_own_bound() {
+        let (results, _keep) = mpsc::channel(8);
+        let mut verifier = Verifier::start(0, 2, results);
+        let job = |kind| VerifyJob { pending: pending_of(kind), gossip_id: gossipsub::MessageId::from(vec![1]), source: PeerId::random(), received: Instant::now() };
+        assert!(verifier.submit(job(Kind::Gossip)).is_ok());
+        assert!(verifier.submit(job(Kind::Gossip)).is_ok());
+        assert!(verifier.submit(job(Kind::Gossip)).is_err(), "gossip line full");
+        assert!(verifier.submit(job(Kind::BrachaEcho)).is_ok(), "a gossip flood must not block Bracha");
+        let first = verifier.queue.next().expect("job");
+        assert_eq!(first.pending.envelope().header().kind, Kind::BrachaEcho);
+        assert_eq!(verifier.queue.next().expect("job").pending.envelope().header().kind, Kind::Gossip);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

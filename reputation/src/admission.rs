@@ -164,6 +164,9 @@ pub enum IgnoreReason {
     /// The forwarder exceeded its rate budget (or cannot be tracked: table full of banned
     /// keys).
     RateLimited,
+    /// The (verified) origin signed more gossip than its budget allows; the message is
+    /// remembered as seen but neither delivered nor forwarded.
+    OriginRateLimited,
     /// [`Admission::complete`] got a verification result for another envelope (a caller bug).
     VerificationMismatch,
 }
@@ -181,6 +184,7 @@ impl IgnoreReason {
             Self::Banned => "banned",
             Self::ForwarderExcluded => "forwarder_excluded",
             Self::RateLimited => "rate_limited",
+            Self::OriginRateLimited => "origin_rate_limited",
             Self::VerificationMismatch => "verification_mismatch",
         }
     }
@@ -403,6 +407,15 @@ impl Admission {
         }
         match self.guard.insert_verified(&envelope, now_ms, mode) {
             ReplayOutcome::Fresh => {
+                // The origin's own gossip budget, charged now that its signature is proven.
+                // The id stays in the seen-set, so other copies are dropped cheaply.
+                let origin = envelope.origin();
+                if envelope.header().kind == Kind::Gossip
+                    && !self.reputation.allow_origin(origin, self.config.message_cost, now_ms)
+                {
+                    self.record_internal(origin, Event::Flood, now_ms);
+                    return Verdict::Ignore(IgnoreReason::OriginRateLimited);
+                }
                 self.record_internal(from, Event::FirstDelivery, now_ms);
                 Verdict::Accept(envelope)
             }
@@ -544,16 +557,21 @@ impl Admission {
             }
             other => return Err(Verdict::Ignore(ignore_for(other))),
         }
-        // 5. Reputation gate.
-        match self.reputation.status(&from, now_ms) {
-            PeerStatus::Ok => {}
-            PeerStatus::Graylisted => return Err(Verdict::Ignore(IgnoreReason::Graylisted)),
+        // 5. Reputation gate. The rate budget comes before the graylist, so a graylisted
+        // peer that keeps flooding goes on paying penalties until it is banned (and
+        // disconnected) instead of being ignored forever at a cost to us.
+        let status = self.reputation.status(&from, now_ms);
+        match status {
+            PeerStatus::Ok | PeerStatus::Graylisted => {}
             PeerStatus::Banned { .. } => return Err(Verdict::Ignore(IgnoreReason::Banned)),
             PeerStatus::Excluded { .. } => return Err(Verdict::Ignore(IgnoreReason::ForwarderExcluded)),
         }
         if !self.reputation.allow(from, self.config.message_cost, now_ms) {
             self.record_internal(from, Event::Flood, now_ms);
             return Err(Verdict::Ignore(IgnoreReason::RateLimited));
+        }
+        if status == PeerStatus::Graylisted {
+            return Err(Verdict::Ignore(IgnoreReason::Graylisted));
         }
         // 6a. The origin key (cached; committee keys pinned).
         let key = match self.keys.get(&header.origin) {

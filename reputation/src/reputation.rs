@@ -168,13 +168,48 @@ pub struct BudgetConfig {
     pub base_burst: f64,
     /// Bucket size at trust 1.
     pub trusted_burst: f64,
+    /// Gossip an origin may sign per second at trust 0 (its own messages, whoever relays
+    /// them). Charged only after the signature verified, so forgeries never spend an honest
+    /// origin's budget; over it, honest nodes stop forwarding that origin's gossip, so relays
+    /// are never charged for someone else's flood. Bracha messages are bounded by the Bracha
+    /// window instead and are not charged here.
+    pub origin_base_rate_per_s: f64,
+    /// Origin refill per second at trust 1.
+    pub origin_trusted_rate_per_s: f64,
+    /// Origin bucket size at trust 0.
+    pub origin_base_burst: f64,
+    /// Origin bucket size at trust 1.
+    pub origin_trusted_burst: f64,
 }
 
 impl Default for BudgetConfig {
     fn default() -> Self {
         // The n = 16 testnet's ceiling is about 2,600 unique envelopes/s in total; a trusted
-        // peer may deliver all of them first, a new one a fifth.
-        Self { base_rate_per_s: 500.0, trusted_rate_per_s: 5_000.0, base_burst: 1_000.0, trusted_burst: 10_000.0 }
+        // peer may deliver all of them first, a new one a fifth. One origin's own gossip gets
+        // 100/s (1,000/s once trusted): a node's `publish` keeps its own rate under the base.
+        Self {
+            base_rate_per_s: 500.0,
+            trusted_rate_per_s: 5_000.0,
+            base_burst: 1_000.0,
+            trusted_burst: 10_000.0,
+            origin_base_rate_per_s: 100.0,
+            origin_trusted_rate_per_s: 1_000.0,
+            origin_base_burst: 300.0,
+            origin_trusted_burst: 3_000.0,
+        }
+    }
+}
+
+/// A token bucket: refills at `rate` per second up to `burst`, then spends `cost`.
+fn spend(tokens: &mut f64, at_ms: &mut u64, rate: f64, burst: f64, cost: f64, now_ms: u64) -> bool {
+    let elapsed = now_ms.saturating_sub(*at_ms);
+    *tokens = (*tokens + elapsed as f64 / 1000.0 * rate).min(burst);
+    *at_ms = (*at_ms).max(now_ms);
+    if cost.is_finite() && *tokens >= cost {
+        *tokens -= cost.max(0.0);
+        true
+    } else {
+        false
     }
 }
 
@@ -440,6 +475,8 @@ struct PeerState {
     updated_ms: u64,
     tokens: f64,
     tokens_ms: u64,
+    origin_tokens: f64,
+    origin_tokens_ms: u64,
     ban_until_ms: u64,
     bans: u32,
     excluded: Option<Digest>,
@@ -465,6 +502,9 @@ impl PeerState {
             updated_ms: now_ms,
             tokens: config.budget.base_burst + config.initial_trust * (config.budget.trusted_burst - config.budget.base_burst),
             tokens_ms: now_ms,
+            origin_tokens: config.budget.origin_base_burst
+                + config.initial_trust * (config.budget.origin_trusted_burst - config.budget.origin_base_burst),
+            origin_tokens_ms: now_ms,
             ban_until_ms: 0,
             bans: 0,
             excluded: None,
@@ -609,15 +649,21 @@ impl Reputation {
         let budget = &config.budget;
         let rate = budget.base_rate_per_s + state.trust * (budget.trusted_rate_per_s - budget.base_rate_per_s);
         let burst = budget.base_burst + state.trust * (budget.trusted_burst - budget.base_burst);
-        let elapsed = now_ms.saturating_sub(state.tokens_ms);
-        state.tokens = (state.tokens + elapsed as f64 / 1000.0 * rate).min(burst);
-        state.tokens_ms = state.tokens_ms.max(now_ms);
-        if cost.is_finite() && state.tokens >= cost {
-            state.tokens -= cost.max(0.0);
-            true
-        } else {
-            false
-        }
+        spend(&mut state.tokens, &mut state.tokens_ms, rate, burst, cost, now_ms)
+    }
+
+    /// Spends `cost` from the budget of gossip that `origin` signs (a verified origin only);
+    /// false if it is exceeded or the key cannot be tracked. The caller records
+    /// [`Event::Flood`] against the origin on false.
+    pub fn allow_origin(&mut self, origin: PublicKey, cost: f64, now_ms: u64) -> bool {
+        let Some(slot) = self.slot_or_track(origin, now_ms) else { return false };
+        let config = &self.config;
+        let Some(state) = self.peers.get_mut(slot) else { return false };
+        state.refresh(now_ms, config);
+        let budget = &config.budget;
+        let rate = budget.origin_base_rate_per_s + state.trust * (budget.origin_trusted_rate_per_s - budget.origin_base_rate_per_s);
+        let burst = budget.origin_base_burst + state.trust * (budget.origin_trusted_burst - budget.origin_base_burst);
+        spend(&mut state.origin_tokens, &mut state.origin_tokens_ms, rate, burst, cost, now_ms)
     }
 
     /// The score at `now_ms` (0 for an unknown key).

@@ -157,6 +157,7 @@ fn reputation_gate_graylisted_banned_excluded_and_rate_limited() {
                 trusted_rate_per_s: 1.0,
                 base_burst: 3.0,
                 trusted_burst: 3.0,
+                ..byzgossip_reputation::BudgetConfig::default()
             },
             ..ReputationConfig::default()
         },
@@ -168,6 +169,79 @@ fn reputation_gate_graylisted_banned_excluded_and_rate_limited() {
     assert_eq!(ignore(&verdicts[4]), Some(IgnoreReason::RateLimited));
     assert_eq!(verdicts[4].label(), "rate_limited");
     assert!(adm.reputation().score(&net.key(1), T0) < 0.5, "floods cost");
+}
+
+/// An origin's own gossip budget: charged to the verified origin whoever relays it, never to
+/// honest relays, never by forgeries in an honest origin's name.
+#[test]
+fn origin_budget_blames_the_flooding_origin_not_its_relays() {
+    let net = Net::new(4);
+    let config = AdmissionConfig {
+        reputation: ReputationConfig {
+            budget: byzgossip_reputation::BudgetConfig {
+                origin_base_rate_per_s: 1.0,
+                origin_trusted_rate_per_s: 1.0,
+                origin_base_burst: 3.0,
+                origin_trusted_burst: 3.0,
+                ..byzgossip_reputation::BudgetConfig::default()
+            },
+            ..ReputationConfig::default()
+        },
+        ..AdmissionConfig::default()
+    };
+    let mut adm = net.admission(config, GossipPolicy::Committee);
+    // Forgeries in member 2's name first: they must not spend member 2's budget.
+    let forger = byzgossip_crypto::PublicKey([77; 32]);
+    for seq in 0..5 {
+        let forged = forge(&net.envelope(net.member(2), Kind::Gossip, seq, T0, b"f"));
+        assert_ne!(adm.admit(forger, &forged, T0).acceptance(), Acceptance::Accept);
+    }
+    // Member 0 signs 8 messages in one instant, relayed by members 1, 2 and 3 in turn.
+    let verdicts: Vec<Verdict> =
+        (0..8).map(|s| adm.admit(net.key(1 + (s as usize % 3)), &net.gossip(net.member(0), s, T0), T0)).collect();
+    assert_eq!(verdicts.iter().filter(|v| v.acceptance() == Acceptance::Accept).count(), 3);
+    for v in &verdicts[3..] {
+        assert_eq!(ignore(v), Some(IgnoreReason::OriginRateLimited));
+    }
+    for relay in [1, 2] {
+        assert!(adm.reputation().score(&net.key(relay), T0) >= 0.0, "relay {relay} paid for the flood");
+    }
+    assert!(adm.reputation().score(&net.key(0), T0) < 0.0, "the flooding origin pays");
+    // Member 2's own (genuine) gossip still has its whole budget.
+    let own: Vec<Verdict> = (10..13).map(|s| adm.admit(net.key(1), &net.gossip(net.member(2), s, T0), T0)).collect();
+    assert!(own.iter().all(|v| v.acceptance() == Acceptance::Accept));
+    // A copy of an over-budget message arriving again is a cheap duplicate.
+    assert_eq!(ignore(&adm.admit(net.key(3), &net.gossip(net.member(0), 7, T0), T0)), Some(IgnoreReason::Duplicate));
+}
+
+/// A forwarder that keeps flooding after being graylisted goes on paying and is banned.
+#[test]
+fn a_graylisted_flooder_escalates_to_a_ban() {
+    let net = Net::new(4);
+    let config = AdmissionConfig {
+        reputation: ReputationConfig {
+            budget: byzgossip_reputation::BudgetConfig {
+                base_rate_per_s: 1.0,
+                trusted_rate_per_s: 1.0,
+                base_burst: 2.0,
+                trusted_burst: 2.0,
+                ..byzgossip_reputation::BudgetConfig::default()
+            },
+            ..ReputationConfig::default()
+        },
+        ..AdmissionConfig::default()
+    };
+    let mut adm = net.admission(config, GossipPolicy::Committee);
+    let mut saw_graylisted = false;
+    for seq in 0..1000u64 {
+        let verdict = adm.admit(net.key(1), &net.gossip(net.member(0), seq, T0), T0);
+        saw_graylisted |= ignore(&verdict) == Some(IgnoreReason::Graylisted);
+        if matches!(adm.reputation().status(&net.key(1), T0), PeerStatus::Banned { .. }) {
+            assert!(seq < 200, "banned only after {seq} messages");
+            return;
+        }
+    }
+    panic!("a flooder was never banned (graylisted seen: {saw_graylisted})");
 }
 
 #[test]
