@@ -843,10 +843,15 @@ impl Runtime {
             Kind::Gossip => self.on_gossip_admitted(&envelope),
             Kind::BrachaSend | Kind::BrachaEcho | Kind::BrachaReady => {
                 if let Some(bracha) = self.bracha.as_mut() {
-                    if let Ok(Message::Send { instance, .. }) = Message::from_envelope(envelope.envelope(), self.max_value_len)
-                        && self.first_seen.len() < MAX_TRACKED_LATENCY
-                    {
-                        self.first_seen.entry(instance).or_insert_with(Instant::now);
+                    if let Ok(Message::Send { instance, .. }) = Message::from_envelope(envelope.envelope(), self.max_value_len) {
+                        if self.first_seen.len() >= MAX_TRACKED_LATENCY {
+                            // Full of instances that never completed (a Byzantine origin's):
+                            // forget those older than a minute.
+                            self.first_seen.retain(|_, at| at.elapsed() < Duration::from_secs(60));
+                        }
+                        if self.first_seen.len() < MAX_TRACKED_LATENCY {
+                            self.first_seen.entry(instance).or_insert_with(Instant::now);
+                        }
                     }
                     let step = bracha.handle(&envelope, now_ms());
                     self.apply_step(step).await;
@@ -1021,8 +1026,16 @@ impl Runtime {
         }
     }
 
-    /// Re-signs and republishes own messages of instances not yet delivered here.
+    /// Re-signs and republishes own messages of instances not yet delivered here. Entries of
+    /// instances the Bracha machine no longer holds open (delivered, or below a watermark)
+    /// are dropped, so the map stays within the machine's windows.
     fn retransmit_due(&mut self) {
+        if let Some(bracha) = self.bracha.as_ref() {
+            self.retransmit.retain(|(instance, _), _| {
+                bracha.retained(instance).is_none()
+                    && bracha.window(&instance.origin).is_some_and(|w| w.contains(&instance.seq))
+            });
+        }
         let now = Instant::now();
         let due: Vec<(InstanceId, Kind)> = self.retransmit.iter().filter(|(_, r)| r.next_at <= now).map(|(k, _)| *k).collect();
         for key in due {
