@@ -301,6 +301,25 @@ impl Testnet {
             .collect()
     }
 
+    /// Each node's role and current handle (`None` while killed), in index order. For
+    /// benchmarks ([`crate::bench`]) that drive the nodes directly instead of [`Testnet::run`].
+    pub fn nodes(&self) -> Vec<(Role, Option<NodeHandle>)> {
+        self.slots.iter().map(|s| (s.role, s.handle())).collect()
+    }
+
+    /// Arms every malicious node now and starts its attack driver; the caller aborts the
+    /// returned tasks (for benchmarks; [`Testnet::run`] follows the scenario's timeline).
+    pub fn arm_attackers(&self) -> Vec<JoinHandle<()>> {
+        let mut drivers = Vec::new();
+        for i in 0..self.slots.len() {
+            if !self.slots[i].role.correct() {
+                self.arm(i, true);
+                drivers.push(self.spawn_driver(i));
+            }
+        }
+        drivers
+    }
+
     // ---- faults ----
 
     async fn kill(&self, i: usize) {

@@ -6,10 +6,16 @@
 //! - [`adversary`]: the adversaries, built on the node's `Interceptor` hook and
 //!   `publish_raw` (no attack code in the node crate).
 //! - [`harness`]: the in-process runtime: start, connect, workload, timeline, collection.
+//! - [`process`]: the process runtime (`run --runtime process`): honest members as real
+//!   `byzgossip` processes driven over HTTP, adversaries as processes of this crate's binary;
+//!   kill/restart/pause by signals; partition and eclipse reported as unsupported.
 //! - [`record`]: what a run records ([`record::RunLog`], saved as `run.json`).
 //! - [`invariants`]: the checker (pure; agreement, integrity, validity, totality, no forgery,
 //!   no replay, no false bans, detection).
 //! - [`report`]: summaries, the terminal table, `report.json`, `report.html`.
+//! - [`bench`]: macro benchmarks with same-run baselines (`byzgossip-testnet bench [--json FILE]
+//!   [--quick]`): Bracha throughput and latency at n = 4, 7, 16 with 0 and f silent members,
+//!   1 KiB gossip against bare gossipsub, RSS per node; one JSON object per line.
 //!
 //! # Bounds
 //! Every run ends by itself: its phases come from the scenario, every node call has a
@@ -17,8 +23,10 @@
 //! ports; nothing is left running after [`harness::run`] returns.
 
 pub mod adversary;
+pub mod bench;
 pub mod harness;
 pub mod invariants;
+pub mod process;
 pub mod record;
 pub mod report;
 pub mod scenario;

@@ -4,9 +4,15 @@
 //!   with a table on the terminal; non-zero exit if any invariant fails.
 //! - `run --scenario NAME|FILE.toml [--nodes N] [--byzantine F] [--seed S] [--out DIR]
 //!   [--json FILE] [--duration SECS]`: one scenario.
+//! - `run --runtime process [--byzgossip PATH]`: the same, with honest members as real
+//!   `byzgossip` processes driven through their HTTP API and adversaries as processes of
+//!   this binary (hidden `adversary` subcommand); partition and eclipse presets are
+//!   reported as unsupported (see `byzgossip_testnet::process`).
 //! - `list`: the presets.
 //! - `report DIR`: re-check a saved run (or every run under a suite directory).
 //! - `up --nodes N`: a live testnet until Ctrl-C, printing each node's addresses.
+//! - `bench [--json FILE] [--quick]`: macro benchmarks with same-run baselines, one JSON
+//!   object per line on stdout (and in FILE); see `byzgossip_testnet::bench`.
 
 use anyhow::Context;
 use byzgossip_testnet::report::{self, Summary};
@@ -20,6 +26,14 @@ use std::path::{Path, PathBuf};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Runtime {
+    /// Every node in this process.
+    InProcess,
+    /// `byzgossip` processes for honest nodes, adversary processes for the others.
+    Process,
 }
 
 #[derive(Subcommand)]
@@ -50,6 +64,34 @@ enum Command {
         /// Print timeline events as they happen.
         #[arg(long, short)]
         verbose: bool,
+        /// Where the nodes run: all in this process (default), or as real processes.
+        #[arg(long, value_enum, default_value_t = Runtime::InProcess)]
+        runtime: Runtime,
+        /// The `byzgossip` binary for `--runtime process` (default: next to this executable).
+        #[arg(long)]
+        byzgossip: Option<PathBuf>,
+    },
+    /// An adversary node in its own process (started by `run --runtime process`).
+    #[command(hide = true)]
+    Adversary {
+        /// The resolved scenario file.
+        #[arg(long)]
+        scenario: PathBuf,
+        /// This node's index in the scenario.
+        #[arg(long)]
+        index: usize,
+        /// The genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// The key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Listen multiaddr.
+        #[arg(long)]
+        listen: String,
+        /// Interceptor seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// List the presets.
     List {
@@ -61,6 +103,18 @@ enum Command {
     Report {
         /// The directory.
         dir: PathBuf,
+    },
+    /// Macro benchmarks (Bracha, gossip vs bare gossipsub, RSS) as JSON lines.
+    Bench {
+        /// Also write the JSON lines here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Short runs at n = 4 only.
+        #[arg(long)]
+        quick: bool,
+        /// Only one benchmark: `bracha` (with RSS) or `gossip`.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Start a live all-honest testnet until Ctrl-C.
     Up {
@@ -163,6 +217,28 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(finish(&summaries, None, &dir))
         }
+        Command::Bench { json, quick, only } => {
+            use std::io::Write;
+            let mut file = match &json {
+                Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+                None => None,
+            };
+            let mut write_error = None;
+            byzgossip_testnet::bench::run_all(&byzgossip_testnet::bench::BenchOptions { quick, only }, |line| {
+                let text = line.to_string();
+                println!("{text}");
+                if let Some(f) = file.as_mut()
+                    && let Err(e) = writeln!(f, "{text}")
+                {
+                    write_error = Some(e);
+                }
+            })
+            .await?;
+            if let Some(e) = write_error {
+                anyhow::bail!("writing the JSON file: {e}");
+            }
+            Ok(true)
+        }
         Command::Up { nodes, seed } => {
             let mut s = scenario::preset("baseline", nodes).context("baseline preset")?;
             s.seed = seed;
@@ -177,7 +253,12 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             testnet.stop().await;
             Ok(true)
         }
-        Command::Run { scenario, nodes, byzantine, seed, out, json, duration, verbose } => {
+        Command::Adversary { scenario, index, genesis, key, listen, seed } => {
+            let args = byzgossip_testnet::process::AdversaryArgs { scenario, index, genesis, key, listen, seed };
+            byzgossip_testnet::process::adversary_main(args).await?;
+            Ok(true)
+        }
+        Command::Run { scenario, nodes, byzantine, seed, out, json, duration, verbose, runtime, byzgossip } => {
             let n = nodes.unwrap_or(7);
             let scenarios: Vec<Scenario> = match &scenario {
                 Some(name) => vec![resolve(name, n)?],
@@ -189,19 +270,37 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             };
             let out = out.unwrap_or_else(|| PathBuf::from("testnet-out").join(format!("{}-{label}", stamp())));
             let mut summaries = Vec::new();
+            let mut unsupported = Vec::new();
             let total = scenarios.len();
             for (k, s) in scenarios.into_iter().enumerate() {
                 let s = s.with_overrides(nodes, byzantine, seed, duration);
                 s.validate()?;
                 eprintln!("[{}/{total}] {} (n = {}, f = {}, {} byzantine) ...", k + 1, s.name, s.nodes, s.f(), s.byzantine());
-                let log = byzgossip_testnet::run(&s, RunOptions { api: false, verbose }).await?;
-                let summary = report::summarize(&log);
                 let dir = if total == 1 { out.clone() } else { out.join(&s.name) };
+                let log = match runtime {
+                    Runtime::InProcess => byzgossip_testnet::run(&s, RunOptions { api: false, verbose }).await?,
+                    Runtime::Process => {
+                        use byzgossip_testnet::process::{self, Outcome, ProcessOptions};
+                        let options = ProcessOptions::new(byzgossip.clone(), dir.join("processes"), verbose)?;
+                        match process::run(&s, options).await? {
+                            Outcome::Ran(log) => *log,
+                            Outcome::Unsupported(why) => {
+                                eprintln!("    UNSUPPORTED in process mode: {why}");
+                                unsupported.push(format!("{}: {why}", s.name));
+                                continue;
+                            }
+                        }
+                    }
+                };
+                let summary = report::summarize(&log);
                 report::write_run(&dir, &log, &summary)?;
                 eprintln!("    {} in {:.1} s", if summary.passed { "PASS" } else { "FAIL" }, summary.run_s);
                 summaries.push(summary);
             }
             let ok = finish(&summaries, json.as_deref(), &out);
+            for u in &unsupported {
+                println!("unsupported (not failed): {u}");
+            }
             Ok(ok)
         }
     }

@@ -1,0 +1,898 @@
+//! The process runtime (`run --runtime process`): honest members are real `byzgossip`
+//! processes driven through their HTTP API; adversaries are `byzgossip-testnet adversary`
+//! processes (a hidden subcommand) running a node with the adversary's interceptor and
+//! driver, controlled through their stdin (`arm`, `disarm`, `refresh`; end of input stops
+//! them, so they never outlive the testnet).
+//!
+//! Keys and the genesis come from [`byzgossip_node::testnet_keys::write_testnet`] with a base
+//! port probed free on 127.0.0.1; member i listens on `base + i`. HTTP APIs use port 0 and
+//! are read from each process's stdout. Faults: kill = SIGKILL, restart = respawn with the
+//! same data directory, pause/resume = SIGSTOP/SIGCONT. Partitions and eclipse need control
+//! of the transport, which separate processes do not give us here: such scenarios are
+//! reported as unsupported ([`Outcome::Unsupported`]), not failed.
+//!
+//! The run produces the same [`RunLog`] as the in-process harness, so the invariants and the
+//! report are the same.
+//!
+//! # Bounds
+//! Every child is held by a [`Child`] guard that kills (SIGKILL) and reaps it on drop: on
+//! return, on error and on panic. Every HTTP call has a timeout; the phases are the
+//! scenario's; startup waits at most [`crate::harness::CONNECT_DEADLINE`] (plus
+//! [`START_DEADLINE`] for each process to print its API address).
+
+use crate::adversary::{self, Agent, AgentInterceptor, DriverContext, HandleCell, LOAD_TOPIC};
+use crate::harness::{CALL_TIMEOUT, CONNECT_DEADLINE, SAMPLE_INTERVAL};
+use crate::record::{
+    BroadcastRecord, DeliveryRecord, EventRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
+};
+use crate::scenario::{FaultKind, Role, Scenario};
+use anyhow::Context;
+use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair};
+use byzgossip_node::storage::MemoryStore;
+use byzgossip_node::testnet_keys::{TestnetSpec, write_testnet};
+use byzgossip_node::{NodeBuilder, NodeConfig, now_ms};
+use futures::StreamExt;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Longest wait for a started process to print its HTTP API address.
+pub const START_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Options of a process-mode run.
+#[derive(Clone, Debug)]
+pub struct ProcessOptions {
+    /// The `byzgossip` binary.
+    pub byzgossip: PathBuf,
+    /// The `byzgossip-testnet` binary (for adversary processes); the current executable.
+    pub testnet: PathBuf,
+    /// Where keys, data directories and logs go.
+    pub dir: PathBuf,
+    /// Print timeline events as they happen.
+    pub verbose: bool,
+}
+
+impl ProcessOptions {
+    /// Options with the `byzgossip` binary next to the current executable (or `byzgossip`).
+    pub fn new(byzgossip: Option<PathBuf>, dir: PathBuf, verbose: bool) -> anyhow::Result<ProcessOptions> {
+        let testnet = std::env::current_exe().context("current executable")?;
+        let byzgossip = byzgossip.unwrap_or_else(|| testnet.with_file_name("byzgossip"));
+        anyhow::ensure!(
+            byzgossip.exists(),
+            "no byzgossip binary at {} (build it with `cargo build -p byzgossip-node` in the same target dir, or pass --byzgossip PATH)",
+            byzgossip.display()
+        );
+        Ok(ProcessOptions { byzgossip, testnet, dir, verbose })
+    }
+}
+
+/// The result of a process-mode run.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The run happened.
+    Ran(Box<RunLog>),
+    /// The scenario needs something process mode cannot do.
+    Unsupported(String),
+}
+
+/// Why `scenario` cannot run as processes, if it cannot.
+pub fn unsupported(scenario: &Scenario) -> Option<String> {
+    if let Some(f) = scenario.faults.iter().find(|f| matches!(f.kind, FaultKind::Partition | FaultKind::Heal)) {
+        return Some(format!("{:?} faults need transport control (in-process runtime only)", f.kind));
+    }
+    if scenario.roles().contains(&Role::Eclipse) {
+        return Some("eclipse cuts the victim's links (in-process runtime only)".into());
+    }
+    None
+}
+
+/// A child process, killed (SIGKILL) and reaped when dropped.
+pub struct Child {
+    child: Option<tokio::process::Child>,
+    pid: u32,
+    stdin: Option<tokio::process::ChildStdin>,
+}
+
+impl Child {
+    fn signal(&self, sig: &str) {
+        let _ = std::process::Command::new("kill")
+            .args([sig, &self.pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// SIGKILL and reap.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.start_kill();
+            let _ = tokio::time::timeout(CALL_TIMEOUT, c.wait()).await;
+        }
+        self.stdin = None;
+    }
+
+    /// Graceful stop: close stdin, SIGINT, wait up to [`CALL_TIMEOUT`], then SIGKILL.
+    pub async fn stop(&mut self) {
+        self.stdin = None;
+        if self.child.is_some() {
+            self.signal("-CONT");
+            self.signal("-INT");
+        }
+        if let Some(c) = self.child.as_mut()
+            && tokio::time::timeout(CALL_TIMEOUT, c.wait()).await.is_err()
+        {
+            let _ = c.start_kill();
+        }
+        self.kill().await;
+    }
+
+    /// Sends a control line to an adversary process.
+    async fn control(&mut self, line: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = tokio::time::timeout(CALL_TIMEOUT, stdin.write_all(format!("{line}\n").as_bytes())).await;
+            let _ = tokio::time::timeout(CALL_TIMEOUT, stdin.flush()).await;
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.start_kill();
+            // Reap synchronously (bounded: SIGKILL cannot be ignored).
+            if let Some(id) = c.id() {
+                let _ = std::process::Command::new("kill").args(["-KILL", &id.to_string()]).status();
+            }
+            let end = std::time::Instant::now() + Duration::from_secs(2);
+            while std::time::Instant::now() < end {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Finds `count` consecutive free TCP ports on 127.0.0.1.
+pub fn free_ports(count: usize, seed: u64) -> anyhow::Result<u16> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ now_ms());
+    for _ in 0..200 {
+        let base: u16 = 20_000 + (rng.next_u32() % 30_000) as u16;
+        let ok = (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i as u16)).is_ok());
+        if ok {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!("no {count} consecutive free ports found on 127.0.0.1")
+}
+
+struct Node {
+    index: usize,
+    role: Role,
+    key: Keypair,
+    key_path: PathBuf,
+    data: PathBuf,
+    port: Option<u16>,
+    child: tokio::sync::Mutex<Option<Child>>,
+    api: Mutex<Option<SocketAddr>>,
+    incarnation: AtomicU32,
+    down: AtomicBool,
+    paused: AtomicBool,
+    armed_at: AtomicU64,
+    cursor: AtomicU64,
+    tracker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Node {
+    fn api(&self) -> Option<SocketAddr> {
+        if self.down.load(Ordering::Relaxed) || self.paused.load(Ordering::Relaxed) {
+            return None;
+        }
+        *lock(&self.api)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+struct Shared {
+    broadcasts: Mutex<Vec<BroadcastRecord>>,
+    failures: AtomicU64,
+    publishes: Mutex<Vec<PublishRecord>>,
+    deliveries: Mutex<Vec<DeliveryRecord>>,
+    cursors: Mutex<HashSet<(usize, u64)>>,
+    delivered: Mutex<HashMap<usize, HashSet<(String, u64)>>>,
+    gossip: Mutex<Vec<GossipRecord>>,
+    samples: Mutex<Vec<PeerSample>>,
+    events: Mutex<Vec<EventRecord>>,
+    disrupted_until: AtomicU64,
+    verbose: bool,
+    t0: AtomicU64,
+}
+
+impl Shared {
+    fn event(&self, what: String) {
+        let t = now_ms();
+        if self.verbose {
+            eprintln!("[{:>7.2} s] {what}", t.saturating_sub(self.t0.load(Ordering::Relaxed)) as f64 / 1000.0);
+        }
+        lock(&self.events).push(EventRecord { t_ms: t, what });
+    }
+    fn disrupted(&self) {
+        self.disrupted_until.fetch_max(now_ms(), Ordering::Relaxed);
+    }
+}
+
+struct Net {
+    scenario: Scenario,
+    options: ProcessOptions,
+    genesis_path: PathBuf,
+    scenario_path: PathBuf,
+    nodes: Vec<Arc<Node>>,
+    shared: Arc<Shared>,
+    http: reqwest::Client,
+}
+
+impl Net {
+    async fn spawn(&self, i: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        let incarnation = node.incarnation.load(Ordering::Relaxed);
+        let log_path = self.options.dir.join(format!("node-{i}.{incarnation}.log"));
+        let listen = format!("/ip4/127.0.0.1/tcp/{}", node.port.unwrap_or(0));
+        let mut cmd = if node.role.correct() {
+            let mut c = tokio::process::Command::new(&self.options.byzgossip);
+            c.arg("run").arg("--genesis").arg(&self.genesis_path).arg("--key").arg(&node.key_path);
+            c.arg("--data").arg(&node.data).args(["--listen", &listen, "--api", "127.0.0.1:0", "--topic", LOAD_TOPIC]);
+            c.stdin(Stdio::null());
+            c
+        } else {
+            let mut c = tokio::process::Command::new(&self.options.testnet);
+            c.arg("adversary").arg("--scenario").arg(&self.scenario_path).args(["--index", &i.to_string()]);
+            c.arg("--genesis").arg(&self.genesis_path).arg("--key").arg(&node.key_path).args(["--listen", &listen]);
+            c.args(["--seed", &(self.scenario.seed ^ ((i as u64) << 20) ^ ((incarnation as u64) << 40)).to_string()]);
+            c.stdin(Stdio::piped());
+            c
+        };
+        cmd.env("RUST_LOG", std::env::var("BYZGOSSIP_TESTNET_CHILD_LOG").unwrap_or_else(|_| "warn".into()));
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let mut child = cmd.spawn().with_context(|| format!("starting node {i}"))?;
+        let pid = child.id().unwrap_or(0);
+        let stdout = child.stdout.take().context("stdout")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let stdin = child.stdin.take();
+        let mut guard = Child { child: Some(child), pid, stdin };
+        // Copy output to the log file; report the API address.
+        let (tx, rx) = tokio::sync::oneshot::channel::<SocketAddr>();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let log = Arc::new(Mutex::new(log));
+        let log2 = log.clone();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("HTTP API on http://").and_then(|a| a.trim().parse().ok())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                let _ = std::io::Write::write_all(&mut *lock(&log), format!("{line}\n").as_bytes());
+            }
+        });
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = std::io::Write::write_all(&mut *lock(&log2), format!("{line}\n").as_bytes());
+            }
+        });
+        let addr = match tokio::time::timeout(START_DEADLINE, rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => {
+                guard.kill().await;
+                anyhow::bail!("node {i} did not report its HTTP API within {START_DEADLINE:?} (see {})", log_path.display());
+            }
+        };
+        *lock(&node.api) = Some(addr);
+        node.down.store(false, Ordering::Relaxed);
+        node.paused.store(false, Ordering::Relaxed);
+        *node.child.lock().await = Some(guard);
+        if node.role.correct() {
+            let task = self.track(i, incarnation, addr);
+            if let Some(old) = lock(&node.tracker).replace(task) {
+                old.abort();
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows a correct node's delivery stream (reconnecting from the last cursor).
+    fn track(&self, i: usize, incarnation: u32, addr: SocketAddr) -> JoinHandle<()> {
+        let (shared, http, node) = (self.shared.clone(), self.http.clone(), self.nodes[i].clone());
+        tokio::spawn(async move {
+            loop {
+                let cursor = node.cursor.load(Ordering::Relaxed) + 1;
+                let url = format!("http://{addr}/deliveries?cursor={cursor}");
+                if let Ok(response) = http.get(&url).send().await {
+                    let mut stream = response.bytes_stream();
+                    let mut buffer = Vec::new();
+                    while let Some(Ok(chunk)) = stream.next().await {
+                        buffer.extend_from_slice(&chunk);
+                        while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = buffer.drain(..=pos).collect();
+                            let Some(data) = std::str::from_utf8(&line).ok().and_then(|l| l.trim_end().strip_prefix("data:")) else { continue };
+                            let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) else { continue };
+                            record_event(&shared, &node, i, incarnation, &v);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
+
+    async fn get_json(&self, addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
+        let r = self.http.get(format!("http://{addr}/{path}")).timeout(CALL_TIMEOUT).send().await.ok()?;
+        r.json().await.ok()
+    }
+
+    async fn wait_connected(&self) {
+        let want = self.nodes.len().saturating_sub(1) as u64;
+        let end = Instant::now() + CONNECT_DEADLINE;
+        loop {
+            let mut ok = true;
+            for node in self.nodes.iter().filter(|s| s.role.correct()) {
+                let Some(addr) = node.api() else { continue };
+                let connected = self.get_json(addr, "status").await.and_then(|s| s["connected_peers"].as_u64()).unwrap_or(0);
+                if connected < want {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok || Instant::now() >= end {
+                if !ok {
+                    self.shared.event("not every node connected to every other by the deadline; starting anyway".into());
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn kill(&self, i: usize) {
+        let node = &self.nodes[i];
+        if let Some(mut c) = node.child.lock().await.take() {
+            c.kill().await;
+        }
+        if let Some(t) = lock(&node.tracker).take() {
+            t.abort();
+        }
+        node.incarnation.fetch_add(1, Ordering::Relaxed);
+        node.down.store(true, Ordering::Relaxed);
+        if node.role.correct() {
+            self.shared.disrupted();
+        }
+        self.shared.event(format!("kill node {i} (SIGKILL)"));
+    }
+
+    async fn restart(&self, i: usize) {
+        if !self.nodes[i].down.load(Ordering::Relaxed) {
+            self.kill(i).await;
+        }
+        match self.spawn(i).await {
+            Ok(()) => self.shared.event(format!("restart node {i}")),
+            Err(e) => self.shared.event(format!("restart node {i} failed: {e:#}")),
+        }
+        if self.nodes[i].role.correct() {
+            self.shared.disrupted();
+        }
+    }
+
+    async fn pause(&self, i: usize, pause: bool) {
+        let node = &self.nodes[i];
+        if let Some(c) = node.child.lock().await.as_ref() {
+            c.signal(if pause { "-STOP" } else { "-CONT" });
+        }
+        node.paused.store(pause, Ordering::Relaxed);
+        self.shared.disrupted();
+        self.shared.event(format!("{} node {i} ({})", if pause { "pause" } else { "resume" }, if pause { "SIGSTOP" } else { "SIGCONT" }));
+    }
+
+    async fn control(&self, i: usize, line: &str) {
+        if let Some(c) = self.nodes[i].child.lock().await.as_mut() {
+            c.control(line).await;
+        }
+        if line == "arm" {
+            self.nodes[i].armed_at.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    fn spawn_workload(self: &Arc<Self>, until: Instant) -> JoinHandle<()> {
+        let net = self.clone();
+        tokio::spawn(async move {
+            let w = net.scenario.workload.clone();
+            let origins: Vec<Arc<Node>> = net.nodes.iter().filter(|s| s.role == Role::Honest).cloned().collect();
+            let mut rng = ChaCha20Rng::seed_from_u64(net.scenario.seed ^ 0x10ad);
+            let started = Instant::now();
+            let (mut b_sent, mut g_sent) = (0u64, 0u64);
+            let mut inflight: Vec<JoinHandle<()>> = Vec::new();
+            let mut interval = tokio::time::interval(Duration::from_millis(10));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            while Instant::now() < until {
+                interval.tick().await;
+                let t = started.elapsed().as_secs_f64();
+                while (b_sent as f64) < t * w.broadcasts_per_s {
+                    let node = origins[b_sent as usize % origins.len()].clone();
+                    b_sent += 1;
+                    let Some(addr) = node.api() else {
+                        net.shared.failures.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let mut value = vec![0u8; w.value_size];
+                    rng.fill_bytes(&mut value);
+                    let digest = Digest::of(&value).to_hex();
+                    let (shared, http) = (net.shared.clone(), net.http.clone());
+                    inflight.push(tokio::spawn(async move {
+                        let sent_at_ms = now_ms();
+                        let r = http.post(format!("http://{addr}/broadcast")).body(value).timeout(CALL_TIMEOUT).send().await;
+                        let seq = match r {
+                            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok().and_then(|v| v["seq"].as_u64()),
+                            _ => None,
+                        };
+                        match seq {
+                            Some(seq) => lock(&shared.broadcasts).push(BroadcastRecord { origin: node.index, seq, digest, sent_at_ms }),
+                            None => {
+                                shared.failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }));
+                }
+                while (g_sent as f64) < t * w.gossip_per_s {
+                    let node = origins[g_sent as usize % origins.len()].clone();
+                    g_sent += 1;
+                    let Some(addr) = node.api() else { continue };
+                    let mut payload = vec![0u8; w.gossip_size];
+                    rng.fill_bytes(&mut payload);
+                    let (shared, http) = (net.shared.clone(), net.http.clone());
+                    inflight.push(tokio::spawn(async move {
+                        let sent_at_ms = now_ms();
+                        let r = http.post(format!("http://{addr}/publish/{LOAD_TOPIC}")).body(payload).timeout(CALL_TIMEOUT).send().await;
+                        if let Ok(r) = r
+                            && r.status().is_success()
+                            && let Some(id) = r.json::<serde_json::Value>().await.ok().and_then(|v| v["id"].as_str().map(str::to_owned))
+                        {
+                            lock(&shared.publishes).push(PublishRecord { origin: node.index, id, sent_at_ms });
+                        }
+                    }));
+                }
+                inflight.retain(|t| !t.is_finished());
+            }
+            for t in inflight {
+                let _ = t.await;
+            }
+        })
+    }
+
+    fn spawn_sampler(self: &Arc<Self>) -> JoinHandle<()> {
+        let net = self.clone();
+        tokio::spawn(async move {
+            let by_key: HashMap<String, usize> = net.nodes.iter().map(|s| (s.key.public().to_hex(), s.index)).collect();
+            let mut interval = tokio::time::interval(SAMPLE_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
+                for node in net.nodes.iter().filter(|s| s.role.correct()) {
+                    let Some(addr) = node.api() else { continue };
+                    let Some(serde_json::Value::Array(peers)) = net.get_json(addr, "peers").await else { continue };
+                    let t_ms = now_ms();
+                    let mut samples = lock(&net.shared.samples);
+                    for p in peers {
+                        let Some(&peer) = p["peer"].as_str().and_then(|k| by_key.get(k)) else { continue };
+                        let status = p["status"]["status"].as_str().or_else(|| p["status"].as_str()).unwrap_or("ok");
+                        samples.push(PeerSample {
+                            t_ms,
+                            observer: node.index,
+                            peer,
+                            score: p["score"].as_f64().unwrap_or(0.0),
+                            status: status.to_owned(),
+                        });
+                    }
+                }
+            }
+        })
+    }
+
+    fn drained(&self) -> bool {
+        let keys: HashMap<usize, String> = self.nodes.iter().map(|s| (s.index, s.key.public().to_hex())).collect();
+        let mut want: HashSet<(String, u64)> = lock(&self.shared.broadcasts).iter().map(|b| (keys[&b.origin].clone(), b.seq)).collect();
+        let delivered = lock(&self.shared.delivered);
+        for set in delivered.values() {
+            want.extend(set.iter().cloned());
+        }
+        self.nodes
+            .iter()
+            .filter(|s| s.role.correct() && !s.down.load(Ordering::Relaxed))
+            .all(|s| delivered.get(&s.index).is_some_and(|set| want.is_subset(set)))
+    }
+
+    async fn stop_all(&self) {
+        for node in &self.nodes {
+            if let Some(t) = lock(&node.tracker).take() {
+                t.abort();
+            }
+        }
+        let stops = self.nodes.iter().map(|node| async move {
+            if let Some(mut c) = node.child.lock().await.take() {
+                c.stop().await;
+            }
+        });
+        futures::future::join_all(stops).await;
+    }
+}
+
+fn record_event(shared: &Shared, node: &Node, i: usize, incarnation: u32, v: &serde_json::Value) {
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    match v["type"].as_str() {
+        Some("bracha") => {
+            let cursor = v["cursor"].as_u64().unwrap_or(0);
+            node.cursor.fetch_max(cursor, Ordering::Relaxed);
+            if lock(&shared.cursors).insert((i, cursor)) {
+                let origin = text(&v["instance"]["origin"]);
+                let seq = v["instance"]["seq"].as_u64().unwrap_or(0);
+                lock(&shared.delivered).entry(i).or_default().insert((origin.clone(), seq));
+                lock(&shared.deliveries).push(DeliveryRecord {
+                    node: i,
+                    origin,
+                    seq,
+                    digest: text(&v["digest"]),
+                    delivered_at_ms: v["delivered_at_ms"].as_u64().unwrap_or_else(now_ms),
+                    cursor,
+                });
+            }
+        }
+        Some("gossip") => lock(&shared.gossip).push(GossipRecord {
+            node: i,
+            incarnation,
+            origin: text(&v["origin"]),
+            id: text(&v["id"]),
+            received_at_ms: now_ms(),
+        }),
+        _ => {}
+    }
+}
+
+/// Runs `scenario` as processes and returns its log (or why it cannot run).
+pub async fn run(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Outcome> {
+    scenario.validate()?;
+    if let Some(why) = unsupported(scenario) {
+        return Ok(Outcome::Unsupported(why));
+    }
+    let net = setup(scenario, options)?;
+    let result = run_net(&net).await;
+    net.stop_all().await;
+    result.map(|log| Outcome::Ran(Box::new(log)))
+}
+
+/// Starts the all-honest `baseline` preset at `nodes` as processes, drives its workload for
+/// `window`, and returns each process's VmRSS (bytes) at the end.
+pub async fn measure_rss(nodes: usize, options: ProcessOptions, window: Duration) -> anyhow::Result<Vec<u64>> {
+    let mut scenario = crate::scenario::preset("baseline", nodes).context("baseline preset")?;
+    scenario.name = format!("bench-rss-{nodes}");
+    let net = setup(&scenario, options)?;
+    let result = async {
+        for i in 0..net.nodes.len() {
+            net.spawn(i).await?;
+        }
+        net.wait_connected().await;
+        let workload = net.spawn_workload(Instant::now() + window);
+        let _ = workload.await;
+        let mut rss = Vec::new();
+        for node in &net.nodes {
+            let pid = node.child.lock().await.as_ref().map_or(0, |c| c.pid);
+            let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let kib = text.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+            rss.push(kib.unwrap_or(0) * 1024);
+        }
+        anyhow::Ok(rss)
+    }
+    .await;
+    net.stop_all().await;
+    result
+}
+
+fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net>> {
+    std::fs::create_dir_all(&options.dir)?;
+    let n = scenario.nodes;
+    let roles = scenario.roles();
+    let base = free_ports(roles.len(), scenario.seed)?;
+    let keys_dir = options.dir.join("keys");
+    let spec = TestnetSpec {
+        nodes: n,
+        f: Some(scenario.f()),
+        name: format!("testnet-{}-{}", scenario.name, scenario.seed),
+        policy: GossipPolicy::Committee,
+        base_port: Some(base),
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(scenario.seed);
+    let files = write_testnet(&keys_dir, &spec, &mut rng)?;
+    let mut key_paths = files.keys.clone();
+    for i in n..roles.len() {
+        let path = keys_dir.join(format!("sybil-{i}.key"));
+        if !path.exists() {
+            Keypair::generate(&mut rng).save(&path)?;
+        }
+        key_paths.push(path);
+    }
+    let scenario_path = options.dir.join("scenario.toml");
+    std::fs::write(&scenario_path, scenario.to_toml())?;
+    let mut nodes = Vec::new();
+    for (i, role) in roles.iter().enumerate() {
+        nodes.push(Arc::new(Node {
+            index: i,
+            role: *role,
+            key: Keypair::load(&key_paths[i])?,
+            key_path: key_paths[i].clone(),
+            data: options.dir.join(format!("data-{i}")),
+            port: Some(base + i as u16),
+            child: tokio::sync::Mutex::new(None),
+            api: Mutex::new(None),
+            incarnation: AtomicU32::new(0),
+            down: AtomicBool::new(true),
+            paused: AtomicBool::new(false),
+            armed_at: AtomicU64::new(0),
+            cursor: AtomicU64::new(0),
+            tracker: Mutex::new(None),
+        }));
+    }
+    Ok(Arc::new(Net {
+        scenario: scenario.clone(),
+        genesis_path: files.genesis.clone(),
+        scenario_path,
+        nodes,
+        shared: Arc::new(Shared { verbose: options.verbose, ..Default::default() }),
+        http: reqwest::Client::builder().connect_timeout(CALL_TIMEOUT).build()?,
+        options,
+    }))
+}
+
+async fn run_net(net: &Arc<Net>) -> anyhow::Result<RunLog> {
+    for i in 0..net.nodes.len() {
+        net.spawn(i).await?;
+    }
+    net.wait_connected().await;
+    let sc = net.scenario.clone();
+    let t = &sc.timeline;
+    let start = Instant::now();
+    let t0_ms = now_ms();
+    net.shared.t0.store(t0_ms, Ordering::Relaxed);
+    net.shared.event(format!("start: {} processes, scenario {}", net.nodes.len(), sc.name));
+    let at = |s: f64| start + Duration::from_secs_f64(s.max(0.0));
+    let attack_start = at(t.warmup_s);
+    let attack_mid = at(t.warmup_s + t.attack_s / 2.0);
+    let attack_end = at(t.warmup_s + t.attack_s);
+    let load_end = at(t.warmup_s + t.attack_s + t.cooldown_s);
+    let hard_end = load_end + Duration::from_secs_f64(t.drain_s);
+    let workload = net.spawn_workload(load_end);
+    let sampler = net.spawn_sampler();
+
+    enum Action {
+        Control(Vec<usize>, &'static str),
+        Fault(FaultKind, Vec<usize>),
+    }
+    let of_role = |role: Role| -> Vec<usize> { net.nodes.iter().filter(|s| s.role == role).map(|s| s.index).collect() };
+    let attackers: Vec<usize> = net.nodes.iter().filter(|s| !s.role.correct() && s.role != Role::CovertFlash).map(|s| s.index).collect();
+    let mut plan: Vec<(Instant, Action)> = Vec::new();
+    if !of_role(Role::Replay).is_empty() {
+        plan.push((attack_start, Action::Control(of_role(Role::Replay), "refresh")));
+    }
+    plan.push((attack_start, Action::Control(attackers.clone(), "arm")));
+    plan.push((attack_mid, Action::Control(of_role(Role::CovertFlash), "arm")));
+    for i in of_role(Role::CrashRestart) {
+        plan.push((attack_start, Action::Fault(FaultKind::Kill, vec![i])));
+        plan.push((attack_mid, Action::Fault(FaultKind::Restart, vec![i])));
+    }
+    for fault in &sc.faults {
+        plan.push((at(fault.time_s(t)), Action::Fault(fault.kind, fault.nodes.clone())));
+    }
+    let all_adversaries: Vec<usize> = net.nodes.iter().filter(|s| !s.role.correct()).map(|s| s.index).collect();
+    plan.push((attack_end, Action::Control(all_adversaries, "disarm")));
+    plan.sort_by_key(|(when, _)| *when);
+    for (when, action) in plan {
+        tokio::time::sleep_until(when).await;
+        match action {
+            Action::Control(nodes, line) => {
+                for &i in &nodes {
+                    net.control(i, line).await;
+                }
+                if !nodes.is_empty() {
+                    net.shared.event(format!("{line} {nodes:?}"));
+                }
+            }
+            Action::Fault(kind, nodes) => {
+                for i in nodes {
+                    match kind {
+                        FaultKind::Kill => net.kill(i).await,
+                        FaultKind::Restart => net.restart(i).await,
+                        FaultKind::Pause => net.pause(i, true).await,
+                        FaultKind::Resume => net.pause(i, false).await,
+                        FaultKind::Partition | FaultKind::Heal => {}
+                    }
+                }
+            }
+        }
+    }
+    tokio::time::sleep_until(load_end).await;
+    let _ = workload.await;
+    let load_end_ms = now_ms();
+    net.shared.event("workload ends; draining".into());
+    while Instant::now() < hard_end && !net.drained() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300).min(hard_end.saturating_duration_since(Instant::now()))).await;
+    let end_ms = now_ms();
+    net.shared.event(if net.drained() { "drained".into() } else { "drain deadline reached".into() });
+    sampler.abort();
+    Ok(collect(net, t0_ms, load_end_ms, end_ms))
+}
+
+fn collect(net: &Net, t0_ms: u64, load_end_ms: u64, end_ms: u64) -> RunLog {
+    let sc = &net.scenario;
+    let t = &sc.timeline;
+    let ms = |s: f64| t0_ms + (s * 1000.0) as u64;
+    let nodes = net
+        .nodes
+        .iter()
+        .map(|s| {
+            let armed = s.armed_at.load(Ordering::Relaxed);
+            NodeRecord {
+                index: s.index,
+                role: s.role,
+                key: s.key.public().to_hex(),
+                peer_id: byzgossip_node::identity::peer_id(&s.key.public()).map(|p| p.to_string()).unwrap_or_default(),
+                member: (s.index < sc.nodes).then_some(s.index),
+                armed_at_ms: (armed > 0).then_some(armed),
+                down_at_end: s.down.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    // Traffic counters live in the adversary processes; not collected in process mode.
+    let traffic = net.nodes.iter().map(|s| TrafficRecord { node: s.index, msgs_in: 0, bytes_in: 0, msgs_out: 0, bytes_out: 0 }).collect();
+    let mut deliveries = lock(&net.shared.deliveries).clone();
+    deliveries.sort_by_key(|d| (d.node, d.cursor));
+    RunLog {
+        scenario: sc.clone(),
+        n: sc.nodes,
+        f: sc.f(),
+        nodes,
+        t0_ms,
+        attack_start_ms: ms(t.warmup_s),
+        attack_end_ms: ms(t.warmup_s + t.attack_s),
+        load_end_ms,
+        end_ms,
+        disrupted_until_ms: net.shared.disrupted_until.load(Ordering::Relaxed),
+        broadcasts: lock(&net.shared.broadcasts).clone(),
+        broadcast_failures: net.shared.failures.load(Ordering::Relaxed),
+        publishes: lock(&net.shared.publishes).clone(),
+        deliveries,
+        gossip: lock(&net.shared.gossip).clone(),
+        peer_samples: lock(&net.shared.samples).clone(),
+        traffic,
+        events: lock(&net.shared.events).clone(),
+    }
+}
+
+/// Arguments of the hidden `adversary` subcommand.
+#[derive(Clone, Debug)]
+pub struct AdversaryArgs {
+    /// The resolved scenario file.
+    pub scenario: PathBuf,
+    /// This node's index in the scenario.
+    pub index: usize,
+    /// The genesis file.
+    pub genesis: PathBuf,
+    /// This node's key file.
+    pub key: PathBuf,
+    /// Listen address.
+    pub listen: String,
+    /// Interceptor seed.
+    pub seed: u64,
+}
+
+/// The adversary process: a node with the role's interceptor, its HTTP API on 127.0.0.1:0
+/// (printed as `HTTP API on http://ADDR`), controlled by stdin lines `arm`, `disarm`,
+/// `refresh` (restart the node with fresh gossip caches, same store); end of stdin stops it.
+pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
+    let scenario = Scenario::load(&args.scenario)?;
+    let roles = scenario.roles();
+    let role = *roles.get(args.index).context("index out of range")?;
+    let genesis = Genesis::load(&args.genesis)?;
+    let keypair = Keypair::load(&args.key)?;
+    let network = genesis.network_id();
+    let victim = *genesis.members.get(scenario.attack.victim).context("victim")?;
+    let censored = if role == Role::Censor { vec![victim] } else { vec![] };
+    let agent = Agent::new(role, keypair.clone(), network, censored);
+    let honest: Vec<byzgossip_crypto::PublicKey> = roles.iter().enumerate().filter(|(_, r)| **r == Role::Honest).filter_map(|(i, _)| genesis.members.get(i).copied()).collect();
+    let store = Arc::new(MemoryStore::new());
+    let cell: HandleCell = Arc::new(Mutex::new(None));
+    let listen: libp2p::Multiaddr = args.listen.parse()?;
+    let start = |incarnation: u64| {
+        let mut config = NodeConfig::new(genesis.clone(), keypair.clone());
+        config.listen = vec![listen.clone()];
+        config.topics = vec![LOAD_TOPIC.to_owned()];
+        config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
+        let interceptor = AgentInterceptor::new(agent.clone(), args.seed ^ (incarnation << 40));
+        NodeBuilder::new(config).with_store(store.clone()).with_interceptor(Box::new(interceptor)).spawn()
+    };
+    let handle = start(0).await?;
+    if let Some(api) = handle.api_addr() {
+        println!("HTTP API on http://{api}");
+    }
+    *lock(&cell) = Some(handle);
+    let make_ctx = || DriverContext {
+        node: cell.clone(),
+        honest: honest.clone(),
+        rate_per_s: scenario.attack.rate_per_s,
+        flood_per_s: scenario.attack.flood_per_s,
+        max_message_len: byzgossip_reputation::AdmissionConfig::default().max_message_len,
+        seed: scenario.seed ^ 0xd1e5 ^ ((args.index as u64) << 24),
+    };
+    let mut driver: Option<JoinHandle<()>> = None;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut incarnation = 0;
+    while let Ok(Some(line)) = lines.next_line().await {
+        match line.trim() {
+            "arm" => {
+                agent.armed.store(true, Ordering::Relaxed);
+                if driver.is_none() {
+                    driver = Some(tokio::spawn(adversary::drive(agent.clone(), make_ctx())));
+                }
+            }
+            "disarm" => {
+                agent.armed.store(false, Ordering::Relaxed);
+                if let Some(d) = driver.take() {
+                    d.abort();
+                }
+            }
+            "refresh" => {
+                // The listen port is fixed: stop the old node before binding again.
+                let old = lock(&cell).take();
+                if let Some(old) = old
+                    && tokio::time::timeout(CALL_TIMEOUT, old.shutdown()).await.is_err()
+                {
+                    old.abort();
+                }
+                incarnation += 1;
+                match start(incarnation).await {
+                    Ok(h) => *lock(&cell) = Some(h),
+                    Err(e) => eprintln!("refresh failed: {e}"),
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(d) = driver.take() {
+        d.abort();
+    }
+    let h = lock(&cell).take();
+    if let Some(h) = h
+        && tokio::time::timeout(CALL_TIMEOUT, h.shutdown()).await.is_err()
+    {
+        h.abort();
+    }
+    Ok(())
+}
+
+/// Where a process-mode run of one scenario keeps its files.
+pub fn run_dir(out: &Path, name: &str) -> PathBuf {
+    out.join("processes").join(name)
+}
