@@ -205,10 +205,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let log_format = args.log_format.or(file.log_format).unwrap_or_default();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,libp2p=warn".into());
+    // Logs go to stderr; stdout carries only the listen and API addresses, for scripts.
     if log_format == LogFormat::Json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
     }
 
     let genesis_path = args.genesis.or(file.genesis).context("--genesis is required (or `genesis` in --config)")?;
@@ -244,10 +245,25 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         if let Some(api) = node.api_addr() {
             println!("HTTP API on http://{api}");
         }
-        tokio::signal::ctrl_c().await?;
+        wait_for_stop_signal().await?;
         node.shutdown().await;
         anyhow::Ok(())
     })
+}
+
+/// Ctrl-C (SIGINT) or, on Unix, SIGTERM: both shut the node down cleanly.
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
 }
 
 fn client(api: SocketAddr, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<()> {

@@ -56,6 +56,11 @@ const RETRANSMIT_FIRST: Duration = Duration::from_millis(1000);
 /// Longest retransmission interval: an instance stalled by a burst of loss resumes within
 /// this long after the loss ends.
 const RETRANSMIT_MAX: Duration = Duration::from_secs(8);
+/// Most own messages retransmitted per tick (4 ticks a second by default).
+const MAX_RETRANSMIT_PER_TICK: usize = 16;
+/// The Bracha line of the verification queue holds this many times `validation_queue` jobs:
+/// dropping a vote costs a retransmission round, dropping gossip costs little.
+const BRACHA_QUEUE_FACTOR: usize = 4;
 /// Most instances tracked for latency (first sight to delivery); older entries are dropped.
 const MAX_TRACKED_LATENCY: usize = 8192;
 /// Most stored deliveries looked up to answer one sync digest.
@@ -122,9 +127,10 @@ impl VerifyQueue {
     }
 }
 
-/// A fixed pool of threads verifying signatures off the reactor. Each of the two lines is
-/// bounded by `capacity` jobs outstanding (queued, being verified or waiting to be
-/// completed); beyond that, `submit` refuses and the message is answered `Ignore`.
+/// A fixed pool of threads verifying signatures off the reactor. The gossip line is bounded
+/// by `capacity` jobs outstanding (queued, being verified or waiting to be completed), the
+/// Bracha line by `BRACHA_QUEUE_FACTOR` times that; beyond, `submit` refuses and the message
+/// is answered `Ignore`.
 struct Verifier {
     queue: Arc<VerifyQueue>,
     in_flight_bracha: usize,
@@ -161,9 +167,13 @@ impl Verifier {
     /// `Ignore` to.
     fn submit(&mut self, job: VerifyJob) -> Result<(), (gossipsub::MessageId, PeerId)> {
         let bracha = Self::is_bracha(&job);
-        let in_flight = if bracha { &mut self.in_flight_bracha } else { &mut self.in_flight_gossip };
+        let (in_flight, capacity) = if bracha {
+            (&mut self.in_flight_bracha, self.capacity * BRACHA_QUEUE_FACTOR)
+        } else {
+            (&mut self.in_flight_gossip, self.capacity)
+        };
         let Ok(mut lines) = self.queue.lines.lock() else { return Err((job.gossip_id, job.source)) };
-        if *in_flight >= self.capacity {
+        if *in_flight >= capacity {
             return Err((job.gossip_id, job.source));
         }
         *in_flight += 1;
@@ -328,7 +338,7 @@ pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError>
 
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let (commands_tx, commands_rx) = mpsc::channel(crate::handle::COMMAND_QUEUE);
-    let (results_tx, results_rx) = mpsc::channel(2 * config.validation_queue.max(1));
+    let (results_tx, results_rx) = mpsc::channel((1 + BRACHA_QUEUE_FACTOR) * config.validation_queue.max(1));
     let verifier = Verifier::start(config.verify_workers, config.validation_queue, results_tx);
 
     let bootstrap = bootstrap_addrs(&config, peer_id);
@@ -1037,8 +1047,14 @@ impl Runtime {
             });
         }
         let now = Instant::now();
-        let due: Vec<(InstanceId, Kind)> = self.retransmit.iter().filter(|(_, r)| r.next_at <= now).map(|(k, _)| *k).collect();
-        for key in due {
+        // At most MAX_RETRANSMIT_PER_TICK, the longest overdue first: under overload every
+        // retransmission is one more signature for every peer to check, so an unbounded burst
+        // of them turns congestion into collapse.
+        let mut due: Vec<((InstanceId, Kind), Instant)> =
+            self.retransmit.iter().filter(|(_, r)| r.next_at <= now).map(|(k, r)| (*k, r.next_at)).collect();
+        due.sort_by_key(|(_, at)| *at);
+        due.truncate(MAX_RETRANSMIT_PER_TICK);
+        for (key, _) in due {
             let Some(entry) = self.retransmit.get_mut(&key) else { continue };
             let Ok(message) = Message::from_envelope(&entry.envelope, self.max_value_len) else { continue };
             let Ok(fresh) = message.seal(&self.keypair, self.network, now_ms()) else { continue };
@@ -1339,10 +1355,16 @@ mod tests {
         assert!(verifier.submit(job(Kind::Gossip)).is_ok());
         assert!(verifier.submit(job(Kind::Gossip)).is_ok());
         assert!(verifier.submit(job(Kind::Gossip)).is_err(), "gossip line full");
-        assert!(verifier.submit(job(Kind::BrachaEcho)).is_ok(), "a gossip flood must not block Bracha");
-        let first = verifier.queue.next().expect("job");
-        assert_eq!(first.pending.envelope().header().kind, Kind::BrachaEcho);
-        assert_eq!(verifier.queue.next().expect("job").pending.envelope().header().kind, Kind::Gossip);
+        for _ in 0..2 * BRACHA_QUEUE_FACTOR {
+            assert!(verifier.submit(job(Kind::BrachaEcho)).is_ok(), "a gossip flood must not block Bracha");
+        }
+        assert!(verifier.submit(job(Kind::BrachaEcho)).is_err(), "the Bracha line has its own bound");
+        // Every queued Bracha job comes out before the gossip queued ahead of them.
+        let order: Vec<Kind> = (0..2 + 2 * BRACHA_QUEUE_FACTOR)
+            .map(|_| verifier.queue.next().expect("job").pending.envelope().header().kind)
+            .collect();
+        let first_gossip = order.iter().position(|k| *k == Kind::Gossip).expect("gossip");
+        assert_eq!(first_gossip, 2 * BRACHA_QUEUE_FACTOR, "{order:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
