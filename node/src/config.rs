@@ -13,6 +13,15 @@ use std::time::Duration;
 /// honest messages dropped this way come back through gossip or sync.
 pub const DEFAULT_VALIDATION_QUEUE: usize = 1024;
 
+/// The Bracha window for a committee of `n`: about 128 open instances across all origins
+/// (`128 / n` per origin, 4 to 32). Every open instance puts about 2n messages in flight on
+/// every node; with the window at 32 for every origin, an n = 16 committee saturated by its
+/// own broadcasts had ~17,000 messages in flight per node, overflowed gossipsub's send queues
+/// and stalled. A smaller window turns that overload into backpressure on `broadcast`.
+pub fn bracha_window(n: usize) -> u64 {
+    (128 / n.max(1)).clamp(4, 32) as u64
+}
+
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -55,6 +64,7 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// A config with defaults for everything but the genesis and key.
     pub fn new(genesis: Genesis, keypair: Keypair) -> NodeConfig {
+        let window = bracha_window(genesis.members.len());
         NodeConfig {
             genesis,
             keypair,
@@ -73,7 +83,7 @@ impl NodeConfig {
                 admission.replay.hash_seed = rand::random();
                 admission
             },
-            bracha: byzgossip_bracha::Config::default(),
+            bracha: byzgossip_bracha::Config { window, ..Default::default() },
             sync_interval: Duration::from_millis(1000),
             validation_queue: DEFAULT_VALIDATION_QUEUE,
             verify_workers: 2,

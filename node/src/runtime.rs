@@ -52,12 +52,16 @@ pub fn now_ms() -> u64 {
 }
 
 /// First retransmission delay of an own message; doubles up to [`RETRANSMIT_MAX`].
-const RETRANSMIT_FIRST: Duration = Duration::from_millis(1000);
+const RETRANSMIT_FIRST: Duration = Duration::from_millis(2000);
 /// Longest retransmission interval: an instance stalled by a burst of loss resumes within
 /// this long after the loss ends.
 const RETRANSMIT_MAX: Duration = Duration::from_secs(8);
 /// Most own messages retransmitted per tick (4 ticks a second by default).
-const MAX_RETRANSMIT_PER_TICK: usize = 16;
+const MAX_RETRANSMIT_PER_TICK: usize = 8;
+/// No retransmission while this many Bracha messages wait for verification here: a long
+/// line means the committee is overloaded, not that messages were lost, and retransmitting
+/// then only adds signatures for everyone to check (congestion collapse).
+const RETRANSMIT_BACKOFF_QUEUE: usize = 64;
 /// The Bracha line of the verification queue holds this many times `validation_queue` jobs:
 /// dropping a vote costs a retransmission round, dropping gossip costs little.
 const BRACHA_QUEUE_FACTOR: usize = 4;
@@ -1045,6 +1049,9 @@ impl Runtime {
                 bracha.retained(instance).is_none()
                     && bracha.window(&instance.origin).is_some_and(|w| w.contains(&instance.seq))
             });
+        }
+        if self.verifier.in_flight_bracha > RETRANSMIT_BACKOFF_QUEUE {
+            return;
         }
         let now = Instant::now();
         // At most MAX_RETRANSMIT_PER_TICK, the longest overdue first: under overload every
