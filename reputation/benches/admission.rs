@@ -144,7 +144,16 @@ fn bench_admission(c: &mut Criterion) {
 }
 
 fn unlimited_budget() -> BudgetConfig {
-    BudgetConfig { base_rate_per_s: 1e12, trusted_rate_per_s: 1e12, base_burst: 1e12, trusted_burst: 1e12 }
+    BudgetConfig {
+        base_rate_per_s: 1e12,
+        trusted_rate_per_s: 1e12,
+        base_burst: 1e12,
+        trusted_burst: 1e12,
+        origin_base_rate_per_s: 1e12,
+        origin_trusted_rate_per_s: 1e12,
+        origin_base_burst: 1e12,
+        origin_trusted_burst: 1e12,
+    }
 }
 
 /// A cheap distinct id for message `n` (the guard does not hash headers itself).

@@ -200,6 +200,15 @@ impl Default for BudgetConfig {
     }
 }
 
+/// Which of a key's two token buckets (see [`BudgetConfig`]).
+#[derive(Clone, Copy)]
+enum Budget {
+    /// Messages it forwards that reach the signature check.
+    Forwarder,
+    /// Gossip it signs.
+    Origin,
+}
+
 /// A token bucket: refills at `rate` per second up to `burst`, then spends `cost`.
 fn spend(tokens: &mut f64, at_ms: &mut u64, rate: f64, burst: f64, cost: f64, now_ms: u64) -> bool {
     let elapsed = now_ms.saturating_sub(*at_ms);
@@ -642,28 +651,40 @@ impl Reputation {
     /// cannot be tracked. The caller records [`Event::Flood`] on false (through
     /// [`Reputation::record`], so the penalty is reported like any other).
     pub fn allow(&mut self, peer: PublicKey, cost: f64, now_ms: u64) -> bool {
-        let Some(slot) = self.slot_or_track(peer, now_ms) else { return false };
-        let config = &self.config;
-        let Some(state) = self.peers.get_mut(slot) else { return false };
-        state.refresh(now_ms, config);
-        let budget = &config.budget;
-        let rate = budget.base_rate_per_s + state.trust * (budget.trusted_rate_per_s - budget.base_rate_per_s);
-        let burst = budget.base_burst + state.trust * (budget.trusted_burst - budget.base_burst);
-        spend(&mut state.tokens, &mut state.tokens_ms, rate, burst, cost, now_ms)
+        self.spend_budget(peer, Budget::Forwarder, cost, now_ms)
     }
 
     /// Spends `cost` from the budget of gossip that `origin` signs (a verified origin only);
     /// false if it is exceeded or the key cannot be tracked. The caller records
     /// [`Event::Flood`] against the origin on false.
     pub fn allow_origin(&mut self, origin: PublicKey, cost: f64, now_ms: u64) -> bool {
-        let Some(slot) = self.slot_or_track(origin, now_ms) else { return false };
+        self.spend_budget(origin, Budget::Origin, cost, now_ms)
+    }
+
+    /// One token bucket of `key`, sized between its base and trusted values by the key's trust.
+    fn spend_budget(&mut self, key: PublicKey, which: Budget, cost: f64, now_ms: u64) -> bool {
+        let Some(slot) = self.slot_or_track(key, now_ms) else { return false };
         let config = &self.config;
         let Some(state) = self.peers.get_mut(slot) else { return false };
         state.refresh(now_ms, config);
-        let budget = &config.budget;
-        let rate = budget.origin_base_rate_per_s + state.trust * (budget.origin_trusted_rate_per_s - budget.origin_base_rate_per_s);
-        let burst = budget.origin_base_burst + state.trust * (budget.origin_trusted_burst - budget.origin_base_burst);
-        spend(&mut state.origin_tokens, &mut state.origin_tokens_ms, rate, burst, cost, now_ms)
+        let b = &config.budget;
+        let trust = state.trust;
+        let by_trust = |base: f64, trusted: f64| base + trust * (trusted - base);
+        let (rate, burst, tokens, at_ms) = match which {
+            Budget::Forwarder => (
+                by_trust(b.base_rate_per_s, b.trusted_rate_per_s),
+                by_trust(b.base_burst, b.trusted_burst),
+                &mut state.tokens,
+                &mut state.tokens_ms,
+            ),
+            Budget::Origin => (
+                by_trust(b.origin_base_rate_per_s, b.origin_trusted_rate_per_s),
+                by_trust(b.origin_base_burst, b.origin_trusted_burst),
+                &mut state.origin_tokens,
+                &mut state.origin_tokens_ms,
+            ),
+        };
+        spend(tokens, at_ms, rate, burst, cost, now_ms)
     }
 
     /// The score at `now_ms` (0 for an unknown key).
