@@ -12,8 +12,9 @@
 
 use crate::adversary::{self, Agent, AgentInterceptor, DriverContext, HandleCell, LOAD_TOPIC, current};
 use crate::record::{
-    BroadcastRecord, DeliveryRecord, EventRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
+    BroadcastRecord, DeliveryRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
 };
+use crate::recorder::{Shared, lock};
 use crate::scenario::{FaultKind, Role, Scenario};
 use anyhow::Context;
 use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair, PublicKey};
@@ -87,38 +88,6 @@ impl Slot {
     }
 }
 
-/// Records shared by the tasks of a run.
-#[derive(Default)]
-struct Shared {
-    broadcasts: Mutex<Vec<BroadcastRecord>>,
-    failures: AtomicU64,
-    publishes: Mutex<Vec<PublishRecord>>,
-    deliveries: Mutex<Vec<DeliveryRecord>>,
-    cursors: Mutex<HashSet<(usize, u64)>>,
-    delivered: Mutex<HashMap<usize, HashSet<(String, u64)>>>,
-    gossip: Mutex<Vec<GossipRecord>>,
-    samples: Mutex<Vec<PeerSample>>,
-    events: Mutex<Vec<EventRecord>>,
-    disrupted_until: AtomicU64,
-    verbose: bool,
-    t0: AtomicU64,
-}
-
-impl Shared {
-    fn event(&self, what: String) {
-        let t = now_ms();
-        if self.verbose {
-            let t0 = self.t0.load(Ordering::Relaxed);
-            eprintln!("[{:>7.2} s] {what}", t.saturating_sub(t0) as f64 / 1000.0);
-        }
-        if let Ok(mut e) = self.events.lock() {
-            e.push(EventRecord { t_ms: t, what });
-        }
-    }
-    fn disrupted(&self) {
-        self.disrupted_until.fetch_max(now_ms(), Ordering::Relaxed);
-    }
-}
 
 /// A running testnet.
 pub struct Testnet {
@@ -129,10 +98,6 @@ pub struct Testnet {
     options: RunOptions,
     partitions: Mutex<Vec<(usize, usize)>>,
     background: Mutex<Vec<JoinHandle<()>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> Option<T> {
@@ -681,8 +646,6 @@ impl Testnet {
 
     fn collect(&self, t0_ms: u64, load_end_ms: u64, end_ms: u64) -> RunLog {
         let sc = &self.scenario;
-        let t = &sc.timeline;
-        let ms = |s: f64| t0_ms + (s * 1000.0) as u64;
         let nodes = self
             .slots
             .iter()
@@ -713,28 +676,7 @@ impl Testnet {
                 }
             })
             .collect();
-        let mut deliveries = lock(&self.shared.deliveries).clone();
-        deliveries.sort_by_key(|d| (d.node, d.cursor));
-        RunLog {
-            scenario: sc.clone(),
-            n: sc.nodes,
-            f: sc.f(),
-            nodes,
-            t0_ms,
-            attack_start_ms: ms(t.warmup_s),
-            attack_end_ms: ms(t.warmup_s + t.attack_s),
-            load_end_ms,
-            end_ms,
-            disrupted_until_ms: self.shared.disrupted_until.load(Ordering::Relaxed),
-            broadcasts: lock(&self.shared.broadcasts).clone(),
-            broadcast_failures: self.shared.failures.load(Ordering::Relaxed),
-            publishes: lock(&self.shared.publishes).clone(),
-            deliveries,
-            gossip: lock(&self.shared.gossip).clone(),
-            peer_samples: lock(&self.shared.samples).clone(),
-            traffic,
-            events: lock(&self.shared.events).clone(),
-        }
+        self.shared.log(sc, nodes, traffic, (t0_ms, load_end_ms, end_ms))
     }
 
     /// Stops every node (graceful, then abort after [`CALL_TIMEOUT`]).

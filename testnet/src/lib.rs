@@ -28,6 +28,7 @@ pub mod harness;
 pub mod invariants;
 pub mod process;
 pub mod record;
+mod recorder;
 pub mod report;
 pub mod scenario;
 

@@ -23,8 +23,9 @@
 use crate::adversary::{self, Agent, AgentInterceptor, DriverContext, HandleCell, LOAD_TOPIC};
 use crate::harness::{CALL_TIMEOUT, CONNECT_DEADLINE, SAMPLE_INTERVAL};
 use crate::record::{
-    BroadcastRecord, DeliveryRecord, EventRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
+    BroadcastRecord, DeliveryRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
 };
+use crate::recorder::{Shared, lock};
 use crate::scenario::{FaultKind, Role, Scenario};
 use anyhow::Context;
 use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair};
@@ -202,38 +203,6 @@ impl Node {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-#[derive(Default)]
-struct Shared {
-    broadcasts: Mutex<Vec<BroadcastRecord>>,
-    failures: AtomicU64,
-    publishes: Mutex<Vec<PublishRecord>>,
-    deliveries: Mutex<Vec<DeliveryRecord>>,
-    cursors: Mutex<HashSet<(usize, u64)>>,
-    delivered: Mutex<HashMap<usize, HashSet<(String, u64)>>>,
-    gossip: Mutex<Vec<GossipRecord>>,
-    samples: Mutex<Vec<PeerSample>>,
-    events: Mutex<Vec<EventRecord>>,
-    disrupted_until: AtomicU64,
-    verbose: bool,
-    t0: AtomicU64,
-}
-
-impl Shared {
-    fn event(&self, what: String) {
-        let t = now_ms();
-        if self.verbose {
-            eprintln!("[{:>7.2} s] {what}", t.saturating_sub(self.t0.load(Ordering::Relaxed)) as f64 / 1000.0);
-        }
-        lock(&self.events).push(EventRecord { t_ms: t, what });
-    }
-    fn disrupted(&self) {
-        self.disrupted_until.fetch_max(now_ms(), Ordering::Relaxed);
-    }
-}
 
 struct Net {
     scenario: Scenario,
@@ -747,8 +716,6 @@ async fn run_net(net: &Arc<Net>) -> anyhow::Result<RunLog> {
 
 fn collect(net: &Net, t0_ms: u64, load_end_ms: u64, end_ms: u64) -> RunLog {
     let sc = &net.scenario;
-    let t = &sc.timeline;
-    let ms = |s: f64| t0_ms + (s * 1000.0) as u64;
     let nodes = net
         .nodes
         .iter()
@@ -767,28 +734,7 @@ fn collect(net: &Net, t0_ms: u64, load_end_ms: u64, end_ms: u64) -> RunLog {
         .collect();
     // Traffic counters live in the adversary processes; not collected in process mode.
     let traffic = net.nodes.iter().map(|s| TrafficRecord { node: s.index, msgs_in: 0, bytes_in: 0, msgs_out: 0, bytes_out: 0 }).collect();
-    let mut deliveries = lock(&net.shared.deliveries).clone();
-    deliveries.sort_by_key(|d| (d.node, d.cursor));
-    RunLog {
-        scenario: sc.clone(),
-        n: sc.nodes,
-        f: sc.f(),
-        nodes,
-        t0_ms,
-        attack_start_ms: ms(t.warmup_s),
-        attack_end_ms: ms(t.warmup_s + t.attack_s),
-        load_end_ms,
-        end_ms,
-        disrupted_until_ms: net.shared.disrupted_until.load(Ordering::Relaxed),
-        broadcasts: lock(&net.shared.broadcasts).clone(),
-        broadcast_failures: net.shared.failures.load(Ordering::Relaxed),
-        publishes: lock(&net.shared.publishes).clone(),
-        deliveries,
-        gossip: lock(&net.shared.gossip).clone(),
-        peer_samples: lock(&net.shared.samples).clone(),
-        traffic,
-        events: lock(&net.shared.events).clone(),
-    }
+    net.shared.log(sc, nodes, traffic, (t0_ms, load_end_ms, end_ms))
 }
 
 /// Arguments of the hidden `adversary` subcommand.
