@@ -12,7 +12,8 @@
 //! - [`record`]: what a run records ([`record::RunLog`], saved as `run.json`).
 //! - [`invariants`]: the checker (pure; agreement, integrity, validity, totality, no forgery,
 //!   no replay, no false bans, detection).
-//! - [`report`]: summaries, the terminal table, `report.json`, `report.html`.
+//! - [`report`]: summaries, the terminal table, `report.json`, `report.html` (plots drawn
+//!   with `plotters`' SVG backend and inlined, so the page works offline).
 //! - [`bench`]: macro benchmarks with same-run baselines (`byzgossip-testnet bench [--json FILE]
 //!   [--quick]`): Bracha throughput and latency at n = 4, 7, 16 with 0 and f silent members,
 //!   1 KiB gossip against bare gossipsub, RSS per node; one JSON object per line.

@@ -1,7 +1,8 @@
 //! Reports: a summary per run (verdict, delivery ratio, latency percentiles, cost per
 //! delivery, time to convict attackers, false bans), the terminal table, `report.json`, and a
-//! self-contained `report.html` with inline SVG plots (latency CDF, deliveries over time,
-//! peer scores over time with conviction marks), viewable offline.
+//! self-contained `report.html` with plots (latency CDF, deliveries over time, peer scores over
+//! time with conviction marks and event lines) drawn with `plotters` and inlined as SVG, so the
+//! page is viewable offline.
 
 use crate::invariants::{self, CheckResult};
 use crate::record::RunLog;
@@ -10,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
+
+mod plot;
+use plot::{Chart, Event, Line, Mark};
 
 /// Latency percentiles in milliseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -200,101 +204,33 @@ pub fn failures(summary: &Summary) -> String {
     out
 }
 
-// ---- SVG ----
-
-/// One line of a chart.
-pub struct Series {
-    /// Legend name.
-    pub name: String,
-    /// CSS color.
-    pub color: String,
-    /// Points in data coordinates.
-    pub points: Vec<(f64, f64)>,
-}
-
+/// Escapes text for HTML element content and attribute values.
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-const PALETTE: [&str; 10] = ["#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#bcbd22", "#7f7f7f", "#e377c2", "#ff7f0e", "#aec7e8"];
-const BAD: [&str; 4] = ["#d62728", "#ff7f0e", "#e377c2", "#8c0000"];
-
-/// A line chart as an inline SVG: series, vertical marker lines (x, label) and point marks
-/// (x, y, tooltip).
-pub fn svg_chart(title: &str, xlabel: &str, ylabel: &str, series: &[Series], vlines: &[(f64, String)], marks: &[(f64, f64, String)]) -> String {
-    let (w, h, ml, mr, mt, mb) = (760.0, 300.0, 60.0, 20.0, 30.0, 40.0);
-    let pts = series.iter().flat_map(|s| s.points.iter().copied()).chain(marks.iter().map(|m| (m.0, m.1)));
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
-    for (x, y) in pts.chain(vlines.iter().map(|v| (v.0, f64::NAN))) {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        if y.is_finite() {
-            y0 = y0.min(y);
-            y1 = y1.max(y);
-        }
-    }
-    if !x0.is_finite() {
-        (x0, x1) = (0.0, 1.0);
-    }
-    if !y0.is_finite() {
-        (y0, y1) = (0.0, 1.0);
-    }
-    if x1 - x0 < 1e-9 {
-        x1 = x0 + 1.0;
-    }
-    if y1 - y0 < 1e-9 {
-        y1 = y0 + 1.0;
-    }
-    let pad = (y1 - y0) * 0.05;
-    let (y0, y1) = (y0 - pad, y1 + pad);
-    let sx = |x: f64| ml + (x - x0) / (x1 - x0) * (w - ml - mr);
-    let sy = |y: f64| mt + (1.0 - (y - y0) / (y1 - y0)) * (h - mt - mb);
-    let legend_h = 18.0 * series.len().div_ceil(4) as f64;
-    let mut s = String::new();
-    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{}" font-family="sans-serif" font-size="11">"#, h + legend_h);
-    let _ = write!(s, r#"<text x="{}" y="18" font-size="14" font-weight="bold">{}</text>"#, ml, esc(title));
-    let _ = write!(s, r##"<rect x="{ml}" y="{mt}" width="{}" height="{}" fill="none" stroke="#999"/>"##, w - ml - mr, h - mt - mb);
-    for i in 0..=5 {
-        let fx = x0 + (x1 - x0) * i as f64 / 5.0;
-        let fy = y0 + (y1 - y0) * i as f64 / 5.0;
-        let _ = write!(s, r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#eee"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##, sx(fx), mt, h - mb, h - mb + 14.0, num(fx));
-        let _ = write!(s, r##"<line x1="{1}" y1="{0:.1}" x2="{2}" y2="{0:.1}" stroke="#eee"/><text x="{3}" y="{4:.1}" text-anchor="end">{5}</text>"##, sy(fy), ml, w - mr, ml - 4.0, sy(fy) + 4.0, num(fy));
-    }
-    let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, (ml + w - mr) / 2.0, h - 6.0, esc(xlabel));
-    let _ = write!(s, r#"<text x="14" y="{0}" transform="rotate(-90 14 {0})" text-anchor="middle">{1}</text>"#, (mt + h - mb) / 2.0, esc(ylabel));
-    for (x, label) in vlines {
-        let _ = write!(s, r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#c00" stroke-dasharray="4 3"/><text x="{3:.1}" y="{4}" fill="#c00">{5}</text>"##, sx(*x), mt, h - mb, sx(*x) + 3.0, mt + 12.0, esc(label));
-    }
-    for series in series {
-        if series.points.is_empty() {
-            continue;
-        }
-        let path: Vec<String> = series.points.iter().map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y))).collect();
-        let _ = write!(s, r#"<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"><title>{}</title></polyline>"#, series.color, path.join(" "), esc(&series.name));
-    }
-    for (x, y, tip) in marks {
-        let (px, py) = (sx(*x), sy(*y));
-        let _ = write!(s, r##"<path d="M{:.1},{:.1} l6,6 m0,-6 l-6,6" stroke="#000" stroke-width="2"><title>{}</title></path>"##, px - 3.0, py - 3.0, esc(tip));
-    }
-    for (i, series) in series.iter().enumerate() {
-        let lx = ml + (i % 4) as f64 * 175.0;
-        let ly = h + 4.0 + (i / 4) as f64 * 18.0;
-        let _ = write!(s, r#"<rect x="{lx}" y="{ly}" width="12" height="8" fill="{}"/><text x="{}" y="{}">{}</text>"#, series.color, lx + 16.0, ly + 8.0, esc(&series.name));
-    }
-    s.push_str("</svg>");
-    s
+/// Seconds since the start of the run: the x axis of the time plots and the timeline.
+fn rel(log: &RunLog, t_ms: u64) -> f64 {
+    (t_ms as f64 - log.t0_ms as f64) / 1000.0
 }
 
-fn num(x: f64) -> String {
-    if x.abs() >= 100.0 || x == x.trunc() { format!("{x:.0}") } else { format!("{x:.2}") }
+/// Whether a timeline event is a fault. Faults are drawn as lines in the time plots; arming,
+/// phases and connection notes are only listed in the timeline, so the plots stay readable.
+fn is_fault(what: &str) -> bool {
+    ["kill ", "restart ", "pause ", "resume ", "partition ", "heal "].iter().any(|p| what.starts_with(p))
 }
 
-/// The HTML report of one run.
-pub fn html(log: &RunLog, summary: &Summary) -> String {
-    let t0 = log.t0_ms as f64;
-    let rel = |t: u64| (t as f64 - t0) / 1000.0;
-    let vlines = vec![(rel(log.attack_start_ms), "attack".to_owned()), (rel(log.attack_end_ms), "end".to_owned())];
-    // Latency CDF.
+/// The vertical lines of the time plots: the attack window and every fault during the run.
+fn event_lines(log: &RunLog) -> Vec<Event> {
+    let mut out = vec![Event { x: rel(log, log.attack_start_ms), label: "attack".into() }, Event { x: rel(log, log.attack_end_ms), label: "attack end".into() }];
+    let during = |t: u64| (log.t0_ms..=log.end_ms).contains(&t);
+    out.extend(log.events.iter().filter(|e| is_fault(&e.what) && during(e.t_ms)).map(|e| Event { x: rel(log, e.t_ms), label: e.what.clone() }));
+    out
+}
+
+/// Plot 1: the CDF of broadcast-to-delivery latency over every delivery of an honest broadcast
+/// at a correct node (the log records deliveries at correct nodes only).
+fn latency_chart(log: &RunLog) -> Chart<'static> {
     let keys: HashMap<usize, &str> = log.nodes.iter().map(|n| (n.index, n.key.as_str())).collect();
     let sent: HashMap<(&str, u64), u64> = log.broadcasts.iter().map(|b| ((keys.get(&b.origin).copied().unwrap_or(""), b.seq), b.sent_at_ms)).collect();
     let mut lat: Vec<f64> = log
@@ -304,69 +240,125 @@ pub fn html(log: &RunLog, summary: &Summary) -> String {
         .collect();
     lat.sort_by(f64::total_cmp);
     let cdf: Vec<(f64, f64)> = lat.iter().enumerate().map(|(i, l)| (*l, (i + 1) as f64 / lat.len() as f64)).collect();
-    let latency = svg_chart("Bracha delivery latency (CDF)", "ms from broadcast to delivery", "fraction", &[Series { name: "all correct nodes".into(), color: PALETTE[0].into(), points: cdf }], &[], &[]);
-    // Deliveries over time.
+    Chart {
+        title: "Bracha delivery latency (CDF)",
+        x_label: "ms from broadcast to delivery",
+        y_label: "fraction of deliveries",
+        lines: vec![Line { name: "all correct nodes".into(), color: plot::GOOD[0], points: cdf }],
+        events: vec![],
+        marks: vec![],
+        y_range: Some(0.0..1.05),
+        x_from_zero: true,
+    }
+}
+
+/// Plot 2: Bracha deliveries so far per correct node, over time, with the event lines: a
+/// stalled node shows as a flat line, an attack's cost as a change of slope.
+fn deliveries_chart(log: &RunLog, events: Vec<Event>) -> Chart<'static> {
     let mut per_node: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
     for d in &log.deliveries {
         per_node.entry(d.node).or_default().push(d.delivered_at_ms);
     }
-    let series: Vec<Series> = per_node
+    let lines = per_node
         .into_iter()
         .enumerate()
         .map(|(i, (node, mut ts))| {
             ts.sort_unstable();
             let mut points = vec![(0.0, 0.0)];
-            points.extend(ts.iter().enumerate().map(|(k, t)| (rel(*t), (k + 1) as f64)));
-            Series { name: format!("node {node}"), color: PALETTE[i % PALETTE.len()].into(), points }
+            points.extend(ts.iter().enumerate().map(|(k, t)| (rel(log, *t), (k + 1) as f64)));
+            Line { name: format!("node {node}"), color: plot::GOOD[i % plot::GOOD.len()], points }
         })
         .collect();
-    let over_time = svg_chart("Bracha deliveries over time (correct nodes)", "seconds", "deliveries", &series, &vlines, &[]);
-    // Peer scores: mean over honest observers, per peer; marks at first conviction.
-    let honest: HashSet<usize> = log.honest_nodes().into_iter().collect();
+    Chart { title: "Bracha deliveries over time (correct nodes)", x_label: "seconds since start", y_label: "deliveries", lines, events, marks: vec![], y_range: None, x_from_zero: true }
+}
+
+/// Bucket width for score traces: honest observers sample at different instants, so their
+/// scores are averaged per bucket.
+const SCORE_BUCKET_MS: u64 = 250;
+
+/// Per peer, the mean score over honest observers per [`SCORE_BUCKET_MS`] bucket.
+fn score_buckets(log: &RunLog, honest: &HashSet<usize>) -> BTreeMap<usize, BTreeMap<u64, (f64, usize)>> {
     let mut buckets: BTreeMap<usize, BTreeMap<u64, (f64, usize)>> = BTreeMap::new();
     for s in log.peer_samples.iter().filter(|s| honest.contains(&s.observer)) {
-        let b = buckets.entry(s.peer).or_default().entry(s.t_ms / 250).or_insert((0.0, 0));
+        let b = buckets.entry(s.peer).or_default().entry(s.t_ms / SCORE_BUCKET_MS).or_insert((0.0, 0));
         b.0 += s.score;
         b.1 += 1;
     }
-    let (mut good, mut bad) = (0, 0);
+    buckets
+}
+
+/// Every first conviction of a peer by an honest observer, in time order: (time, observer,
+/// peer, the observer's score for it then, the status it gave).
+fn convictions(log: &RunLog, peers: impl Iterator<Item = usize>, honest: &HashSet<usize>) -> Vec<(u64, usize, usize, f64, String)> {
+    let mut out = Vec::new();
+    for peer in peers {
+        for (observer, t) in invariants::first_conviction(log, peer) {
+            if !honest.contains(&observer) {
+                continue;
+            }
+            let sample = log.peer_samples.iter().find(|s| s.peer == peer && s.observer == observer && s.t_ms == t);
+            out.push((t, observer, peer, sample.map_or(0.0, |s| s.score), sample.map_or_else(|| "?".to_owned(), |s| s.status.clone())));
+        }
+    }
+    out.sort_by_key(|c| (c.0, c.1, c.2));
+    out
+}
+
+/// Plot 3: each peer's score (mean over honest observers) over time, correct peers in cool
+/// colors and the others in reds, a mark where an honest node convicted a peer, and the event
+/// lines. Also returns the convictions in words for the list under the plot (the marks alone
+/// do not say who convicted whom).
+fn scores_chart(log: &RunLog, events: Vec<Event>) -> (Chart<'static>, Vec<String>) {
+    let honest: HashSet<usize> = log.honest_nodes().into_iter().collect();
+    let buckets = score_buckets(log, &honest);
     let roles: HashMap<usize, Role> = log.nodes.iter().map(|n| (n.index, n.role)).collect();
-    let score_series: Vec<Series> = buckets
+    let (mut good, mut bad) = (0, 0);
+    let lines = buckets
         .iter()
         .map(|(peer, b)| {
             let role = roles.get(peer).copied().unwrap_or(Role::Honest);
             let color = if role.correct() {
                 good += 1;
-                PALETTE[(good - 1) % PALETTE.len()]
+                plot::GOOD[(good - 1) % plot::GOOD.len()]
             } else {
                 bad += 1;
-                BAD[(bad - 1) % BAD.len()]
+                plot::BAD[(bad - 1) % plot::BAD.len()]
             };
-            Series {
-                name: format!("node {peer} ({})", role.name()),
-                color: color.into(),
-                points: b.iter().map(|(t, (sum, k))| (rel(t * 250), sum / *k as f64)).collect(),
-            }
+            let points = b.iter().map(|(t, (sum, k))| (rel(log, t * SCORE_BUCKET_MS), sum / *k as f64)).collect();
+            Line { name: format!("node {peer} ({})", role.name()), color, points }
         })
         .collect();
-    let mut marks = Vec::new();
-    for peer in buckets.keys() {
-        for (observer, t) in invariants::first_conviction(log, *peer) {
-            if !honest.contains(&observer) {
-                continue;
-            }
-            let score = log.peer_samples.iter().find(|s| s.peer == *peer && s.observer == observer && s.t_ms == t).map_or(0.0, |s| s.score);
-            let status = log.peer_samples.iter().find(|s| s.peer == *peer && s.observer == observer && s.t_ms == t).map_or("?", |s| s.status.as_str());
-            marks.push((rel(t), score, format!("node {observer} rated node {peer} {status}")));
-        }
-    }
-    let scores = svg_chart("Peer scores (mean over honest observers; x = convicted by one)", "seconds", "score", &score_series, &vlines, &marks);
+    let found = convictions(log, buckets.keys().copied(), &honest);
+    let marks = found.iter().map(|(t, _, _, score, status)| Mark { x: rel(log, *t), y: *score, kind: status.clone() }).collect();
+    let words = found.iter().map(|(t, o, p, _, status)| format!("+{:.2} s: node {o} rated node {p} {status}", rel(log, *t))).collect();
+    let chart = Chart { title: "Peer scores (mean over honest observers)", x_label: "seconds since start", y_label: "score", lines, events, marks, y_range: None, x_from_zero: true };
+    (chart, words)
+}
 
+/// The plots section of the page: three inline SVG charts and the list of convictions.
+fn plots_html(log: &RunLog) -> String {
+    let events = event_lines(log);
+    let (scores, convicted) = scores_chart(log, events.clone());
+    let mut h = String::from("<h2>Plots</h2>");
+    for chart in [latency_chart(log), deliveries_chart(log, events), scores] {
+        let _ = write!(h, "<div>{}</div>", plot::svg_or_note(&chart));
+    }
+    let _ = write!(h, "<details><summary>Convictions by honest nodes ({})</summary><ul>", convicted.len());
+    for c in &convicted {
+        let _ = write!(h, "<li>{}</li>", esc(c));
+    }
+    h.push_str("</ul></details>");
+    h
+}
+
+/// The HTML report of one run: one self-contained page (inline CSS and SVG, no scripts, no
+/// other files), so it can be opened offline or attached to an issue.
+pub fn html(log: &RunLog, summary: &Summary) -> String {
     let mut h = String::new();
     let verdict = if summary.passed { "<span style=\"color:#080\">PASS</span>" } else { "<span style=\"color:#c00\">FAIL</span>" };
     let _ = write!(
         h,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>byzgossip testnet: {0}</title><style>body{{font-family:sans-serif;max-width:900px;margin:2em auto}}td,th{{padding:2px 8px;text-align:left;border-bottom:1px solid #ddd}}pre{{background:#f6f6f6;padding:8px;overflow:auto}}</style></head><body><h1>{0}: {1}</h1><p>{2}</p>",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>byzgossip testnet: {0}</title><style>body{{font-family:sans-serif;max-width:900px;margin:2em auto}}td,th{{padding:2px 8px;text-align:left;border-bottom:1px solid #ddd}}pre{{background:#f6f6f6;padding:8px;overflow:auto}}svg{{max-width:100%;height:auto}}.note{{color:#c00}}</style></head><body><h1>{0}: {1}</h1><p>{2}</p>",
         esc(&summary.scenario),
         verdict,
         esc(&summary.description)
@@ -387,13 +379,11 @@ pub fn html(log: &RunLog, summary: &Summary) -> String {
         }
         h.push_str("</td></tr>");
     }
-    h.push_str("</table><h2>Plots</h2>");
-    for svg in [latency, over_time, scores] {
-        let _ = write!(h, "<div>{svg}</div>");
-    }
+    h.push_str("</table>");
+    h.push_str(&plots_html(log));
     h.push_str("<h2>Timeline</h2><ul>");
     for e in &log.events {
-        let _ = write!(h, "<li>+{:.2} s: {}</li>", rel(e.t_ms), esc(&e.what));
+        let _ = write!(h, "<li>+{:.2} s: {}</li>", rel(log, e.t_ms), esc(&e.what));
     }
     h.push_str("</ul><h2>Nodes</h2><table><tr><th>index</th><th>role</th><th>peer id</th></tr>");
     for n in &log.nodes {
@@ -417,4 +407,104 @@ pub fn write_run(dir: &Path, log: &RunLog, summary: &Summary) -> anyhow::Result<
 pub fn read_run(dir: &Path) -> anyhow::Result<RunLog> {
     let bytes = std::fs::read(dir.join("run.json"))?;
     Ok(serde_json::from_slice(&bytes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{BroadcastRecord, DeliveryRecord, EventRecord, NodeRecord, PeerSample};
+
+    /// Four nodes (node 3 a forger), no traffic: t0 = 1 s, attack 2 s to 3 s, end 10 s.
+    fn empty_log() -> RunLog {
+        let nodes = (0..4)
+            .map(|i| NodeRecord {
+                index: i,
+                role: if i == 3 { Role::Forge } else { Role::Honest },
+                key: format!("{:064x}", i + 1),
+                peer_id: format!("peer{i}"),
+                member: Some(i),
+                armed_at_ms: (i == 3).then_some(2_000),
+                down_at_end: false,
+            })
+            .collect();
+        RunLog {
+            scenario: crate::scenario::preset("baseline", 4).expect("preset exists"),
+            n: 4,
+            f: 1,
+            nodes,
+            t0_ms: 1_000,
+            attack_start_ms: 2_000,
+            attack_end_ms: 3_000,
+            load_end_ms: 4_000,
+            end_ms: 10_000,
+            disrupted_until_ms: 0,
+            broadcasts: vec![],
+            broadcast_failures: 0,
+            publishes: vec![],
+            deliveries: vec![],
+            gossip: vec![],
+            peer_samples: vec![],
+            traffic: vec![],
+            events: vec![],
+        }
+    }
+
+    /// `empty_log` plus one broadcast delivered by the honest nodes, score samples in which
+    /// node 0 graylists the forger, and a kill/restart of node 2.
+    fn busy_log() -> RunLog {
+        let mut log = empty_log();
+        let digest = "aa".repeat(32);
+        log.broadcasts.push(BroadcastRecord { origin: 0, seq: 0, digest: digest.clone(), sent_at_ms: 1_010 });
+        log.deliveries = (0..3).map(|n| DeliveryRecord { node: n, origin: format!("{:064x}", 1), seq: 0, digest: digest.clone(), delivered_at_ms: 1_100 + 10 * n as u64, cursor: 1 }).collect();
+        for (t, score, status) in [(2_000, 0.0, "ok"), (2_500, -30.0, "graylisted"), (3_000, -80.0, "banned")] {
+            log.peer_samples.push(PeerSample { t_ms: t, observer: 0, peer: 3, score, status: status.into() });
+            log.peer_samples.push(PeerSample { t_ms: t, observer: 0, peer: 1, score: 1.0, status: "ok".into() });
+        }
+        log.events = vec![EventRecord { t_ms: 2_200, what: "kill node 2".into() }, EventRecord { t_ms: 2_600, what: "restart node 2".into() }, EventRecord { t_ms: 2_000, what: "arm [3]".into() }];
+        log
+    }
+
+    fn page(log: &RunLog) -> String {
+        html(log, &summarize(log))
+    }
+
+    #[test]
+    fn html_of_a_run_without_traffic_has_three_charts() {
+        let h = page(&empty_log());
+        assert_eq!(h.matches("<svg").count(), 3, "{h}");
+        assert!(!h.contains("plot unavailable"));
+        assert!(!h.contains("NaN"));
+        assert!(h.contains("Convictions by honest nodes (0)"));
+    }
+
+    #[test]
+    fn html_shows_deliveries_events_and_convictions() {
+        let h = page(&busy_log());
+        assert_eq!(h.matches("<svg").count(), 3);
+        for text in ["Bracha delivery latency (CDF)", "node 3 (forge)", "kill node 2", "restart node 2", "attack end", "graylisted by an honest node", "+1.50 s: node 0 rated node 3 graylisted"] {
+            assert!(h.contains(text), "missing {text:?}");
+        }
+        assert!(!h.contains(">arm [3]\n"), "arming is listed in the timeline, not drawn");
+        assert!(h.contains("<li>+1.00 s: arm [3]</li>"));
+    }
+
+    #[test]
+    fn fault_events_become_lines_and_other_events_do_not() {
+        let mut log = busy_log();
+        log.events.push(EventRecord { t_ms: 99_000, what: "kill node 1".into() });
+        let labels: Vec<String> = event_lines(&log).into_iter().map(|e| e.label).collect();
+        assert_eq!(labels, ["attack", "attack end", "kill node 2", "restart node 2"]);
+    }
+
+    #[test]
+    fn write_run_writes_a_page_that_read_run_can_redo() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = busy_log();
+        write_run(dir.path(), &log, &summarize(&log)).expect("write");
+        let again = read_run(dir.path()).expect("read");
+        assert_eq!(again, log);
+        let h = std::fs::read_to_string(dir.path().join("report.html")).expect("report.html");
+        assert_eq!(h.matches("<svg").count(), 3);
+        assert!(!h.contains("<script") && !h.contains(" src=") && !h.contains(" href="), "the page loads nothing");
+    }
 }
