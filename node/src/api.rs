@@ -8,9 +8,14 @@
 //! | POST | `/publish/{topic}` | signed gossip of the raw body on `topic`; answers `{"id"}` |
 //! | GET | `/deliveries?cursor=N` | server-sent events, one [`crate::DeliveryEvent`] JSON per event, from cursor N |
 //! | GET | `/metrics` | Prometheus text |
+//! | POST | `/peers/{peer_id}/block` | closes every connection to the peer and refuses new ones; answers `{"peer_id","blocked":true}` |
+//! | POST | `/peers/{peer_id}/unblock` | lifts that block (a reputation ban stays); a bootstrap peer is redialled; answers `{"peer_id","blocked":false}` |
+//!
+//! Block and unblock are an operator's quarantine of a peer by hand (see
+//! [`NodeHandle::disconnect`]); the testnet's process runtime makes its partitions with them.
 //!
 //! Request bodies are capped at [`MAX_BODY`]. Errors are JSON `{"error": "..."}` with 400
-//! (refused), 403 (not a committee member) or 503 (node stopped).
+//! (refused, or a malformed peer id), 403 (not a committee member) or 503 (node stopped).
 
 use crate::handle::{NodeError, NodeHandle};
 use crate::metrics::Metrics;
@@ -22,6 +27,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use libp2p::PeerId;
 use serde::Deserialize;
 use std::convert::Infallible;
 
@@ -57,15 +63,25 @@ pub fn router(node: NodeHandle, metrics: Metrics) -> Router {
         .route("/publish/{topic}", post(publish))
         .route("/deliveries", get(deliveries))
         .route("/metrics", get(metrics_text))
+        .route("/peers/{peer_id}/block", post(block))
+        .route("/peers/{peer_id}/unblock", post(unblock))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Api { node, metrics })
 }
 
-/// Serves the HTTP API on `listener` until the node stops.
+/// Serves the HTTP API on `listener` until the node stops; then the listener is closed, so
+/// a node started again in the same process can bind the port (open event streams are left
+/// to end with their clients).
 pub async fn serve(listener: tokio::net::TcpListener, node: NodeHandle, metrics: Metrics) {
+    let stopped = node.clone();
     let app = router(node, metrics);
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::warn!(error = %e, "HTTP API stopped");
+    tokio::select! {
+        result = axum::serve(listener, app) => {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "HTTP API stopped");
+            }
+        }
+        () = stopped.stopped() => {}
     }
 }
 
@@ -102,6 +118,20 @@ async fn deliveries(
         Ok(Event::default().data(data))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn block(State(api): State<Api>, Path(peer_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    set_blocked(api, peer_id, true).await
+}
+
+async fn unblock(State(api): State<Api>, Path(peer_id): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    set_blocked(api, peer_id, false).await
+}
+
+async fn set_blocked(api: Api, peer_id: String, block: bool) -> Result<Json<serde_json::Value>, ApiError> {
+    let peer: PeerId = peer_id.parse().map_err(|e| ApiError(NodeError::Refused(format!("peer id {peer_id:?}: {e}"))))?;
+    api.node.disconnect(peer, block).await.map_err(ApiError)?;
+    Ok(Json(serde_json::json!({ "peer_id": peer.to_string(), "blocked": block })))
 }
 
 async fn metrics_text(State(api): State<Api>) -> impl IntoResponse {

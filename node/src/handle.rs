@@ -151,7 +151,7 @@ pub(crate) enum Command {
     Peers { reply: oneshot::Sender<Vec<PeerInfo>> },
     Status { reply: oneshot::Sender<Status> },
     Dial { addr: Multiaddr, reply: oneshot::Sender<Result<(), NodeError>> },
-    Disconnect { peer: PeerId, block: bool, reply: oneshot::Sender<()> },
+    Disconnect { peer: PeerId, block: bool, reply: oneshot::Sender<Result<(), NodeError>> },
     Shutdown { reply: oneshot::Sender<()> },
 }
 
@@ -280,12 +280,20 @@ impl NodeHandle {
         self.call(|reply| Command::Dial { addr, reply }).await?
     }
 
-    /// With `block = true`, closes every connection to `peer` and refuses new ones; with
-    /// `block = false`, lifts such a block (dial again to reconnect). Used by the testnet and
-    /// tests to make and heal partitions. Bans decided by reputation are separate and expire
-    /// on their own.
+    /// Blocking by hand (an operator's quarantine; the testnet's partitions). With
+    /// `block = true`, closes every connection to `peer` and refuses new ones, both ways; with
+    /// `block = false`, lifts that block, and a bootstrap peer (every committee member with a
+    /// genesis bootstrap address) is redialled at the next tick. Bans decided by reputation are
+    /// separate: lifting a block by hand leaves a ban in force, and a ban that expires leaves a
+    /// block by hand in force. Refused for this node's own id and beyond
+    /// [`crate::MAX_OPERATOR_BLOCKS`] blocked peers; blocks are not persisted.
     pub async fn disconnect(&self, peer: PeerId, block: bool) -> Result<(), NodeError> {
-        self.call(|reply| Command::Disconnect { peer, block, reply }).await
+        self.call(|reply| Command::Disconnect { peer, block, reply }).await?
+    }
+
+    /// Resolves once the node task has ended (shut down, aborted or failed).
+    pub(crate) async fn stopped(&self) {
+        self.commands.closed().await;
     }
 
     /// Deliveries from `cursor` on: first the stored Bracha deliveries with cursor >=

@@ -22,4 +22,4 @@ pub use handle::{
     COMMAND_QUEUE, Delivered, DeliveryEvent, EVENT_BUFFER, GossipMessage, NodeBuilder, NodeError, NodeHandle, PeerInfo,
     RawTopic, Status,
 };
-pub use runtime::now_ms;
+pub use runtime::{MAX_OPERATOR_BLOCKS, now_ms};

@@ -130,6 +130,13 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// For supervisors: exit cleanly when stdin closes.
+    ///
+    /// A supervisor (the testnet's process runtime) keeps a pipe to the node's stdin open;
+    /// when the supervisor dies, even by SIGKILL, the pipe closes and the node shuts down
+    /// instead of running on as an orphan. Hidden: an operator at a terminal has no use for it.
+    #[arg(long, hide = true)]
+    exit_on_stdin_eof: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -245,7 +252,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         if let Some(api) = node.api_addr() {
             println!("HTTP API on http://{api}");
         }
-        wait_for_stop_signal().await?;
+        if args.exit_on_stdin_eof {
+            tokio::select! {
+                result = wait_for_stop_signal() => result?,
+                () = stdin_closed() => tracing::info!("stdin closed; shutting down"),
+            }
+        } else {
+            wait_for_stop_signal().await?;
+        }
         node.shutdown().await;
         anyhow::Ok(())
     })
@@ -264,6 +278,37 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     #[cfg(not(unix))]
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+/// Resolves when stdin reaches end of input (or fails). Reads on a plain thread, not
+/// `tokio::io::stdin`: tokio's blocking read cannot be cancelled and would hold up runtime
+/// shutdown after a signal; a detached thread simply ends with the process.
+async fn stdin_closed() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new().name("stdin-eof".into()).spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = [0u8; 1024];
+        // Whatever a supervisor writes is ignored; only the end of input matters.
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(());
+    });
+    match spawned {
+        Ok(_) => {
+            let _ = rx.await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch stdin; --exit-on-stdin-eof has no effect");
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 fn client(api: SocketAddr, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! Prometheus metrics: messages by kind and outcome, rejections by reason, admission latency,
 //! Bracha deliveries and latency, peers by status, sync pulls, queue depths, bans, faults,
-//! plus libp2p's own swarm metrics. Served as text on the HTTP API's `/metrics`.
+//! gossipsub traffic in and out (messages and bytes, by `topic` = bracha or gossip), plus
+//! libp2p's own swarm metrics. Served as text on the HTTP API's `/metrics`.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -40,6 +41,17 @@ pub struct Metrics {
     pub faults: Family<Labels, Counter>,
     /// Messages published, by `kind`.
     pub published: Family<Labels, Counter>,
+    /// Gossipsub messages received (every one gossipsub hands up, before the interceptor and
+    /// admission), by `topic` (bracha or gossip). The testnet's cost-per-delivery numbers
+    /// come from this family and the three below.
+    pub received: Family<Labels, Counter>,
+    /// Bytes of those messages, by `topic`.
+    pub received_bytes: Family<Labels, Counter>,
+    /// Messages handed to gossipsub to publish (own envelopes after the interceptor, every
+    /// retransmission, and raw bytes gossipsub accepted), by `topic`.
+    pub sent: Family<Labels, Counter>,
+    /// Bytes of those messages, by `topic`.
+    pub sent_bytes: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -59,6 +71,10 @@ impl Metrics {
             status_changes: Family::default(),
             faults: Family::default(),
             published: Family::default(),
+            received: Family::default(),
+            received_bytes: Family::default(),
+            sent: Family::default(),
+            sent_bytes: Family::default(),
         };
         registry.register("messages", "Messages received by kind and outcome", m.messages.clone());
         registry.register("rejections", "Rejections with blame by reason", m.rejections.clone());
@@ -71,6 +87,10 @@ impl Metrics {
         registry.register("status_changes", "Reputation status changes by new status and reason", m.status_changes.clone());
         registry.register("bracha_faults", "Bracha faults by kind", m.faults.clone());
         registry.register("published", "Messages published by kind", m.published.clone());
+        registry.register("received_messages", "Gossipsub messages received, before admission, by topic", m.received.clone());
+        registry.register("received_bytes", "Bytes of gossipsub messages received, by topic", m.received_bytes.clone());
+        registry.register("sent_messages", "Messages handed to gossipsub to publish, by topic", m.sent.clone());
+        registry.register("sent_bytes", "Bytes of messages handed to gossipsub to publish, by topic", m.sent_bytes.clone());
         (m, registry)
     }
 
@@ -95,8 +115,25 @@ impl Metrics {
         self.messages.get_or_create(&vec![("kind", kind.to_owned()), ("outcome", outcome.to_owned())]).inc();
     }
 
+    /// Counts one received gossipsub message of `len` bytes on `topic` (bracha or gossip).
+    pub fn count_received(&self, topic: &str, len: usize) {
+        count(&self.received, &self.received_bytes, topic, len);
+    }
+
+    /// Counts one message of `len` bytes handed to gossipsub on `topic` (bracha or gossip).
+    pub fn count_sent(&self, topic: &str, len: usize) {
+        count(&self.sent, &self.sent_bytes, topic, len);
+    }
+
     /// Increments a one-label family.
     pub fn inc(family: &Family<Labels, Counter>, name: &'static str, value: &str) {
         family.get_or_create(&vec![(name, value.to_owned())]).inc();
     }
+}
+
+/// One message and its bytes in a (messages, bytes) pair of families.
+fn count(messages: &Family<Labels, Counter>, bytes: &Family<Labels, Counter>, topic: &str, len: usize) {
+    let labels = vec![("topic", topic.to_owned())];
+    messages.get_or_create(&labels).inc();
+    bytes.get_or_create(&labels).inc_by(len as u64);
 }

@@ -71,6 +71,9 @@ const MAX_TRACKED_LATENCY: usize = 8192;
 const MAX_SYNC_LOOKUPS: usize = 4 * crate::sync::MAX_SYNC_ITEMS;
 /// Most outstanding sync requests.
 const MAX_SYNC_IN_FLIGHT: usize = 64;
+/// Most peers an operator (or the testnet) may block by hand at once: the set lives in memory
+/// for the node's lifetime, and a committee plus its observers is far smaller.
+pub const MAX_OPERATOR_BLOCKS: usize = 4096;
 
 fn cfg_err(e: impl ToString) -> NodeError {
     NodeError::Config(e.to_string())
@@ -274,6 +277,10 @@ struct Runtime {
     bootstrap: Vec<(Multiaddr, Option<PeerId>)>,
     redial: HashMap<PeerId, (Instant, Duration)>,
     redial_base: Duration,
+    /// Peers blocked by hand ([`NodeHandle::disconnect`], the HTTP API's
+    /// `/peers/{id}/block`), kept apart from reputation bans so that lifting one never lifts
+    /// the other. At most [`MAX_OPERATOR_BLOCKS`].
+    operator_blocked: HashSet<PeerId>,
     sync_requests: HashMap<OutboundRequestId, SyncPurpose>,
     retransmit: HashMap<(InstanceId, Kind), Retransmit>,
     first_seen: HashMap<InstanceId, Instant>,
@@ -367,6 +374,7 @@ pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError>
         bootstrap,
         redial: HashMap::new(),
         redial_base: config.redial_backoff,
+        operator_blocked: HashSet::new(),
         sync_requests: HashMap::new(),
         retransmit: HashMap::new(),
         first_seen: HashMap::new(),
@@ -540,7 +548,11 @@ impl Runtime {
                     RawTopic::Bracha => self.topics.bracha(),
                     RawTopic::Gossip(name) => self.topics.gossip(&name),
                 };
+                let (label, len) = (self.topic_label(&topic.hash()), bytes.len());
                 let result = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes);
+                if result.is_ok() {
+                    self.metrics.count_sent(label, len);
+                }
                 let _ = reply.send(result.map(|_| ()).map_err(|e| NodeError::Network(e.to_string())));
             }
             Command::Subscribe { topic, reply } => {
@@ -580,15 +592,48 @@ impl Runtime {
                 let _ = reply.send(self.swarm.dial(addr).map_err(|e| NodeError::Network(e.to_string())));
             }
             Command::Disconnect { peer, block, reply } => {
-                if block {
-                    self.swarm.behaviour_mut().blocked.block_peer(peer);
-                } else {
-                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                }
-                let _ = reply.send(());
+                let _ = reply.send(if block { self.operator_block(peer) } else { self.operator_unblock(peer) });
             }
             Command::Shutdown { .. } => {}
         }
+    }
+
+    /// Closes every connection to `peer` and refuses new ones until [`Runtime::operator_unblock`].
+    fn operator_block(&mut self, peer: PeerId) -> Result<(), NodeError> {
+        if peer == *self.swarm.local_peer_id() {
+            return Err(NodeError::Refused("a node cannot block itself".into()));
+        }
+        if !self.operator_blocked.contains(&peer) && self.operator_blocked.len() >= MAX_OPERATOR_BLOCKS {
+            return Err(NodeError::Refused(format!("at most {MAX_OPERATOR_BLOCKS} peers can be blocked by hand")));
+        }
+        self.operator_blocked.insert(peer);
+        // Closes open connections too (allow_block_list does that on insert).
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        tracing::info!(%peer, "peer blocked by hand");
+        Ok(())
+    }
+
+    /// Lifts a block by hand. A reputation ban or exclusion of the same peer stays in force
+    /// (the connection block is lifted only when neither holds), and a dropped bootstrap peer
+    /// is redialled at the next tick rather than after its grown backoff, so a healed link
+    /// comes back within a tick.
+    fn operator_unblock(&mut self, peer: PeerId) -> Result<(), NodeError> {
+        if !self.operator_blocked.remove(&peer) {
+            return Ok(());
+        }
+        let banned = identity::public_key(&peer).is_some_and(|key| {
+            matches!(self.admission.reputation().status(&key, now_ms()), PeerStatus::Banned { .. } | PeerStatus::Excluded { .. })
+        });
+        if banned {
+            tracing::info!(%peer, "block by hand lifted; the reputation ban stays");
+            return Ok(());
+        }
+        self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        if !self.connected.contains(&peer) && self.bootstrap.iter().any(|(_, p)| *p == Some(peer)) {
+            self.redial.insert(peer, (Instant::now(), self.redial_base));
+        }
+        tracing::info!(%peer, "peer unblocked by hand");
+        Ok(())
     }
 
     async fn broadcast(&mut self, value: Vec<u8>) -> Result<InstanceId, NodeError> {
@@ -651,12 +696,22 @@ impl Runtime {
             Some(interceptor) => interceptor.outgoing(envelope),
             None => vec![codec::encode_envelope(envelope)],
         };
+        let label = self.topic_label(&topic.hash());
         for bytes in messages {
             Metrics::inc(&self.metrics.published, "kind", envelope.header().kind.label());
+            // Counted whether or not gossipsub takes it (no peers yet): the envelope was made
+            // and handed over, as the testnet's in-process traffic counters count it.
+            self.metrics.count_sent(label, bytes.len());
             if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic.clone(), bytes) {
                 tracing::debug!(error = %e, kind = envelope.header().kind.label(), "publish failed (will be retransmitted or synced)");
             }
         }
+    }
+
+    /// `bracha` or `gossip`: the traffic label of a gossipsub topic (two values, so the
+    /// metric's cardinality stays fixed whatever topics peers send on).
+    fn topic_label(&self, topic: &gossipsub::TopicHash) -> &'static str {
+        if *topic == self.topics.bracha().hash() { "bracha" } else { "gossip" }
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
@@ -736,6 +791,7 @@ impl Runtime {
     /// First half of admission for a gossipsub message (everything before the signature).
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let received = Instant::now();
+        self.metrics.count_received(self.topic_label(&message.topic), message.data.len());
         if let Some(interceptor) = self.interceptor.as_mut()
             && interceptor.inbound(&source, &message.data) == Inbound::Drop
         {
@@ -839,7 +895,9 @@ impl Runtime {
             PeerStatus::Ok => {
                 if matches!(change.from, PeerStatus::Banned { .. }) {
                     tracing::info!(%peer, "ban expired");
-                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    if !self.operator_blocked.contains(&peer) {
+                        self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    }
                 }
             }
         }
@@ -1028,7 +1086,14 @@ impl Runtime {
             self.metrics.peers.get_or_create(&vec![("status", label.to_owned())]).set(by_status.get(label).copied().unwrap_or(0));
         }
         // Redial dropped bootstrap peers with backoff.
-        let due: Vec<PeerId> = self.redial.iter().filter(|(_, (at, _))| *at <= Instant::now()).map(|(p, _)| *p).collect();
+        // Peers blocked by hand are skipped (a dial would be refused) and keep their backoff
+        // until unblocked, which schedules them at once.
+        let due: Vec<PeerId> = self
+            .redial
+            .iter()
+            .filter(|(p, (at, _))| *at <= Instant::now() && !self.operator_blocked.contains(p))
+            .map(|(p, _)| *p)
+            .collect();
         for peer in due {
             if let Some((addr, _)) = self.bootstrap.iter().find(|(_, p)| *p == Some(peer)).cloned() {
                 let _ = self.swarm.dial(addr);

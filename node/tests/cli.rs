@@ -53,3 +53,60 @@ fn run_refuses_a_missing_key_a_foreign_key_and_a_busy_port() {
     ]);
     assert!(!ok && text.contains("cannot listen") && text.contains(&port.to_string()), "{text}");
 }
+
+/// `run --exit-on-stdin-eof`: a supervisor that dies (closing the node's stdin) takes the
+/// node with it, cleanly: the node exits with success, not by a signal.
+#[test]
+fn run_exits_cleanly_when_stdin_closes_under_the_supervisor_flag() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().to_str().expect("utf8");
+    let (ok, _) = byzgossip(&["genesis", "--nodes", "1", "--out", &format!("{base}/net")]);
+    assert!(ok);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_byzgossip"))
+        .args(["run", "--genesis", &format!("{base}/net/genesis.toml"), "--key", &format!("{base}/net/node-0.key")])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--exit-on-stdin-eof"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    // Wait (bounded) for the node to be up: it prints its API address last.
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep reading to the end, so the node never writes to a closed pipe.
+        let mut up = false;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !up && line.starts_with("HTTP API on") {
+                up = true;
+                let _ = tx.send(true);
+            }
+        }
+        let _ = tx.send(up);
+    });
+    if rx.recv_timeout(Duration::from_secs(30)) != Ok(true) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the node did not start");
+    }
+    drop(child.stdin.take());
+    let end = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() >= end {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the node still runs 15 s after its stdin closed");
+    };
+    assert!(status.success(), "{status}");
+}

@@ -56,11 +56,19 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Run only this benchmark (`bracha` or `gossip`; RSS comes with `bracha`).
     pub only: Option<String>,
+    /// Committee sizes of the Bracha benchmark; empty means the default (4, 7, 16).
+    pub nodes: Vec<usize>,
 }
 
 impl BenchOptions {
     fn sizes(&self) -> Vec<usize> {
-        if self.quick { vec![4] } else { vec![4, 7, 16] }
+        if !self.nodes.is_empty() {
+            self.nodes.iter().copied().filter(|n| *n > 0).collect()
+        } else if self.quick {
+            vec![4]
+        } else {
+            vec![4, 7, 16]
+        }
     }
     fn window(&self) -> Duration {
         if self.quick { Duration::from_millis(2500) } else { Duration::from_secs(10) }

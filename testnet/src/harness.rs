@@ -1,7 +1,8 @@
 //! The in-process runtime: starts every node of a scenario in this process on 127.0.0.1
-//! (OS-chosen ports), connects them, drives the workload, applies the timeline (arming,
-//! kills, restarts, pauses, partitions, eclipse), records every correct node's deliveries
-//! and peer views, and returns the [`RunLog`] the checker reads.
+//! (OS-chosen ports), connects them, drives the workload, applies the timeline shared with
+//! the process runtime (`crate::timeline`: arming, kills, restarts, pauses, partitions,
+//! eclipse), records every correct node's deliveries and peer views, and returns the
+//! [`RunLog`] the checker reads.
 //!
 //! # Bounds
 //! Every phase has a deadline from the scenario; startup waits at most
@@ -15,7 +16,8 @@ use crate::record::{
     BroadcastRecord, DeliveryRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
 };
 use crate::recorder::{Shared, lock};
-use crate::scenario::{FaultKind, Role, Scenario};
+use crate::scenario::{Role, Scenario};
+use crate::timeline::{self, FaultTarget};
 use anyhow::Context;
 use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair, PublicKey};
 use byzgossip_node::storage::{MemoryStore, Store};
@@ -77,6 +79,8 @@ struct Slot {
     addrs: Mutex<Vec<Multiaddr>>,
     armed_at: AtomicU64,
     down: AtomicBool,
+    /// The attack driver while armed (see [`Testnet::spawn_driver`]).
+    driver: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Slot {
@@ -96,7 +100,6 @@ pub struct Testnet {
     slots: Vec<Arc<Slot>>,
     shared: Arc<Shared>,
     options: RunOptions,
-    partitions: Mutex<Vec<(usize, usize)>>,
     background: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -143,6 +146,7 @@ impl Testnet {
                     addrs: Mutex::new(vec![]),
                     armed_at: AtomicU64::new(0),
                     down: AtomicBool::new(false),
+                    driver: Mutex::new(None),
                 })
             })
             .collect();
@@ -152,7 +156,6 @@ impl Testnet {
             slots,
             shared,
             options,
-            partitions: Mutex::new(vec![]),
             background: Mutex::new(vec![]),
         };
         for i in 0..testnet.slots.len() {
@@ -278,16 +281,17 @@ impl Testnet {
         let mut drivers = Vec::new();
         for i in 0..self.slots.len() {
             if !self.slots[i].role.correct() {
-                self.arm(i, true);
+                self.set_armed(i, true);
                 drivers.push(self.spawn_driver(i));
             }
         }
         drivers
     }
 
-    // ---- faults ----
+    // ---- faults (applied by crate::timeline through FaultTarget) ----
 
-    async fn kill(&self, i: usize) {
+    /// Aborts node `i`'s task (a crash) and its delivery tracker.
+    fn kill_node(&self, i: usize) {
         let slot = &self.slots[i];
         if let Some(h) = lock(&slot.cell).take() {
             h.abort();
@@ -297,93 +301,20 @@ impl Testnet {
         }
         slot.incarnation.fetch_add(1, Ordering::Relaxed);
         slot.down.store(true, Ordering::Relaxed);
-        if slot.role.correct() {
-            self.shared.disrupted();
-        }
-        self.shared.event(format!("kill node {i}"));
     }
 
-    async fn restart(&self, i: usize) {
-        if self.slots[i].handle().is_some() {
-            self.kill(i).await;
-        }
-        let blocked: HashSet<usize> =
-            lock(&self.partitions).iter().filter_map(|(a, b)| if *a == i { Some(*b) } else if *b == i { Some(*a) } else { None }).collect();
+    /// Starts node `i` again from its store, dialling every live node it is not cut from.
+    async fn restart_node(&self, i: usize, cut: &[usize]) -> anyhow::Result<()> {
         let peers: Vec<Multiaddr> = self
             .slots
             .iter()
-            .filter(|s| s.index != i && !blocked.contains(&s.index) && s.handle().is_some())
+            .filter(|s| s.index != i && !cut.contains(&s.index) && s.handle().is_some())
             .flat_map(|s| s.addrs())
             .collect();
-        match self.start_node(i, peers).await {
-            Ok(_) => self.shared.event(format!("restart node {i}")),
-            Err(e) => self.shared.event(format!("restart node {i} failed: {e}")),
-        }
-        // Re-apply any partition the node is part of.
-        for j in blocked {
-            self.block_pair(i, j).await;
-        }
-        if self.slots[i].role.correct() {
-            self.shared.disrupted();
-        }
+        self.start_node(i, peers).await.map(|_| ())
     }
 
-    async fn block_pair(&self, a: usize, b: usize) {
-        let (sa, sb) = (&self.slots[a], &self.slots[b]);
-        if let Some(h) = sa.handle() {
-            let _ = timed(h.disconnect(sb.peer_id, true)).await;
-        }
-        if let Some(h) = sb.handle() {
-            let _ = timed(h.disconnect(sa.peer_id, true)).await;
-        }
-    }
-
-    /// Cuts `side` from `others` (both ways, blocked).
-    async fn partition(&self, side: &[usize], others: &[usize]) {
-        for &a in side {
-            for &b in others {
-                if a == b {
-                    continue;
-                }
-                self.block_pair(a, b).await;
-                lock(&self.partitions).push((a, b));
-            }
-        }
-        self.shared.disrupted();
-        self.shared.event(format!("partition {side:?} | {others:?}"));
-    }
-
-    /// Undoes the partitions (all, or those touching `only`) and redials.
-    async fn heal(&self, only: Option<usize>) {
-        let pairs: Vec<(usize, usize)> = {
-            let mut p = lock(&self.partitions);
-            let (heal, keep): (Vec<_>, Vec<_>) = p.drain(..).partition(|(a, b)| only.is_none_or(|o| *a == o || *b == o));
-            *p = keep;
-            heal
-        };
-        for &(a, b) in &pairs {
-            let (sa, sb) = (&self.slots[a], &self.slots[b]);
-            if let Some(h) = sa.handle() {
-                let _ = timed(h.disconnect(sb.peer_id, false)).await;
-            }
-            if let Some(h) = sb.handle() {
-                let _ = timed(h.disconnect(sa.peer_id, false)).await;
-            }
-            if let (Some(h), Some(addr)) = (sa.handle(), sb.addrs().first().cloned()) {
-                let _ = timed(h.dial(addr)).await;
-            }
-        }
-        self.shared.disrupted();
-        self.shared.event(format!("heal {} pairs", pairs.len()));
-    }
-
-    fn pause(&self, i: usize, paused: bool) {
-        self.slots[i].agent.paused.store(paused, Ordering::Relaxed);
-        self.shared.disrupted();
-        self.shared.event(format!("{} node {i}", if paused { "pause" } else { "resume" }));
-    }
-
-    fn arm(&self, i: usize, on: bool) {
+    fn set_armed(&self, i: usize, on: bool) {
         let slot = &self.slots[i];
         slot.agent.armed.store(on, Ordering::Relaxed);
         if on {
@@ -521,106 +452,13 @@ impl Testnet {
         let t0_ms = now_ms();
         tn.shared.t0.store(t0_ms, Ordering::Relaxed);
         tn.shared.event(format!("start: {} nodes, scenario {}", tn.slots.len(), sc.name));
-        let at = |s: f64| start + Duration::from_secs_f64(s.max(0.0));
-        let attack_start = at(t.warmup_s);
-        let attack_mid = at(t.warmup_s + t.attack_s / 2.0);
-        let attack_end = at(t.warmup_s + t.attack_s);
-        let load_end = at(t.warmup_s + t.attack_s + t.cooldown_s);
+        let load_end = start + Duration::from_secs_f64(t.warmup_s + t.attack_s + t.cooldown_s);
         let hard_end = load_end + Duration::from_secs_f64(t.drain_s);
 
         let workload = tn.spawn_workload(load_end);
         let sampler = tn.spawn_sampler();
 
-        // Scheduled actions, in time order.
-        enum Action {
-            Arm(Vec<usize>),
-            Disarm,
-            Fault(FaultKind, Vec<usize>),
-            Cut(usize, Vec<usize>),
-            HealNode(usize),
-            Refresh(Vec<usize>),
-        }
-        let of_role = |role: Role| -> Vec<usize> { tn.slots.iter().filter(|s| s.role == role).map(|s| s.index).collect() };
-        let attackers: Vec<usize> =
-            tn.slots.iter().filter(|s| !s.role.correct() && s.role != Role::CovertFlash).map(|s| s.index).collect();
-        let mut plan: Vec<(Instant, Action)> = Vec::new();
-        if !of_role(Role::Replay).is_empty() {
-            plan.push((attack_start, Action::Refresh(of_role(Role::Replay))));
-        }
-        plan.push((attack_start, Action::Arm(attackers)));
-        plan.push((attack_mid, Action::Arm(of_role(Role::CovertFlash))));
-        for i in of_role(Role::CrashRestart) {
-            plan.push((attack_start, Action::Fault(FaultKind::Kill, vec![i])));
-            plan.push((attack_mid, Action::Fault(FaultKind::Restart, vec![i])));
-        }
-        let eclipsers = of_role(Role::Eclipse);
-        if !eclipsers.is_empty() {
-            let victim = sc.attack.victim;
-            let others: Vec<usize> = tn.slots.iter().filter(|s| s.role != Role::Eclipse && s.index != victim).map(|s| s.index).collect();
-            plan.push((attack_start, Action::Cut(victim, others)));
-            plan.push((attack_end, Action::HealNode(victim)));
-        }
-        for fault in &sc.faults {
-            plan.push((at(fault.time_s(t)), Action::Fault(fault.kind, fault.nodes.clone())));
-        }
-        plan.push((attack_end, Action::Disarm));
-        plan.sort_by_key(|(when, _)| *when);
-
-        let mut drivers: Vec<JoinHandle<()>> = Vec::new();
-        for (when, action) in plan {
-            tokio::time::sleep_until(when).await;
-            match action {
-                Action::Arm(nodes) => {
-                    for &i in &nodes {
-                        tn.arm(i, true);
-                        drivers.push(tn.spawn_driver(i));
-                    }
-                    if !nodes.is_empty() {
-                        tn.shared.event(format!("arm {nodes:?}"));
-                    }
-                }
-                Action::Disarm => {
-                    for d in drivers.drain(..) {
-                        d.abort();
-                    }
-                    for i in 0..tn.slots.len() {
-                        tn.arm(i, false);
-                    }
-                    tn.shared.event("attack window ends".into());
-                }
-                Action::Refresh(nodes) => {
-                    // Restart with fresh gossip caches, so captured envelopes can be published.
-                    for i in nodes {
-                        tn.kill(i).await;
-                        tn.restart(i).await;
-                    }
-                }
-                Action::Cut(victim, others) => tn.partition(&[victim], &others).await,
-                Action::HealNode(victim) => tn.heal(Some(victim)).await,
-                Action::Fault(kind, nodes) => match kind {
-                    FaultKind::Kill => {
-                        for i in nodes {
-                            tn.kill(i).await;
-                        }
-                    }
-                    FaultKind::Restart => {
-                        for i in nodes {
-                            tn.restart(i).await;
-                        }
-                    }
-                    FaultKind::Pause | FaultKind::Resume => {
-                        for i in nodes {
-                            tn.pause(i, kind == FaultKind::Pause);
-                        }
-                    }
-                    FaultKind::Partition => {
-                        let others: Vec<usize> = (0..tn.slots.len()).filter(|i| !nodes.contains(i)).collect();
-                        tn.partition(&nodes, &others).await;
-                    }
-                    FaultKind::Heal => tn.heal(None).await,
-                },
-            }
-        }
+        timeline::run(tn.as_ref(), timeline::plan(&sc), start).await;
         tokio::time::sleep_until(load_end).await;
         let _ = workload.await;
         let load_end_ms = now_ms();
@@ -633,8 +471,10 @@ impl Testnet {
         let end_ms = now_ms();
         tn.shared.event(if tn.drained() { "drained".into() } else { "drain deadline reached".into() });
         sampler.abort();
-        for d in drivers {
-            d.abort();
+        for slot in &tn.slots {
+            if let Some(d) = lock(&slot.driver).take() {
+                d.abort();
+            }
         }
         for h in lock(&tn.background).drain(..) {
             h.abort();
@@ -695,6 +535,74 @@ impl Testnet {
             }
         }
         futures::future::join_all(stops).await;
+    }
+}
+
+impl FaultTarget for Testnet {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn correct(&self, i: usize) -> bool {
+        self.slots[i].role.correct()
+    }
+
+    fn is_up(&self, i: usize) -> bool {
+        self.slots[i].handle().is_some()
+    }
+
+    async fn arm(&self, i: usize) {
+        self.set_armed(i, true);
+        let driver = self.spawn_driver(i);
+        if let Some(old) = lock(&self.slots[i].driver).replace(driver) {
+            old.abort();
+        }
+    }
+
+    async fn disarm(&self, i: usize) {
+        if let Some(d) = lock(&self.slots[i].driver).take() {
+            d.abort();
+        }
+        self.set_armed(i, false);
+    }
+
+    /// A crash and a start: a new node task has empty gossip caches.
+    async fn refresh(&self, i: usize, cut: &[usize]) {
+        self.kill_node(i);
+        if let Err(e) = self.restart_node(i, cut).await {
+            self.shared.event(format!("refresh of node {i} failed: {e:#}"));
+        }
+    }
+
+    async fn kill(&self, i: usize) {
+        self.kill_node(i);
+    }
+
+    async fn start(&self, i: usize, cut: &[usize]) -> anyhow::Result<()> {
+        self.restart_node(i, cut).await
+    }
+
+    /// The interceptor drops everything in and out; connections stay open.
+    async fn pause(&self, i: usize, paused: bool) {
+        self.slots[i].agent.paused.store(paused, Ordering::Relaxed);
+    }
+
+    async fn block(&self, i: usize, peer: usize, block: bool) {
+        if let Some(h) = self.slots[i].handle() {
+            let _ = timed(h.disconnect(self.slots[peer].peer_id, block)).await;
+        }
+    }
+
+    /// A restarted node listens on a new port, which its peers' bootstrap lists do not
+    /// have, so the node's own redialling may not find it: dial explicitly.
+    async fn reconnect(&self, i: usize, peer: usize) {
+        if let (Some(h), Some(addr)) = (self.slots[i].handle(), self.slots[peer].addrs().first().cloned()) {
+            let _ = timed(h.dial(addr)).await;
+        }
     }
 }
 

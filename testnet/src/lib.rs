@@ -8,7 +8,11 @@
 //! - [`harness`]: the in-process runtime: start, connect, workload, timeline, collection.
 //! - [`process`]: the process runtime (`run --runtime process`): honest members as real
 //!   `byzgossip` processes driven over HTTP, adversaries as processes of this crate's binary;
-//!   kill/restart/pause by signals; partition and eclipse reported as unsupported.
+//!   kill/restart/pause by signals, partition and eclipse by each side blocking the other's
+//!   peer id, traffic counts from each process's `/metrics`.
+//! - `timeline` (private): the fault timeline both runtimes share: one plan from the scenario,
+//!   one driver applying it through a small `FaultTarget` trait, so the same scenario means
+//!   the same faults at the same times in either runtime.
 //! - [`record`]: what a run records ([`record::RunLog`], saved as `run.json`).
 //! - [`invariants`]: the checker (pure; agreement, integrity, validity, totality, no forgery,
 //!   no replay, no false bans, detection).
@@ -30,6 +34,7 @@ pub mod invariants;
 pub mod process;
 pub mod record;
 mod recorder;
+mod timeline;
 pub mod report;
 pub mod scenario;
 

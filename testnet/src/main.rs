@@ -115,6 +115,9 @@ enum Command {
         /// Only one benchmark: `bracha` (with RSS) or `gossip`.
         #[arg(long)]
         only: Option<String>,
+        /// Committee sizes of the Bracha benchmark (default 4,7,16; 4 with --quick).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<usize>,
     },
     /// Start a live all-honest testnet until Ctrl-C.
     Up {
@@ -217,14 +220,14 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(finish(&summaries, None, &dir))
         }
-        Command::Bench { json, quick, only } => {
+        Command::Bench { json, quick, only, nodes } => {
             use std::io::Write;
             let mut file = match &json {
                 Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
                 None => None,
             };
             let mut write_error = None;
-            byzgossip_testnet::bench::run_all(&byzgossip_testnet::bench::BenchOptions { quick, only }, |line| {
+            byzgossip_testnet::bench::run_all(&byzgossip_testnet::bench::BenchOptions { quick, only, nodes }, |line| {
                 let text = line.to_string();
                 println!("{text}");
                 if let Some(f) = file.as_mut()

@@ -1,37 +1,53 @@
 //! The process runtime (`run --runtime process`): honest members are real `byzgossip`
 //! processes driven through their HTTP API; adversaries are `byzgossip-testnet adversary`
 //! processes (a hidden subcommand) running a node with the adversary's interceptor and
-//! driver, controlled through their stdin (`arm`, `disarm`, `refresh`; end of input stops
-//! them, so they never outlive the testnet).
+//! driver, controlled through their stdin (`arm`, `disarm`, `refresh`, `block PEER`,
+//! `unblock PEER`).
 //!
 //! Keys and the genesis come from [`byzgossip_node::testnet_keys::write_testnet`] with a base
 //! port probed free on 127.0.0.1; member i listens on `base + i`. HTTP APIs use port 0 and
-//! are read from each process's stdout. Faults: kill = SIGKILL, restart = respawn with the
-//! same data directory, pause/resume = SIGSTOP/SIGCONT. Partitions and eclipse need control
-//! of the transport, which separate processes do not give us here: such scenarios are
-//! reported as unsupported ([`Outcome::Unsupported`]), not failed.
+//! are read from each process's stdout. The timeline is the in-process one
+//! (`crate::timeline`); here kill = SIGKILL, restart = respawn with the same data directory,
+//! pause/resume = SIGSTOP/SIGCONT, and a cut (partition, eclipse) = each side blocking the
+//! other's peer id through the node's block by hand (`POST /peers/{id}/block` for `byzgossip`
+//! processes, a `block` line for adversaries). Members redial each other from the genesis
+//! bootstrap list, and unblocking redials at once, so a heal needs no explicit dial.
+//!
+//! # Traffic counts
+//! The report's messages and bytes per delivery come from each process's `/metrics`
+//! (`byzgossip_received_messages_total`, `_received_bytes_total`, `_sent_messages_total`,
+//! `_sent_bytes_total`, counted where the in-process runtime's interceptor counts). Counters
+//! restart from zero with each process (and each adversary refresh), so each node's total is
+//! the sum over its incarnations of the last scrape of each: just before every SIGKILL, pause
+//! and refresh, and at the end of the run before the processes are stopped. Messages between
+//! the last scrape and a SIGKILL (milliseconds) are lost, and a node killed while paused keeps
+//! the scrape taken before its pause (it processed nothing since).
 //!
 //! The run produces the same [`RunLog`] as the in-process harness, so the invariants and the
 //! report are the same.
 //!
 //! # Bounds
 //! Every child is held by a [`Child`] guard that kills (SIGKILL) and reaps it on drop: on
-//! return, on error and on panic. Every HTTP call has a timeout; the phases are the
-//! scenario's; startup waits at most [`crate::harness::CONNECT_DEADLINE`] (plus
-//! [`START_DEADLINE`] for each process to print its API address).
+//! return, on error and on panic. Children never outlive the testnet, even when it is killed
+//! by SIGKILL: each child's stdin is a pipe the testnet holds, and `byzgossip run
+//! --exit-on-stdin-eof` and the adversary subcommand shut down when it closes. Every HTTP call
+//! has a timeout; the phases are the scenario's; startup waits at most
+//! [`crate::harness::CONNECT_DEADLINE`] (plus [`START_DEADLINE`] for each process to print
+//! its API address).
 
-use crate::adversary::{self, Agent, AgentInterceptor, DriverContext, HandleCell, LOAD_TOPIC};
+use crate::adversary::{self, Agent, AgentInterceptor, DriverContext, HandleCell, LOAD_TOPIC, current};
 use crate::harness::{CALL_TIMEOUT, CONNECT_DEADLINE, SAMPLE_INTERVAL};
 use crate::record::{
     BroadcastRecord, DeliveryRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
 };
 use crate::recorder::{Shared, lock};
-use crate::scenario::{FaultKind, Role, Scenario};
+use crate::scenario::{Role, Scenario};
+use crate::timeline::{self, FaultTarget};
 use anyhow::Context;
 use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair};
 use byzgossip_node::storage::MemoryStore;
 use byzgossip_node::testnet_keys::{TestnetSpec, write_testnet};
-use byzgossip_node::{NodeBuilder, NodeConfig, now_ms};
+use byzgossip_node::{NodeBuilder, NodeConfig, NodeError, now_ms};
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -85,14 +101,10 @@ pub enum Outcome {
     Unsupported(String),
 }
 
-/// Why `scenario` cannot run as processes, if it cannot.
-pub fn unsupported(scenario: &Scenario) -> Option<String> {
-    if let Some(f) = scenario.faults.iter().find(|f| matches!(f.kind, FaultKind::Partition | FaultKind::Heal)) {
-        return Some(format!("{:?} faults need transport control (in-process runtime only)", f.kind));
-    }
-    if scenario.roles().contains(&Role::Eclipse) {
-        return Some("eclipse cuts the victim's links (in-process runtime only)".into());
-    }
+/// Why `scenario` cannot run as processes, if it cannot. Every role and fault of the
+/// scenario format runs in both runtimes at present; the check stays so that a future
+/// feature one runtime lacks is reported as unsupported rather than failed.
+pub fn unsupported(_scenario: &Scenario) -> Option<String> {
     None
 }
 
@@ -181,6 +193,7 @@ struct Node {
     index: usize,
     role: Role,
     key: Keypair,
+    peer_id: libp2p::PeerId,
     key_path: PathBuf,
     data: PathBuf,
     port: Option<u16>,
@@ -192,6 +205,11 @@ struct Node {
     armed_at: AtomicU64,
     cursor: AtomicU64,
     tracker: Mutex<Option<JoinHandle<()>>>,
+    /// Traffic of finished incarnations (see the module docs), in [`TrafficRecord`] order:
+    /// messages in, bytes in, messages out, bytes out.
+    traffic_done: Mutex<[u64; 4]>,
+    /// The last scrape of the current incarnation.
+    traffic_now: Mutex<[u64; 4]>,
 }
 
 impl Node {
@@ -216,7 +234,7 @@ struct Net {
 
 impl Net {
     async fn spawn(&self, i: usize) -> anyhow::Result<()> {
-        let node = &self.nodes[i];
+        let node = self.nodes[i].clone();
         let incarnation = node.incarnation.load(Ordering::Relaxed);
         let log_path = self.options.dir.join(format!("node-{i}.{incarnation}.log"));
         let listen = format!("/ip4/127.0.0.1/tcp/{}", node.port.unwrap_or(0));
@@ -224,16 +242,17 @@ impl Net {
             let mut c = tokio::process::Command::new(&self.options.byzgossip);
             c.arg("run").arg("--genesis").arg(&self.genesis_path).arg("--key").arg(&node.key_path);
             c.arg("--data").arg(&node.data).args(["--listen", &listen, "--api", "127.0.0.1:0", "--topic", LOAD_TOPIC]);
-            c.stdin(Stdio::null());
+            // The held stdin pipe ties the child's life to ours (see the module docs).
+            c.arg("--exit-on-stdin-eof");
             c
         } else {
             let mut c = tokio::process::Command::new(&self.options.testnet);
             c.arg("adversary").arg("--scenario").arg(&self.scenario_path).args(["--index", &i.to_string()]);
             c.arg("--genesis").arg(&self.genesis_path).arg("--key").arg(&node.key_path).args(["--listen", &listen]);
             c.args(["--seed", &(self.scenario.seed ^ ((i as u64) << 20) ^ ((incarnation as u64) << 40)).to_string()]);
-            c.stdin(Stdio::piped());
             c
         };
+        cmd.stdin(Stdio::piped());
         cmd.env("RUST_LOG", std::env::var("BYZGOSSIP_TESTNET_CHILD_LOG").unwrap_or_else(|_| "warn".into()));
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = cmd.spawn().with_context(|| format!("starting node {i}"))?;
@@ -247,14 +266,19 @@ impl Net {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         let log = Arc::new(Mutex::new(log));
         let log2 = log.clone();
+        let reported = node.clone();
         tokio::spawn(async move {
             let mut tx = Some(tx);
             let mut lines = tokio::io::BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = line.strip_prefix("HTTP API on http://").and_then(|a| a.trim().parse().ok())
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(addr);
+                if let Some(addr) = line.strip_prefix("HTTP API on http://").and_then(|a| a.trim().parse().ok()) {
+                    match tx.take() {
+                        Some(tx) => {
+                            let _ = tx.send(addr);
+                        }
+                        // A later address: an adversary's node after a refresh.
+                        None => *lock(&reported.api) = Some(addr),
+                    }
                 }
                 let _ = std::io::Write::write_all(&mut *lock(&log), format!("{line}\n").as_bytes());
             }
@@ -338,43 +362,19 @@ impl Net {
         }
     }
 
-    async fn kill(&self, i: usize) {
+    /// SIGKILL (after a last traffic scrape) and stop following the node.
+    async fn kill_node(&self, i: usize) {
         let node = &self.nodes[i];
+        self.scrape(i).await;
         if let Some(mut c) = node.child.lock().await.take() {
             c.kill().await;
         }
         if let Some(t) = lock(&node.tracker).take() {
             t.abort();
         }
+        self.end_incarnation(i);
         node.incarnation.fetch_add(1, Ordering::Relaxed);
         node.down.store(true, Ordering::Relaxed);
-        if node.role.correct() {
-            self.shared.disrupted();
-        }
-        self.shared.event(format!("kill node {i} (SIGKILL)"));
-    }
-
-    async fn restart(&self, i: usize) {
-        if !self.nodes[i].down.load(Ordering::Relaxed) {
-            self.kill(i).await;
-        }
-        match self.spawn(i).await {
-            Ok(()) => self.shared.event(format!("restart node {i}")),
-            Err(e) => self.shared.event(format!("restart node {i} failed: {e:#}")),
-        }
-        if self.nodes[i].role.correct() {
-            self.shared.disrupted();
-        }
-    }
-
-    async fn pause(&self, i: usize, pause: bool) {
-        let node = &self.nodes[i];
-        if let Some(c) = node.child.lock().await.as_ref() {
-            c.signal(if pause { "-STOP" } else { "-CONT" });
-        }
-        node.paused.store(pause, Ordering::Relaxed);
-        self.shared.disrupted();
-        self.shared.event(format!("{} node {i} ({})", if pause { "pause" } else { "resume" }, if pause { "SIGSTOP" } else { "SIGCONT" }));
     }
 
     async fn control(&self, i: usize, line: &str) {
@@ -383,6 +383,27 @@ impl Net {
         }
         if line == "arm" {
             self.nodes[i].armed_at.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Reads node `i`'s traffic counters from its `/metrics` into its current-incarnation
+    /// record; a node that is down, paused or does not answer keeps its last scrape.
+    async fn scrape(&self, i: usize) {
+        let Some(addr) = self.nodes[i].api() else { return };
+        let request = self.http.get(format!("http://{addr}/metrics")).timeout(CALL_TIMEOUT).send();
+        let Ok(response) = request.await else { return };
+        if let Ok(text) = response.text().await {
+            *lock(&self.nodes[i].traffic_now) = traffic_from_metrics(&text);
+        }
+    }
+
+    /// Folds the current incarnation's last scrape into the finished ones (its counters are
+    /// about to start again from zero).
+    fn end_incarnation(&self, i: usize) {
+        let now = std::mem::take(&mut *lock(&self.nodes[i].traffic_now));
+        let mut done = lock(&self.nodes[i].traffic_done);
+        for (d, n) in done.iter_mut().zip(now) {
+            *d += n;
         }
     }
 
@@ -509,6 +530,108 @@ impl Net {
     }
 }
 
+impl FaultTarget for Net {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn correct(&self, i: usize) -> bool {
+        self.nodes[i].role.correct()
+    }
+
+    fn is_up(&self, i: usize) -> bool {
+        !self.nodes[i].down.load(Ordering::Relaxed)
+    }
+
+    async fn arm(&self, i: usize) {
+        self.control(i, "arm").await;
+    }
+
+    async fn disarm(&self, i: usize) {
+        self.control(i, "disarm").await;
+    }
+
+    /// The adversary restarts its node inside its process (same listen port and store) and
+    /// prints the new node's API address, which the stdout reader picks up.
+    async fn refresh(&self, i: usize, _cut: &[usize]) {
+        self.scrape(i).await;
+        self.end_incarnation(i);
+        self.control(i, "refresh").await;
+    }
+
+    async fn kill(&self, i: usize) {
+        self.kill_node(i).await;
+    }
+
+    /// Respawns the process. Its fixed port and the genesis bootstrap list mean it dials
+    /// every member, cut ones included; those refuse it (they block it), and the driver
+    /// blocks them on this side right after.
+    async fn start(&self, i: usize, _cut: &[usize]) -> anyhow::Result<()> {
+        self.spawn(i).await
+    }
+
+    async fn pause(&self, i: usize, paused: bool) {
+        if paused {
+            // A stopped process answers nothing; take its counters now.
+            self.scrape(i).await;
+        }
+        let node = &self.nodes[i];
+        if let Some(c) = node.child.lock().await.as_ref() {
+            c.signal(if paused { "-STOP" } else { "-CONT" });
+        }
+        node.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// `byzgossip` processes over HTTP; adversaries through a stdin line (a stopped
+    /// adversary reads it once resumed). A stopped or killed `byzgossip` is skipped; the
+    /// driver repairs its blocks when it comes back.
+    async fn block(&self, i: usize, peer: usize, block: bool) {
+        let (node, peer_id) = (&self.nodes[i], self.nodes[peer].peer_id);
+        let verb = if block { "block" } else { "unblock" };
+        if !node.role.correct() {
+            self.control(i, &format!("{verb} {peer_id}")).await;
+            return;
+        }
+        let Some(addr) = node.api() else { return };
+        let request = self.http.post(format!("http://{addr}/peers/{peer_id}/{verb}")).timeout(CALL_TIMEOUT).send();
+        match request.await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => self.shared.event(format!("{verb} at node {i} refused: {}", r.status())),
+            Err(e) => self.shared.event(format!("{verb} at node {i} failed: {e}")),
+        }
+    }
+
+    /// Nothing to do: members redial each other from the genesis bootstrap list (fixed
+    /// ports), and unblocking schedules the redial at once.
+    async fn reconnect(&self, _i: usize, _peer: usize) {}
+}
+
+/// Messages in, bytes in, messages out, bytes out from a node's Prometheus text: the sums
+/// over the `topic` label of the node's traffic counters.
+fn traffic_from_metrics(text: &str) -> [u64; 4] {
+    const NAMES: [&str; 4] = [
+        "byzgossip_received_messages_total",
+        "byzgossip_received_bytes_total",
+        "byzgossip_sent_messages_total",
+        "byzgossip_sent_bytes_total",
+    ];
+    let mut out = [0u64; 4];
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let name = series.split('{').next().unwrap_or(series);
+        if let Some(k) = NAMES.iter().position(|n| *n == name)
+            && let Ok(v) = value.trim().parse::<f64>()
+        {
+            out[k] += v as u64;
+        }
+    }
+    out
+}
+
 fn record_event(shared: &Shared, node: &Node, i: usize, incarnation: u32, v: &serde_json::Value) {
     let text = |v: &serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
     match v["type"].as_str() {
@@ -606,10 +729,13 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
     std::fs::write(&scenario_path, scenario.to_toml())?;
     let mut nodes = Vec::new();
     for (i, role) in roles.iter().enumerate() {
+        let key = Keypair::load(&key_paths[i])?;
+        let peer_id = byzgossip_node::identity::peer_id(&key.public()).context("peer id of an ed25519 key")?;
         nodes.push(Arc::new(Node {
             index: i,
             role: *role,
-            key: Keypair::load(&key_paths[i])?,
+            key,
+            peer_id,
             key_path: key_paths[i].clone(),
             data: options.dir.join(format!("data-{i}")),
             port: Some(base + i as u16),
@@ -621,6 +747,8 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
             armed_at: AtomicU64::new(0),
             cursor: AtomicU64::new(0),
             tracker: Mutex::new(None),
+            traffic_done: Mutex::new([0; 4]),
+            traffic_now: Mutex::new([0; 4]),
         }));
     }
     Ok(Arc::new(Net {
@@ -645,61 +773,11 @@ async fn run_net(net: &Arc<Net>) -> anyhow::Result<RunLog> {
     let t0_ms = now_ms();
     net.shared.t0.store(t0_ms, Ordering::Relaxed);
     net.shared.event(format!("start: {} processes, scenario {}", net.nodes.len(), sc.name));
-    let at = |s: f64| start + Duration::from_secs_f64(s.max(0.0));
-    let attack_start = at(t.warmup_s);
-    let attack_mid = at(t.warmup_s + t.attack_s / 2.0);
-    let attack_end = at(t.warmup_s + t.attack_s);
-    let load_end = at(t.warmup_s + t.attack_s + t.cooldown_s);
+    let load_end = start + Duration::from_secs_f64(t.warmup_s + t.attack_s + t.cooldown_s);
     let hard_end = load_end + Duration::from_secs_f64(t.drain_s);
     let workload = net.spawn_workload(load_end);
     let sampler = net.spawn_sampler();
-
-    enum Action {
-        Control(Vec<usize>, &'static str),
-        Fault(FaultKind, Vec<usize>),
-    }
-    let of_role = |role: Role| -> Vec<usize> { net.nodes.iter().filter(|s| s.role == role).map(|s| s.index).collect() };
-    let attackers: Vec<usize> = net.nodes.iter().filter(|s| !s.role.correct() && s.role != Role::CovertFlash).map(|s| s.index).collect();
-    let mut plan: Vec<(Instant, Action)> = Vec::new();
-    if !of_role(Role::Replay).is_empty() {
-        plan.push((attack_start, Action::Control(of_role(Role::Replay), "refresh")));
-    }
-    plan.push((attack_start, Action::Control(attackers.clone(), "arm")));
-    plan.push((attack_mid, Action::Control(of_role(Role::CovertFlash), "arm")));
-    for i in of_role(Role::CrashRestart) {
-        plan.push((attack_start, Action::Fault(FaultKind::Kill, vec![i])));
-        plan.push((attack_mid, Action::Fault(FaultKind::Restart, vec![i])));
-    }
-    for fault in &sc.faults {
-        plan.push((at(fault.time_s(t)), Action::Fault(fault.kind, fault.nodes.clone())));
-    }
-    let all_adversaries: Vec<usize> = net.nodes.iter().filter(|s| !s.role.correct()).map(|s| s.index).collect();
-    plan.push((attack_end, Action::Control(all_adversaries, "disarm")));
-    plan.sort_by_key(|(when, _)| *when);
-    for (when, action) in plan {
-        tokio::time::sleep_until(when).await;
-        match action {
-            Action::Control(nodes, line) => {
-                for &i in &nodes {
-                    net.control(i, line).await;
-                }
-                if !nodes.is_empty() {
-                    net.shared.event(format!("{line} {nodes:?}"));
-                }
-            }
-            Action::Fault(kind, nodes) => {
-                for i in nodes {
-                    match kind {
-                        FaultKind::Kill => net.kill(i).await,
-                        FaultKind::Restart => net.restart(i).await,
-                        FaultKind::Pause => net.pause(i, true).await,
-                        FaultKind::Resume => net.pause(i, false).await,
-                        FaultKind::Partition | FaultKind::Heal => {}
-                    }
-                }
-            }
-        }
-    }
+    timeline::run(net.as_ref(), timeline::plan(&sc), start).await;
     tokio::time::sleep_until(load_end).await;
     let _ = workload.await;
     let load_end_ms = now_ms();
@@ -711,6 +789,8 @@ async fn run_net(net: &Arc<Net>) -> anyhow::Result<RunLog> {
     let end_ms = now_ms();
     net.shared.event(if net.drained() { "drained".into() } else { "drain deadline reached".into() });
     sampler.abort();
+    // Last traffic scrape, while every process still runs.
+    futures::future::join_all((0..net.nodes.len()).map(|i| net.scrape(i))).await;
     Ok(collect(net, t0_ms, load_end_ms, end_ms))
 }
 
@@ -732,8 +812,15 @@ fn collect(net: &Net, t0_ms: u64, load_end_ms: u64, end_ms: u64) -> RunLog {
             }
         })
         .collect();
-    // Traffic counters live in the adversary processes; not collected in process mode.
-    let traffic = net.nodes.iter().map(|s| TrafficRecord { node: s.index, msgs_in: 0, bytes_in: 0, msgs_out: 0, bytes_out: 0 }).collect();
+    let traffic = net
+        .nodes
+        .iter()
+        .map(|s| {
+            let (done, now) = (*lock(&s.traffic_done), *lock(&s.traffic_now));
+            let total: Vec<u64> = done.iter().zip(now).map(|(d, n)| d + n).collect();
+            TrafficRecord { node: s.index, msgs_in: total[0], bytes_in: total[1], msgs_out: total[2], bytes_out: total[3] }
+        })
+        .collect();
     net.shared.log(sc, nodes, traffic, (t0_ms, load_end_ms, end_ms))
 }
 
@@ -755,8 +842,10 @@ pub struct AdversaryArgs {
 }
 
 /// The adversary process: a node with the role's interceptor, its HTTP API on 127.0.0.1:0
-/// (printed as `HTTP API on http://ADDR`), controlled by stdin lines `arm`, `disarm`,
-/// `refresh` (restart the node with fresh gossip caches, same store); end of stdin stops it.
+/// (printed as `HTTP API on http://ADDR`, again after each refresh), controlled by stdin
+/// lines `arm`, `disarm`, `refresh` (restart the node with fresh gossip caches, same store),
+/// `block PEER_ID` and `unblock PEER_ID` (the node's block by hand, as the HTTP API's
+/// `/peers/{id}/block`); end of stdin stops it, so it never outlives the testnet.
 pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
     let roles = scenario.roles();
@@ -819,11 +908,35 @@ pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
                 }
                 incarnation += 1;
                 match start(incarnation).await {
-                    Ok(h) => *lock(&cell) = Some(h),
+                    Ok(h) => {
+                        if let Some(api) = h.api_addr() {
+                            println!("HTTP API on http://{api}");
+                        }
+                        *lock(&cell) = Some(h);
+                    }
                     Err(e) => eprintln!("refresh failed: {e}"),
                 }
             }
-            _ => {}
+            other => {
+                let (block, peer) = match other.split_once(' ') {
+                    Some(("block", peer)) => (true, peer),
+                    Some(("unblock", peer)) => (false, peer),
+                    _ => {
+                        eprintln!("unknown control line {other:?}");
+                        continue;
+                    }
+                };
+                let Ok(peer) = peer.trim().parse::<libp2p::PeerId>() else {
+                    eprintln!("bad peer id in {other:?}");
+                    continue;
+                };
+                let node = current(&cell);
+                if let Some(node) = node
+                    && let Err(e) = tokio::time::timeout(CALL_TIMEOUT, node.disconnect(peer, block)).await.unwrap_or(Err(NodeError::Stopped))
+                {
+                    eprintln!("{other}: {e}");
+                }
+            }
         }
     }
     if let Some(d) = driver.take() {

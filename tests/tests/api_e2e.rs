@@ -1,6 +1,6 @@
 //! The HTTP API of a running node, over a real socket on 127.0.0.1.
 
-use byzgossip_e2e::{Committee, init_logs, start};
+use byzgossip_e2e::{Committee, eventually, init_logs, start};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -66,6 +66,58 @@ async fn http_api_status_broadcast_publish_deliveries_and_metrics() {
     assert!(body.contains("byzgossip_bracha_deliveries_total 1"), "{body}");
     assert!(body.contains("byzgossip_published_total"), "{body}");
     node.shutdown().await;
+}
+
+/// An operator's block by hand: `POST /peers/{id}/block` drops the connection (both ends see
+/// it go); `/unblock` lets the node's redialling of its bootstrap peer bring it back. Waits are bounded conditions on the nodes' status, never
+/// fixed sleeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_block_drops_a_peer_and_unblock_lets_it_back() {
+    init_logs();
+    let committee = Committee::new(2, 62);
+    let b = start(committee.config(1), &[]).await;
+    // `a` has `b` as its bootstrap peer, so it redials `b` whenever the link drops.
+    let mut config = committee.config(0);
+    config.api_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let a = start(config, &b.listen_addrs()).await;
+    let api = a.api_addr().expect("api");
+    let connected = |node: &byzgossip_node::NodeHandle, want: usize| {
+        let node = node.clone();
+        async move { node.status().await.is_ok_and(|s| s.connected_peers == want) }
+    };
+    let deadline = Duration::from_secs(10);
+    assert!(eventually(deadline, || connected(&a, 1)).await, "a and b never connected");
+
+    let (status, body) = http(api, "POST", &format!("/peers/{}/block", b.peer_id()), b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"blocked\":true"), "{body}");
+    assert!(eventually(deadline, || connected(&a, 0)).await, "blocking did not drop the connection at a");
+    assert!(eventually(deadline, || connected(&b, 0)).await, "blocking did not drop the connection at b");
+    let (status, body) = http(api, "POST", &format!("/peers/{}/unblock", b.peer_id()), b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"blocked\":false"), "{body}");
+    assert!(eventually(deadline, || connected(&a, 1)).await, "unblocking did not let the peer back");
+    assert!(eventually(deadline, || connected(&b, 1)).await, "b did not see the connection come back");
+
+    // A malformed peer id and the node's own id are refused.
+    let (status, body) = http(api, "POST", "/peers/not-a-peer-id/block", b"").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http(api, "POST", &format!("/peers/{}/block", a.peer_id()), b"").await;
+    assert_eq!(status, 400, "{body}");
+    // The bound on blocks by hand: MAX_OPERATOR_BLOCKS peers, then refused; blocking one
+    // already blocked is still fine.
+    let mut blocked = Vec::new();
+    for _ in 0..byzgossip_node::MAX_OPERATOR_BLOCKS {
+        let peer = libp2p::PeerId::random();
+        a.disconnect(peer, true).await.expect("under the bound");
+        blocked.push(peer);
+    }
+    assert!(matches!(a.disconnect(libp2p::PeerId::random(), true).await, Err(byzgossip_node::NodeError::Refused(_))));
+    a.disconnect(blocked[0], true).await.expect("already blocked");
+    a.disconnect(blocked[0], false).await.expect("unblock");
+    a.disconnect(libp2p::PeerId::random(), true).await.expect("room again");
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 fn hex_of(bytes: &[u8]) -> String {

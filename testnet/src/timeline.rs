@@ -1,0 +1,296 @@
+//! The fault timeline, shared by both runtimes: [`plan`] turns a scenario into timed
+//! [`Action`]s once, and [`run`] applies them to a [`FaultTarget`] (the in-process harness or
+//! the process runtime), logging every event and marking disruptions in one place. The
+//! runtimes only say how to kill, start, pause, arm or block one node; what happens when, and
+//! which links a partition or an eclipse cuts (also after a restart), is decided here, so the
+//! two runtimes cannot drift apart.
+//!
+//! # Cuts
+//! A partition or an eclipse cuts pairs of nodes: each side blocks the other by peer id (the
+//! node's block by hand, [`byzgossip_node::NodeHandle::disconnect`] or the HTTP API's
+//! `/peers/{id}/block`). The driver keeps the set of cut pairs. Whenever a node comes back
+//! (restart, refresh, resume) its block list is made to match that set again: a restarted
+//! node has lost its blocks, and a paused process could not take the blocks or unblocks made
+//! while it was stopped.
+
+use crate::recorder::Shared;
+use crate::scenario::{FaultKind, Role, Scenario};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One step of the timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Restart these adversaries with fresh gossip caches (same store), so the envelopes a
+    /// replayer captured can be published again.
+    Refresh(Vec<usize>),
+    /// Arm these nodes' attacks (and start their drivers).
+    Arm(Vec<usize>),
+    /// Disarm these nodes (the attack window ends).
+    Disarm(Vec<usize>),
+    /// A fault from the scenario or a role (crash-restart) on these nodes.
+    Fault(FaultKind, Vec<usize>),
+    /// Cut the first group from the second (partition, eclipse).
+    Cut(Vec<usize>, Vec<usize>),
+    /// Heal every cut that touches this node (the end of an eclipse).
+    HealNode(usize),
+}
+
+/// The timeline of `scenario` as (seconds from the start, action), in time order; actions
+/// due at the same time keep the order below.
+pub(crate) fn plan(scenario: &Scenario) -> Vec<(f64, Action)> {
+    let t = &scenario.timeline;
+    let roles = scenario.roles();
+    let of_role = |role: Role| -> Vec<usize> { (0..roles.len()).filter(|i| roles[*i] == role).collect() };
+    let attack_start = t.warmup_s;
+    let attack_mid = t.warmup_s + t.attack_s / 2.0;
+    let attack_end = t.warmup_s + t.attack_s;
+    let mut plan = Vec::new();
+    let replayers = of_role(Role::Replay);
+    if !replayers.is_empty() {
+        plan.push((attack_start, Action::Refresh(replayers)));
+    }
+    // A covert flash behaves honestly until the middle of the window.
+    let attackers: Vec<usize> = (0..roles.len()).filter(|i| !roles[*i].correct() && roles[*i] != Role::CovertFlash).collect();
+    plan.push((attack_start, Action::Arm(attackers)));
+    plan.push((attack_mid, Action::Arm(of_role(Role::CovertFlash))));
+    for i in of_role(Role::CrashRestart) {
+        plan.push((attack_start, Action::Fault(FaultKind::Kill, vec![i])));
+        plan.push((attack_mid, Action::Fault(FaultKind::Restart, vec![i])));
+    }
+    // Eclipse: the victim is cut from everyone but the eclipsers for the attack window.
+    let eclipsers = of_role(Role::Eclipse);
+    if !eclipsers.is_empty() {
+        let victim = scenario.attack.victim;
+        let others: Vec<usize> = (0..roles.len()).filter(|i| roles[*i] != Role::Eclipse && *i != victim).collect();
+        plan.push((attack_start, Action::Cut(vec![victim], others)));
+        plan.push((attack_end, Action::HealNode(victim)));
+    }
+    for fault in &scenario.faults {
+        let action = match fault.kind {
+            FaultKind::Partition => {
+                let others: Vec<usize> = (0..roles.len()).filter(|i| !fault.nodes.contains(i)).collect();
+                Action::Cut(fault.nodes.clone(), others)
+            }
+            kind => Action::Fault(kind, fault.nodes.clone()),
+        };
+        plan.push((fault.time_s(t).max(0.0), action));
+    }
+    let adversaries: Vec<usize> = (0..roles.len()).filter(|i| !roles[*i].correct()).collect();
+    plan.push((attack_end, Action::Disarm(adversaries)));
+    plan.sort_by(|a, b| a.0.total_cmp(&b.0));
+    plan
+}
+
+/// What a runtime does to one node. Every method is best effort: a node that is down (or, in
+/// process mode, stopped by SIGSTOP) is skipped, and the driver repairs block lists when the
+/// node comes back. Methods log nothing; the driver records the events.
+pub(crate) trait FaultTarget {
+    /// The run's records (events, disruptions).
+    fn shared(&self) -> &Shared;
+    /// Nodes in the run.
+    fn len(&self) -> usize;
+    /// Whether node `i` follows the protocol (its disruptions move the totality deadline).
+    fn correct(&self, i: usize) -> bool;
+    /// Whether node `i` is running (not killed).
+    fn is_up(&self, i: usize) -> bool;
+    /// Arms node `i`'s attack and starts its driver.
+    async fn arm(&self, i: usize);
+    /// Disarms node `i` and stops its driver.
+    async fn disarm(&self, i: usize);
+    /// Restarts adversary `i` with fresh gossip caches and the same store; `cut` are the
+    /// nodes it is cut from (not to be dialled).
+    async fn refresh(&self, i: usize, cut: &[usize]);
+    /// Kills node `i` without any shutdown step.
+    async fn kill(&self, i: usize);
+    /// Starts killed node `i` again from its store; `cut` are the nodes it is cut from (not
+    /// to be dialled).
+    async fn start(&self, i: usize, cut: &[usize]) -> anyhow::Result<()>;
+    /// Pauses (stops sending and processing) or resumes node `i`.
+    async fn pause(&self, i: usize, paused: bool);
+    /// Makes node `i` block (or stop blocking) node `peer`: one direction of a cut.
+    async fn block(&self, i: usize, peer: usize, block: bool);
+    /// Asks node `i` to dial `peer` after a heal, where its own redialling would not.
+    async fn reconnect(&self, i: usize, peer: usize);
+}
+
+/// The cut pairs, both orders normalised to `(low, high)`.
+#[derive(Default)]
+struct Cuts(HashSet<(usize, usize)>);
+
+impl Cuts {
+    fn key(a: usize, b: usize) -> (usize, usize) {
+        (a.min(b), a.max(b))
+    }
+    fn peers_of(&self, i: usize) -> Vec<usize> {
+        let mut peers: Vec<usize> =
+            self.0.iter().filter_map(|&(a, b)| if a == i { Some(b) } else if b == i { Some(a) } else { None }).collect();
+        peers.sort_unstable();
+        peers
+    }
+}
+
+/// Applies `plan` to `target`, each action at `start` plus its offset; returns once the last
+/// action is applied.
+pub(crate) async fn run<T: FaultTarget>(target: &T, plan: Vec<(f64, Action)>, start: Instant) {
+    let mut cuts = Cuts::default();
+    for (at_s, action) in plan {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(at_s)).await;
+        apply(target, &mut cuts, action).await;
+    }
+}
+
+async fn apply<T: FaultTarget>(target: &T, cuts: &mut Cuts, action: Action) {
+    let shared = target.shared();
+    match action {
+        Action::Arm(nodes) => {
+            for &i in &nodes {
+                target.arm(i).await;
+            }
+            if !nodes.is_empty() {
+                shared.event(format!("arm {nodes:?}"));
+            }
+        }
+        Action::Disarm(nodes) => {
+            for &i in &nodes {
+                target.disarm(i).await;
+            }
+            shared.event("attack window ends".into());
+        }
+        Action::Refresh(nodes) => {
+            for i in nodes {
+                target.refresh(i, &cuts.peers_of(i)).await;
+                sync_blocks(target, cuts, i).await;
+                shared.event(format!("refresh node {i} (fresh gossip caches)"));
+            }
+        }
+        Action::Fault(FaultKind::Heal, _) => heal(target, cuts, None).await,
+        Action::Fault(FaultKind::Partition, side) => {
+            // [`plan`] already turns partitions into cuts; kept for actions made elsewhere.
+            let others: Vec<usize> = (0..target.len()).filter(|i| !side.contains(i)).collect();
+            cut(target, cuts, &side, &others).await;
+        }
+        Action::Fault(kind, nodes) => {
+            for i in nodes {
+                match kind {
+                    FaultKind::Kill => kill(target, i).await,
+                    FaultKind::Restart => {
+                        if target.is_up(i) {
+                            kill(target, i).await;
+                        }
+                        match target.start(i, &cuts.peers_of(i)).await {
+                            Ok(()) => shared.event(format!("restart node {i}")),
+                            Err(e) => shared.event(format!("restart node {i} failed: {e:#}")),
+                        }
+                        sync_blocks(target, cuts, i).await;
+                        if target.correct(i) {
+                            shared.disrupted();
+                        }
+                    }
+                    FaultKind::Pause | FaultKind::Resume => {
+                        let paused = kind == FaultKind::Pause;
+                        target.pause(i, paused).await;
+                        if !paused {
+                            sync_blocks(target, cuts, i).await;
+                        }
+                        shared.disrupted();
+                        shared.event(format!("{} node {i}", if paused { "pause" } else { "resume" }));
+                    }
+                    // Whole-fault actions, matched above.
+                    FaultKind::Partition | FaultKind::Heal => {}
+                }
+            }
+        }
+        Action::Cut(side, others) => cut(target, cuts, &side, &others).await,
+        Action::HealNode(i) => heal(target, cuts, Some(i)).await,
+    }
+}
+
+/// Cuts every node of `side` from every node of `others`, both ways.
+async fn cut<T: FaultTarget>(target: &T, cuts: &mut Cuts, side: &[usize], others: &[usize]) {
+    let mut blocks = Vec::new();
+    for &a in side {
+        for &b in others {
+            if a != b && cuts.0.insert(Cuts::key(a, b)) {
+                blocks.push((a, b, true));
+                blocks.push((b, a, true));
+            }
+        }
+    }
+    apply_blocks(target, blocks).await;
+    target.shared().disrupted();
+    target.shared().event(format!("partition {side:?} | {others:?}"));
+}
+
+async fn kill<T: FaultTarget>(target: &T, i: usize) {
+    target.kill(i).await;
+    if target.correct(i) {
+        target.shared().disrupted();
+    }
+    target.shared().event(format!("kill node {i}"));
+}
+
+/// Undoes the cuts (all, or those touching `only`) and reconnects each healed pair.
+async fn heal<T: FaultTarget>(target: &T, cuts: &mut Cuts, only: Option<usize>) {
+    let mut healed: Vec<(usize, usize)> = cuts.0.iter().copied().filter(|(a, b)| only.is_none_or(|o| *a == o || *b == o)).collect();
+    healed.sort_unstable();
+    for pair in &healed {
+        cuts.0.remove(pair);
+    }
+    apply_blocks(target, healed.iter().flat_map(|&(a, b)| [(a, b, false), (b, a, false)]).collect()).await;
+    futures::future::join_all(healed.iter().map(|&(a, b)| target.reconnect(a, b))).await;
+    target.shared().disrupted();
+    target.shared().event(format!("heal {} pairs", healed.len()));
+}
+
+/// Makes node `i`'s blocks match the cut set, on both ends of its cuts (after a restart or a
+/// resume). Unblocking a peer that is not blocked is a no-op in the node.
+async fn sync_blocks<T: FaultTarget>(target: &T, cuts: &Cuts, i: usize) {
+    let cut = cuts.peers_of(i);
+    let mut blocks = Vec::new();
+    for j in (0..target.len()).filter(|j| *j != i) {
+        let blocked = cut.contains(&j);
+        blocks.push((i, j, blocked));
+        if blocked {
+            blocks.push((j, i, true));
+        }
+    }
+    apply_blocks(target, blocks).await;
+}
+
+/// Applies `(node, peer, block)` changes concurrently: a cut of k by m nodes is 2km calls,
+/// and one after the other (tens of ms each over HTTP) they would stretch the moment a
+/// partition takes effect over most of a second.
+async fn apply_blocks<T: FaultTarget>(target: &T, blocks: Vec<(usize, usize, bool)>) {
+    futures::future::join_all(blocks.into_iter().map(|(i, peer, block)| target.block(i, peer, block))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset;
+
+    #[test]
+    fn partition_preset_cuts_one_side_from_the_rest_then_heals() {
+        let s = preset("partition", 7).expect("preset");
+        let plan = plan(&s);
+        let cut = plan.iter().find_map(|(t, a)| match a {
+            Action::Cut(side, others) => Some((*t, side.clone(), others.clone())),
+            _ => None,
+        });
+        assert_eq!(cut, Some((s.timeline.warmup_s, vec![0, 1, 2], vec![3, 4, 5, 6])));
+        let heal = plan.iter().find(|(_, a)| *a == Action::Fault(FaultKind::Heal, vec![])).map(|(t, _)| *t);
+        assert_eq!(heal, Some(s.timeline.warmup_s + s.timeline.attack_s));
+        assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0), "in time order");
+    }
+
+    #[test]
+    fn eclipse_cuts_the_victim_from_honest_nodes_only() {
+        let s = preset("eclipse", 7).expect("preset");
+        let plan = plan(&s);
+        // Seats 0..5 honest, 5 and 6 eclipsers; the victim is 0.
+        assert!(plan.contains(&(s.timeline.warmup_s, Action::Cut(vec![0], vec![1, 2, 3, 4]))), "{plan:?}");
+        assert!(plan.contains(&(s.timeline.warmup_s + s.timeline.attack_s, Action::HealNode(0))), "{plan:?}");
+    }
+}
