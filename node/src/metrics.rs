@@ -52,6 +52,10 @@ pub struct Metrics {
     pub sent: Family<Labels, Counter>,
     /// Bytes of those messages, by `topic`.
     pub sent_bytes: Family<Labels, Counter>,
+    /// Accepted messages this node processed but did not let gossipsub forward, because
+    /// they came straight from their signer and this node is not one of its designated
+    /// relays (`network::relays_direct`).
+    pub relay_skipped: Counter,
 }
 
 impl Metrics {
@@ -75,6 +79,7 @@ impl Metrics {
             received_bytes: Family::default(),
             sent: Family::default(),
             sent_bytes: Family::default(),
+            relay_skipped: Counter::default(),
         };
         registry.register("messages", "Messages received by kind and outcome", m.messages.clone());
         registry.register("rejections", "Rejections with blame by reason", m.rejections.clone());
@@ -90,6 +95,7 @@ impl Metrics {
         registry.register("received_messages", "Gossipsub messages received, before admission, by topic", m.received.clone());
         registry.register("received_bytes", "Bytes of gossipsub messages received, by topic", m.received_bytes.clone());
         registry.register("sent_messages", "Messages handed to gossipsub to publish, by topic", m.sent.clone());
+        registry.register("relay_skipped", "Accepted messages not forwarded: direct from the signer, not a designated relay", m.relay_skipped.clone());
         registry.register("sent_bytes", "Bytes of messages handed to gossipsub to publish, by topic", m.sent_bytes.clone());
         (m, registry)
     }

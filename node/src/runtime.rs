@@ -51,8 +51,13 @@ pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// First retransmission delay of an own message; doubles up to [`RETRANSMIT_MAX`].
+/// Shortest first retransmission delay of an own message; doubles up to [`RETRANSMIT_MAX`].
+/// The first delay is [`RETRANSMIT_LATENCY_FACTOR`] times the recent delivery latency when
+/// that is longer: under load every instance is slow, nothing was lost, and a retransmission
+/// would only be one more signature for every peer to check.
 const RETRANSMIT_FIRST: Duration = Duration::from_millis(2000);
+/// The first retransmission waits at least this many times the smoothed delivery latency.
+const RETRANSMIT_LATENCY_FACTOR: u32 = 3;
 /// Longest retransmission interval: an instance stalled by a burst of loss resumes within
 /// this long after the loss ends.
 const RETRANSMIT_MAX: Duration = Duration::from_secs(8);
@@ -284,6 +289,9 @@ struct Runtime {
     sync_requests: HashMap<OutboundRequestId, SyncPurpose>,
     retransmit: HashMap<(InstanceId, Kind), Retransmit>,
     first_seen: HashMap<InstanceId, Instant>,
+    /// Smoothed (1/8 weight per sample) first-sight-to-delivery latency, for the first
+    /// retransmission delay.
+    latency_ewma: Duration,
     listen: Vec<Multiaddr>,
     max_message_len: usize,
     max_value_len: usize,
@@ -378,6 +386,7 @@ pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError>
         sync_requests: HashMap::new(),
         retransmit: HashMap::new(),
         first_seen: HashMap::new(),
+        latency_ewma: Duration::ZERO,
         listen: listen.clone(),
         max_message_len: config.admission.max_message_len,
         max_value_len: config.bracha.max_value_len,
@@ -806,7 +815,7 @@ impl Runtime {
         let pending = match self.admission.precheck(from, &message.data, now) {
             Ok(pending) => pending,
             Err(verdict) => {
-                self.finish_verdict(&id, &source, "unknown", verdict, received);
+                self.finish_verdict(&id, &source, "unknown", verdict, received, true);
                 return;
             }
         };
@@ -840,26 +849,49 @@ impl Runtime {
     async fn on_verified(&mut self, VerifyResult { job, result }: VerifyResult) {
         self.verifier.done(&job);
         let kind = job.pending.envelope().header().kind.label();
+        let relay = self.relays(job.pending.envelope().header(), &job.source);
         let verdict = self.admission.complete(job.pending, result, now_ms());
         let accepted = match &verdict {
             Verdict::Accept(envelope) => Some(envelope.clone()),
             _ => None,
         };
-        self.finish_verdict(&job.gossip_id, &job.source, kind, verdict, job.received);
+        self.finish_verdict(&job.gossip_id, &job.source, kind, verdict, job.received, relay);
         if let Some(envelope) = accepted {
             self.on_admitted(envelope).await;
         }
     }
 
-    /// Reports a verdict to gossipsub, counts it, logs it, and applies status changes.
-    fn finish_verdict(&mut self, id: &gossipsub::MessageId, source: &PeerId, kind: &str, verdict: Verdict, received: Instant) {
+    /// Whether gossipsub may forward an accepted message with this header that arrived from
+    /// `source`: always, unless it came straight from its signer, a committee member, in
+    /// which case only the signer's designated relays forward it ([`network::relays_direct`]).
+    fn relays(&self, header: &byzgossip_crypto::Header, source: &PeerId) -> bool {
+        if identity::public_key(source) != Some(header.origin) {
+            return true;
+        }
+        match (self.committee.index_of(&header.origin), self.committee.index_of(&self.me)) {
+            (Some(signer), Some(me)) => network::relays_direct(self.committee.n(), signer, me),
+            _ => true,
+        }
+    }
+
+    /// Reports a verdict to gossipsub (an `Accept` this node does not relay goes to gossipsub
+    /// as `Ignore`: processed here, not forwarded), counts it, logs it, and applies status
+    /// changes.
+    fn finish_verdict(&mut self, id: &gossipsub::MessageId, source: &PeerId, kind: &str, verdict: Verdict, received: Instant, relay: bool) {
         self.metrics.admission_seconds.observe(received.elapsed().as_secs_f64());
         self.metrics.message(kind, verdict.label());
         if let Verdict::Reject(reason, blame) = &verdict {
             Metrics::inc(&self.metrics.rejections, "reason", reason.label());
             tracing::debug!(reason = reason.label(), ?blame, %source, "message rejected");
         }
-        self.report(id, source, verdict.acceptance());
+        let acceptance = match verdict.acceptance() {
+            Acceptance::Accept if !relay => {
+                self.metrics.relay_skipped.inc();
+                Acceptance::Ignore
+            }
+            other => other,
+        };
+        self.report(id, source, acceptance);
         self.drain_status_changes();
     }
 
@@ -994,7 +1026,8 @@ impl Runtime {
                 }
             };
             self.publish_envelope(self.topics.bracha(), &envelope);
-            self.retransmit.insert((instance, kind), Retransmit { envelope, next_at: Instant::now() + RETRANSMIT_FIRST, interval: RETRANSMIT_FIRST });
+            let first = self.retransmit_first();
+            self.retransmit.insert((instance, kind), Retransmit { envelope, next_at: Instant::now() + first, interval: first });
         }
         for fetch in step.fetches {
             let candidates: Vec<PeerId> = fetch
@@ -1025,7 +1058,9 @@ impl Runtime {
                 Ok(Appended::New(cursor)) => {
                     self.metrics.bracha_deliveries.inc();
                     if let Some(start) = self.first_seen.remove(&delivery.instance) {
-                        self.metrics.bracha_latency_seconds.observe(start.elapsed().as_secs_f64());
+                        let latency = start.elapsed();
+                        self.metrics.bracha_latency_seconds.observe(latency.as_secs_f64());
+                        self.latency_ewma = (self.latency_ewma * 7 + latency) / 8;
                     }
                     tracing::debug!(instance = ?delivery.instance, cursor, "delivered");
                     let _ = self.events.send(DeliveryEvent::Bracha(Delivered {
@@ -1108,6 +1143,12 @@ impl Runtime {
     /// Re-signs and republishes own messages of instances not yet delivered here. Entries of
     /// instances the Bracha machine no longer holds open (delivered, or below a watermark)
     /// are dropped, so the map stays within the machine's windows.
+    /// The first retransmission delay: [`RETRANSMIT_FIRST`], or longer when deliveries are
+    /// slow ([`RETRANSMIT_LATENCY_FACTOR`]), at most [`RETRANSMIT_MAX`].
+    fn retransmit_first(&self) -> Duration {
+        (self.latency_ewma * RETRANSMIT_LATENCY_FACTOR).clamp(RETRANSMIT_FIRST, RETRANSMIT_MAX)
+    }
+
     fn retransmit_due(&mut self) {
         if let Some(bracha) = self.bracha.as_ref() {
             self.retransmit.retain(|(instance, _), _| {
