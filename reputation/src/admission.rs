@@ -407,10 +407,12 @@ impl Admission {
         }
         match self.guard.insert_verified(&envelope, now_ms, mode) {
             ReplayOutcome::Fresh => {
-                // The origin's own gossip budget, charged now that its signature is proven.
+                // The origin's own gossip budget, charged now that its signature is proven
+                // (unless it came straight from the origin: charged at precheck, step 5b).
                 // The id stays in the seen-set, so other copies are dropped cheaply.
                 let origin = envelope.origin();
                 if envelope.header().kind == Kind::Gossip
+                    && from != origin
                     && !self.reputation.allow_origin(origin, self.config.message_cost, now_ms)
                 {
                     self.record_internal(origin, Event::Flood, now_ms);
@@ -569,6 +571,18 @@ impl Admission {
         if !self.reputation.allow(from, self.config.message_cost, now_ms) {
             self.record_internal(from, Event::Flood, now_ms);
             return Err(Verdict::Ignore(IgnoreReason::RateLimited));
+        }
+        // 5b. Gossip straight from its origin (the forwarder is the signer, authenticated by
+        // the transport, so nobody else can spend this budget) is charged to the origin
+        // budget now, before any signature work. Charged only after verification, a flood
+        // faster than this node can verify would mostly be dropped unverified from a full
+        // queue, never charged, and never convicted, while it still cost us the decode.
+        if header.kind == Kind::Gossip
+            && from == header.origin
+            && !self.reputation.allow_origin(from, self.config.message_cost, now_ms)
+        {
+            self.record_internal(from, Event::Flood, now_ms);
+            return Err(Verdict::Ignore(IgnoreReason::OriginRateLimited));
         }
         if status == PeerStatus::Graylisted {
             return Err(Verdict::Ignore(IgnoreReason::Graylisted));

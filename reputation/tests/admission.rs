@@ -214,6 +214,36 @@ fn origin_budget_blames_the_flooding_origin_not_its_relays() {
     assert_eq!(ignore(&adm.admit(net.key(3), &net.gossip(net.member(0), 7, T0), T0)), Some(IgnoreReason::Duplicate));
 }
 
+/// Gossip straight from its origin is charged at precheck, before any signature work (a
+/// flood faster than verification is still charged and convicted), and exactly once.
+#[test]
+fn direct_gossip_is_charged_to_its_origin_before_verification_and_once() {
+    let net = Net::new(4);
+    let config = AdmissionConfig {
+        reputation: ReputationConfig {
+            budget: byzgossip_reputation::BudgetConfig {
+                origin_base_rate_per_s: 1.0,
+                origin_trusted_rate_per_s: 1.0,
+                origin_base_burst: 3.0,
+                origin_trusted_burst: 3.0,
+                ..byzgossip_reputation::BudgetConfig::default()
+            },
+            ..ReputationConfig::default()
+        },
+        ..AdmissionConfig::default()
+    };
+    let mut adm = net.admission(config.clone(), GossipPolicy::Committee);
+    let origin = net.key(0);
+    let prechecks: Vec<bool> =
+        (0..8).map(|s| adm.precheck(origin, &net.gossip(net.member(0), s, T0), T0).is_ok()).collect();
+    assert_eq!(prechecks, [true, true, true, false, false, false, false, false], "over budget before any verification");
+    assert!(adm.reputation().score(&origin, T0) < 0.0, "the flooding origin pays");
+    // Full admission of direct gossip: the budget of 3 admits 3 (a double charge would admit 1).
+    let mut adm = net.admission(config, GossipPolicy::Committee);
+    let accepted = (0..8).filter(|&s| adm.admit(origin, &net.gossip(net.member(0), s, T0), T0).acceptance() == Acceptance::Accept).count();
+    assert_eq!(accepted, 3);
+}
+
 /// A forwarder that keeps flooding after being graylisted goes on paying and is banned.
 #[test]
 fn a_graylisted_flooder_escalates_to_a_ban() {
