@@ -171,12 +171,9 @@ fn reputation_gate_graylisted_banned_excluded_and_rate_limited() {
     assert!(adm.reputation().score(&net.key(1), T0) < 0.5, "floods cost");
 }
 
-/// An origin's own gossip budget: charged to the verified origin whoever relays it, never to
-/// honest relays, never by forgeries in an honest origin's name.
-#[test]
-fn origin_budget_blames_the_flooding_origin_not_its_relays() {
-    let net = Net::new(4);
-    let config = AdmissionConfig {
+/// Admission with an origin gossip budget of 3 messages (refilled at 1/s, whatever the trust).
+fn origin_budget_of_three() -> AdmissionConfig {
+    AdmissionConfig {
         reputation: ReputationConfig {
             budget: byzgossip_reputation::BudgetConfig {
                 origin_base_rate_per_s: 1.0,
@@ -188,7 +185,15 @@ fn origin_budget_blames_the_flooding_origin_not_its_relays() {
             ..ReputationConfig::default()
         },
         ..AdmissionConfig::default()
-    };
+    }
+}
+
+/// An origin's own gossip budget: charged to the verified origin whoever relays it, never to
+/// honest relays, never by forgeries in an honest origin's name.
+#[test]
+fn origin_budget_blames_the_flooding_origin_not_its_relays() {
+    let net = Net::new(4);
+    let config = origin_budget_of_three();
     let mut adm = net.admission(config, GossipPolicy::Committee);
     // Forgeries in member 2's name first: they must not spend member 2's budget.
     let forger = byzgossip_crypto::PublicKey([77; 32]);
@@ -219,19 +224,7 @@ fn origin_budget_blames_the_flooding_origin_not_its_relays() {
 #[test]
 fn direct_gossip_is_charged_to_its_origin_before_verification_and_once() {
     let net = Net::new(4);
-    let config = AdmissionConfig {
-        reputation: ReputationConfig {
-            budget: byzgossip_reputation::BudgetConfig {
-                origin_base_rate_per_s: 1.0,
-                origin_trusted_rate_per_s: 1.0,
-                origin_base_burst: 3.0,
-                origin_trusted_burst: 3.0,
-                ..byzgossip_reputation::BudgetConfig::default()
-            },
-            ..ReputationConfig::default()
-        },
-        ..AdmissionConfig::default()
-    };
+    let config = origin_budget_of_three();
     let mut adm = net.admission(config.clone(), GossipPolicy::Committee);
     let origin = net.key(0);
     let prechecks: Vec<bool> =

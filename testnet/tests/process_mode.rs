@@ -87,10 +87,7 @@ fn read_json(path: &Path) -> serde_json::Value {
 #[test]
 fn baseline_runs_as_processes_at_n4() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(byzgossip) = build_byzgossip() else {
-        eprintln!("SKIPPED: no byzgossip binary next to the testnet binary and it could not be built");
-        return;
-    };
+    let byzgossip = build_byzgossip().expect("the byzgossip binary (same workspace) must build");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let (ok, stdout) = run_scenario("process", "baseline", &byzgossip, &out);
@@ -114,10 +111,7 @@ fn baseline_runs_as_processes_at_n4() {
 #[test]
 fn partition_has_the_same_verdict_as_processes_and_in_process() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(byzgossip) = build_byzgossip() else {
-        eprintln!("SKIPPED: no byzgossip binary next to the testnet binary and it could not be built");
-        return;
-    };
+    let byzgossip = build_byzgossip().expect("the byzgossip binary (same workspace) must build");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut verdicts = Vec::new();
     for runtime in ["process", "in-process"] {
@@ -174,10 +168,7 @@ fn children_under(dir: &Path) -> Vec<String> {
 #[cfg(target_os = "linux")]
 fn children_exit_when_the_testnet_is_killed() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(byzgossip) = build_byzgossip() else {
-        eprintln!("SKIPPED: no byzgossip binary next to the testnet binary and it could not be built");
-        return;
-    };
+    let byzgossip = build_byzgossip().expect("the byzgossip binary (same workspace) must build");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     // Silent: honest `byzgossip` processes and one adversary process.
