@@ -8,6 +8,11 @@
 //! -> Bracha / gossip delivery. When the queue is full the message is answered `Ignore` at
 //! once: no unbounded backlog, and gossip or sync brings an honest message back.
 //!
+//! An interceptor may ask to delay a received message or sync response
+//! ([`Inbound::Delay`]): it is parked (bounded by [`MAX_PARKED`] and [`MAX_PARKED_BYTES`],
+//! beyond which it is dropped as `Ignore`) and taken up again by the event loop when due,
+//! which never blocks meanwhile. Without an interceptor nothing is ever parked.
+//!
 //! # Durability order
 //! A broadcast's seq is reserved in storage before its SEND is signed; every own SEND, ECHO
 //! and READY is stored before it is published (if one is already stored for that slot, the
@@ -26,7 +31,7 @@ use crate::handle::{
     Command, Delivered, DeliveryEvent, EVENT_BUFFER, GossipMessage, NodeBuilder, NodeError, NodeHandle, NodeInfo,
     PeerInfo, RawTopic, Status,
 };
-use crate::hooks::{Inbound, Interceptor};
+use crate::hooks::{Inbound, Interceptor, MAX_PARKED, MAX_PARKED_BYTES};
 use crate::identity;
 use crate::metrics::Metrics;
 use crate::network::{self, Behaviour, BehaviourEvent, Topics};
@@ -41,7 +46,8 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm, gossipsub};
 use rand::seq::IndexedRandom;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc};
@@ -254,6 +260,104 @@ enum SyncPurpose {
     Value { instance: InstanceId },
 }
 
+/// Received messages an interceptor asked to delay ([`Inbound::Delay`]), released in due
+/// order (ties in arrival order). At most `max_items` items and `max_bytes` bytes
+/// ([`MAX_PARKED`], [`MAX_PARKED_BYTES`] in the node); [`Parked::park`] refuses beyond.
+struct Parked<T> {
+    heap: BinaryHeap<Reverse<ParkedEntry<T>>>,
+    bytes: usize,
+    arrivals: u64,
+    max_items: usize,
+    max_bytes: usize,
+}
+
+struct ParkedEntry<T> {
+    due: Instant,
+    arrival: u64,
+    bytes: usize,
+    item: T,
+}
+
+impl<T> PartialEq for ParkedEntry<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.arrival) == (other.due, other.arrival)
+    }
+}
+impl<T> Eq for ParkedEntry<T> {}
+impl<T> PartialOrd for ParkedEntry<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for ParkedEntry<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.arrival).cmp(&(other.due, other.arrival))
+    }
+}
+
+impl<T> Parked<T> {
+    fn new(max_items: usize, max_bytes: usize) -> Self {
+        Parked { heap: BinaryHeap::new(), bytes: 0, arrivals: 0, max_items, max_bytes }
+    }
+
+    /// Holds `item` (of `bytes` bytes) until `due`; gives it back when the set is full.
+    fn park(&mut self, due: Instant, bytes: usize, item: T) -> Result<(), T> {
+        if self.heap.len() >= self.max_items || self.bytes.saturating_add(bytes) > self.max_bytes {
+            return Err(item);
+        }
+        self.arrivals += 1;
+        self.bytes += bytes;
+        self.heap.push(Reverse(ParkedEntry { due, arrival: self.arrivals, bytes, item }));
+        Ok(())
+    }
+
+    /// When the next item is due, if any is held.
+    fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(e)| e.due)
+    }
+
+    /// The next item due by `now`.
+    fn pop_due(&mut self, now: Instant) -> Option<T> {
+        if self.next_due()? > now {
+            return None;
+        }
+        let Reverse(entry) = self.heap.pop()?;
+        self.bytes -= entry.bytes;
+        Some(entry.item)
+    }
+
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+}
+
+/// A received message held for [`Inbound::Delay`].
+enum ParkedInbound {
+    /// A gossipsub message, admitted when due.
+    Gossip { source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message, received: Instant },
+    /// A response to one of our sync requests, applied when due.
+    Sync { peer: PeerId, purpose: Option<SyncPurpose>, response: SyncResponse },
+}
+
+/// Sleeps until `at`, or forever when nothing is parked.
+async fn wake_at(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Bytes a sync response carries (for the parked bytes bound).
+fn sync_response_len(response: &SyncResponse) -> usize {
+    match response {
+        SyncResponse::Catchup { deliveries, gossip } => {
+            deliveries.iter().map(|d| d.certificate.len() + d.value.len()).sum::<usize>()
+                + gossip.iter().map(|g| g.len()).sum::<usize>()
+        }
+        SyncResponse::Value(value) => value.as_ref().map_or(0, |v| v.len()),
+    }
+}
+
 /// Own messages to retransmit until their instance is delivered here.
 struct Retransmit {
     envelope: Envelope,
@@ -275,6 +379,8 @@ struct Runtime {
     metrics: Metrics,
     libp2p_metrics: libp2p::metrics::Metrics,
     interceptor: Option<Box<dyn Interceptor>>,
+    /// Received messages the interceptor delayed (empty without an interceptor).
+    parked: Parked<ParkedInbound>,
     verifier: Verifier,
     subscribed: HashSet<String>,
     recent_gossip: RecentGossip,
@@ -375,6 +481,7 @@ pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError>
         metrics: metrics.clone(),
         libp2p_metrics,
         interceptor,
+        parked: Parked::new(MAX_PARKED, MAX_PARKED_BYTES),
         verifier,
         subscribed,
         recent_gossip: RecentGossip::default(),
@@ -524,6 +631,7 @@ impl Runtime {
         let mut sync_timer = tokio::time::interval(sync_interval);
         sync_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            let parked_due = self.parked.next_due();
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
                 command = commands.recv() => match command {
@@ -537,6 +645,7 @@ impl Runtime {
                 Some(result) = results.recv() => self.on_verified(result).await,
                 _ = ticker.tick() => self.on_tick().await,
                 _ = sync_timer.tick() => self.start_sync(),
+                () = wake_at(parked_due) => self.release_parked().await,
             }
         }
         tracing::info!("node stopped");
@@ -797,16 +906,53 @@ impl Runtime {
         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
     }
 
-    /// First half of admission for a gossipsub message (everything before the signature).
+    /// A received gossipsub message: counted, shown to the interceptor, then admitted (now,
+    /// or when a delay the interceptor asked for has passed).
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let received = Instant::now();
         self.metrics.count_received(self.topic_label(&message.topic), message.data.len());
-        if let Some(interceptor) = self.interceptor.as_mut()
-            && interceptor.inbound(&source, &message.data) == Inbound::Drop
-        {
-            self.report(&id, &source, Acceptance::Ignore);
-            return;
+        let decision = match self.interceptor.as_mut() {
+            Some(interceptor) => interceptor.inbound(&source, &message.data),
+            None => Inbound::Process,
+        };
+        match decision {
+            Inbound::Process => {}
+            Inbound::Delay(delay) if delay.is_zero() => {}
+            Inbound::Drop => {
+                self.report(&id, &source, Acceptance::Ignore);
+                return;
+            }
+            Inbound::Delay(delay) => {
+                let len = message.data.len();
+                let item = ParkedInbound::Gossip { source, id, message, received };
+                if let Err(ParkedInbound::Gossip { source, id, .. }) = self.parked.park(received + delay, len, item) {
+                    self.metrics.message("unknown", "parked_full");
+                    self.report(&id, &source, Acceptance::Ignore);
+                }
+                self.parked_depth();
+                return;
+            }
         }
+        self.admit_gossip(source, id, message, received);
+    }
+
+    /// Runs every parked message that is due.
+    async fn release_parked(&mut self) {
+        while let Some(item) = self.parked.pop_due(Instant::now()) {
+            match item {
+                ParkedInbound::Gossip { source, id, message, received } => self.admit_gossip(source, id, message, received),
+                ParkedInbound::Sync { peer, purpose, response } => self.on_sync_response(peer, purpose, response).await,
+            }
+        }
+        self.parked_depth();
+    }
+
+    fn parked_depth(&self) {
+        self.metrics.queue_depth.get_or_create(&vec![("queue", "parked".to_owned())]).set(self.parked.len() as i64);
+    }
+
+    /// First half of admission for a gossipsub message (everything before the signature).
+    fn admit_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message, received: Instant) {
         let Some(from) = identity::public_key(&source) else {
             self.report(&id, &source, Acceptance::Ignore);
             return;
@@ -1221,7 +1367,23 @@ impl Runtime {
             }
             request_response::Event::Message { peer, message: request_response::Message::Response { request_id, response }, .. } => {
                 let purpose = self.sync_requests.remove(&request_id);
-                self.on_sync_response(peer, purpose, response).await;
+                let decision = match self.interceptor.as_mut() {
+                    Some(interceptor) => interceptor.sync_response(&peer),
+                    None => Inbound::Process,
+                };
+                match decision {
+                    Inbound::Process => self.on_sync_response(peer, purpose, response).await,
+                    Inbound::Delay(delay) if delay.is_zero() => self.on_sync_response(peer, purpose, response).await,
+                    Inbound::Drop => Metrics::inc(&self.metrics.sync, "kind", "response_dropped"),
+                    Inbound::Delay(delay) => {
+                        let len = sync_response_len(&response);
+                        let item = ParkedInbound::Sync { peer, purpose, response };
+                        if self.parked.park(Instant::now() + delay, len, item).is_err() {
+                            Metrics::inc(&self.metrics.sync, "kind", "response_dropped");
+                        }
+                        self.parked_depth();
+                    }
+                }
             }
             request_response::Event::OutboundFailure { request_id, error, .. } => {
                 self.sync_requests.remove(&request_id);
@@ -1478,6 +1640,38 @@ mod tests {
             .collect();
         let first_gossip = order.iter().position(|k| *k == Kind::Gossip).expect("gossip");
         assert_eq!(first_gossip, 2 * BRACHA_QUEUE_FACTOR, "{order:?}");
+    }
+
+    #[test]
+    fn parked_messages_are_bounded_by_count() {
+        let now = Instant::now();
+        let mut parked = Parked::new(MAX_PARKED, MAX_PARKED_BYTES);
+        for i in 0..MAX_PARKED {
+            assert!(parked.park(now + Duration::from_secs(1), 1, i).is_ok());
+        }
+        assert_eq!(parked.park(now, 1, usize::MAX), Err(usize::MAX), "one message past MAX_PARKED is refused");
+        assert_eq!(parked.len(), MAX_PARKED);
+        // Nothing is due before its time; once due, one released message makes room for one.
+        assert!(parked.pop_due(now).is_none());
+        assert_eq!(parked.pop_due(now + Duration::from_secs(1)), Some(0), "ties in arrival order");
+        assert!(parked.park(now, 1, 7).is_ok());
+        assert!(parked.park(now, 1, 8).is_err());
+    }
+
+    #[test]
+    fn parked_messages_are_bounded_by_bytes_and_released_in_due_order() {
+        let now = Instant::now();
+        let mut parked = Parked::new(MAX_PARKED, MAX_PARKED_BYTES);
+        assert!(parked.park(now + Duration::from_millis(30), MAX_PARKED_BYTES - 10, "big").is_ok());
+        assert_eq!(parked.park(now, 11, "over"), Err("over"), "past MAX_PARKED_BYTES is refused");
+        assert!(parked.park(now + Duration::from_millis(10), 10, "small").is_ok());
+        assert_eq!(parked.next_due(), Some(now + Duration::from_millis(10)));
+        let later = now + Duration::from_secs(1);
+        assert_eq!(parked.pop_due(later), Some("small"), "the earlier deadline first");
+        assert_eq!(parked.pop_due(later), Some("big"));
+        assert_eq!(parked.pop_due(later), None);
+        assert_eq!((parked.len(), parked.bytes), (0, 0));
+        assert!(parked.park(now, MAX_PARKED_BYTES, "all of it").is_ok(), "released bytes are free again");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

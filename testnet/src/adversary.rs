@@ -10,12 +10,13 @@
 //! - The envelope builders (`forged_*`, `tampered`, `malformed`, ...) are plain functions.
 //!
 //! Every node of a testnet, honest ones included, gets an [`AgentInterceptor`]; for an honest
-//! node it only counts traffic and implements the harness's pause fault.
+//! node it only counts traffic and implements the harness's pause and degrade faults (a
+//! degraded node, honest or not, loses and delays what it receives before its role sees it).
 //!
 //! [`NodeBuilder`]: byzgossip_node::NodeBuilder
 //! [`Interceptor`]: byzgossip_node::hooks::Interceptor
 
-use crate::scenario::Role;
+use crate::scenario::{Degradation, Role};
 use byzgossip_bracha::{InstanceId, Message};
 use byzgossip_crypto::codec::{self, MAX_ENVELOPE_LEN};
 use byzgossip_crypto::{Digest, Envelope, Header, Keypair, Kind, NetworkId, PublicKey, Signature, WIRE_VERSION};
@@ -60,6 +61,10 @@ pub struct Agent {
     pub armed: AtomicBool,
     /// Pause fault: drop everything in and out.
     pub paused: AtomicBool,
+    /// Degrade fault: probability of dropping a received message, in millionths (0: none).
+    loss_ppm: AtomicU64,
+    /// Degrade fault: milliseconds a received message is held (0: none).
+    delay_ms: AtomicU64,
     /// Origins whose messages a censor drops.
     pub censored: Vec<PublicKey>,
     /// Highest SEND seq seen per origin (targets for fake votes and forgeries).
@@ -80,6 +85,8 @@ impl Agent {
             network,
             armed: AtomicBool::new(false),
             paused: AtomicBool::new(false),
+            loss_ppm: AtomicU64::new(0),
+            delay_ms: AtomicU64::new(0),
             censored,
             observed: Mutex::new(HashMap::new()),
             captured: Mutex::new(Vec::new()),
@@ -92,6 +99,13 @@ impl Agent {
         self.armed.load(Ordering::Relaxed)
     }
 
+    /// Sets (or with `None` clears) the inbound loss and delay of the degrade fault.
+    pub fn set_degradation(&self, degradation: Option<Degradation>) {
+        let d = degradation.unwrap_or(Degradation { loss: 0.0, delay_ms: 0 });
+        self.loss_ppm.store((d.loss.clamp(0.0, 1.0) * 1e6).round() as u64, Ordering::Relaxed);
+        self.delay_ms.store(d.delay_ms, Ordering::Relaxed);
+    }
+
     /// The next seq after the highest observed SEND of `origin`.
     pub fn next_seq(&self, origin: &PublicKey) -> u64 {
         self.observed.lock().ok().and_then(|m| m.get(origin).copied()).map_or(0, |s| s + 1)
@@ -102,12 +116,28 @@ impl Agent {
 pub struct AgentInterceptor {
     agent: Arc<Agent>,
     rng: ChaCha20Rng,
+    /// Draws of the degrade fault's loss, apart from the attack's randomness so that a
+    /// degradation does not change what an attacker sends.
+    loss_rng: ChaCha20Rng,
 }
 
 impl AgentInterceptor {
     /// An interceptor for `agent`, its randomness from `seed`.
     pub fn new(agent: Arc<Agent>, seed: u64) -> AgentInterceptor {
-        AgentInterceptor { agent, rng: ChaCha20Rng::seed_from_u64(seed) }
+        AgentInterceptor { agent, rng: ChaCha20Rng::seed_from_u64(seed), loss_rng: ChaCha20Rng::seed_from_u64(seed ^ 0x1055_0000_0000_1055) }
+    }
+
+    /// The degrade fault on one received message: `Drop` with the loss probability, else
+    /// `Delay` by the configured delay, else `Process`.
+    fn degraded(&mut self) -> Inbound {
+        let loss_ppm = self.agent.loss_ppm.load(Ordering::Relaxed);
+        if loss_ppm > 0 && (loss_ppm >= 1_000_000 || self.loss_rng.random_range(0..1_000_000) < loss_ppm) {
+            return Inbound::Drop;
+        }
+        match self.agent.delay_ms.load(Ordering::Relaxed) {
+            0 => Inbound::Process,
+            ms => Inbound::Delay(Duration::from_millis(ms)),
+        }
     }
 }
 
@@ -143,12 +173,31 @@ impl Interceptor for AgentInterceptor {
     }
 
     fn inbound(&mut self, _from: &PeerId, bytes: &[u8]) -> Inbound {
-        let agent = &self.agent;
-        agent.traffic[0].fetch_add(1, Ordering::Relaxed);
-        agent.traffic[1].fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        if agent.paused.load(Ordering::Relaxed) {
+        self.agent.traffic[0].fetch_add(1, Ordering::Relaxed);
+        self.agent.traffic[1].fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if self.agent.paused.load(Ordering::Relaxed) {
             return Inbound::Drop;
         }
+        // The degraded link loses the message before the node (and its role) sees it.
+        let link = self.degraded();
+        if link == Inbound::Drop {
+            return link;
+        }
+        match self.role_inbound(bytes) {
+            Inbound::Process => link,
+            other => other,
+        }
+    }
+
+    fn sync_response(&mut self, _from: &PeerId) -> Inbound {
+        self.degraded()
+    }
+}
+
+impl AgentInterceptor {
+    /// What the node's role does with a received message.
+    fn role_inbound(&mut self, bytes: &[u8]) -> Inbound {
+        let agent = &self.agent;
         let armed = agent.is_armed();
         if matches!(agent.role, Role::Silent | Role::Eclipse) && armed {
             return Inbound::Drop;
@@ -452,6 +501,29 @@ mod tests {
 
     fn key(b: u8) -> Keypair {
         Keypair::from_secret_bytes(&[b; 32])
+    }
+
+    #[test]
+    fn degraded_interceptor_drops_with_the_seeded_probability_and_delays_the_rest() {
+        let agent = Agent::new(Role::Honest, key(1), NetworkId([9; 32]), vec![]);
+        let from = PeerId::random();
+        let verdicts = |seed: u64| {
+            let mut interceptor = AgentInterceptor::new(agent.clone(), seed);
+            (0..2000).map(|_| interceptor.inbound(&from, b"x")).collect::<Vec<_>>()
+        };
+        assert!(verdicts(1).iter().all(|v| *v == Inbound::Process), "not degraded");
+        agent.set_degradation(Some(Degradation { loss: 0.2, delay_ms: 50 }));
+        let first = verdicts(1);
+        assert_eq!(first, verdicts(1), "the same seed replays the same losses");
+        let dropped = first.iter().filter(|v| **v == Inbound::Drop).count();
+        assert!((300..500).contains(&dropped), "about 20% of 2000 dropped: {dropped}");
+        assert!(first.iter().all(|v| *v == Inbound::Drop || *v == Inbound::Delay(Duration::from_millis(50))), "the rest is delayed");
+        agent.set_degradation(Some(Degradation { loss: 1.0, delay_ms: 0 }));
+        let mut interceptor = AgentInterceptor::new(agent.clone(), 2);
+        assert!((0..100).all(|_| interceptor.inbound(&from, b"x") == Inbound::Drop && interceptor.sync_response(&from) == Inbound::Drop));
+        agent.set_degradation(None);
+        assert_eq!(interceptor.inbound(&from, b"x"), Inbound::Process);
+        assert_eq!(interceptor.sync_response(&from), Inbound::Process);
     }
 
     #[test]

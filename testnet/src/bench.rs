@@ -3,7 +3,9 @@
 //! (one object per line on stdout, and the same lines in `FILE`).
 //!
 //! Every line has the shape
-//! `{"bench", "n", "malicious", "metric", "value", "unit", "baseline": {...} | null, "runs", "note"}`.
+//! `{"bench", "n", "malicious", "metric", "value", "unit", "baseline": {...} | null, "runs",
+//! "min", "max", "note"}`: with `--runs N` every testnet measurement is repeated N times and
+//! `value` is the median, `min` and `max` the extremes (baselines are medians too).
 //!
 //! - `bracha`: reliable-broadcast throughput and latency at n = 4, 7, 16, with no attacker and
 //!   with f silent members ([`crate::scenario::Role::Silent`], armed for the whole run).
@@ -58,6 +60,9 @@ pub struct BenchOptions {
     pub only: Option<String>,
     /// Committee sizes of the Bracha benchmark; empty means the default (4, 7, 16).
     pub nodes: Vec<usize>,
+    /// Repetitions of every testnet measurement (0 counts as 1); lines report the median,
+    /// minimum and maximum.
+    pub runs: usize,
 }
 
 impl BenchOptions {
@@ -533,10 +538,30 @@ pub async fn gossip_bare(n: usize, window: Duration, warmup: Duration, rate_per_
     })
 }
 
-/// Runs every benchmark, handing each JSON line to `emit` as soon as it is measured.
+/// The median of `values` (the lower middle for an even count; 0 when empty).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() { 0.0 } else { sorted[(sorted.len() - 1) / 2] }
+}
+
+/// One output line for a metric measured once per run: `value` is the median over the runs,
+/// `min` and `max` the extremes, `runs` their count.
+#[allow(clippy::too_many_arguments)]
+fn line_of_runs(bench: &str, n: usize, malicious: usize, metric: &str, values: &[f64], unit: &str, baseline: Value, note: &str) -> Value {
+    let mut l = line(bench, n, malicious, metric, median(values), unit, baseline, values.len(), note);
+    l["min"] = json!(round(values.iter().copied().fold(f64::INFINITY, f64::min)));
+    l["max"] = json!(round(values.iter().copied().fold(f64::NEG_INFINITY, f64::max)));
+    l
+}
+
+/// Runs every benchmark, handing each JSON line to `emit` as soon as it is measured. Each
+/// testnet measurement is repeated `options.runs` times; lines give the median with the
+/// minimum and maximum.
 pub async fn run_all(options: &BenchOptions, mut emit: impl FnMut(&Value)) -> anyhow::Result<()> {
     let window = options.window();
     let warmup = options.warmup();
+    let runs = options.runs.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
     let verify_s = verify_strict_s(if options.quick { 300 } else { 3000 });
     let verify_us = verify_s * 1e6;
@@ -549,129 +574,164 @@ pub async fn run_all(options: &BenchOptions, mut emit: impl FnMut(&Value)) -> an
     for n in options.sizes().into_iter().filter(|_| wants("bracha")) {
         let f = (n - 1) / 3;
         let rss_before = process_rss();
-        let (honest_light, honest) = bracha_run(n, 0, window, warmup).await?;
-        let mut runs = vec![(0, honest_light.clone(), honest.clone())];
-        if f > 0 {
-            let (light, saturated) = bracha_run(n, f, window, warmup).await?;
-            runs.push((f, light, saturated));
+        // (malicious, [(light, saturated) per run]); the runs of one size alternate between
+        // the all-honest and the attacked testnet, so slow drift hits both alike.
+        let mut results: Vec<(usize, Vec<(BrachaResult, BrachaResult)>)> =
+            if f > 0 { vec![(0, vec![]), (f, vec![])] } else { vec![(0, vec![])] };
+        for _ in 0..runs {
+            for (m, per_run) in results.iter_mut() {
+                per_run.push(bracha_run(n, *m, window, warmup).await?);
+            }
         }
-        for (m, light, r) in &runs {
+        let of = |per_run: &[(BrachaResult, BrachaResult)], pick: fn(&(BrachaResult, BrachaResult)) -> f64| -> Vec<f64> {
+            per_run.iter().map(pick).collect()
+        };
+        let honest = results[0].1.clone();
+        let honest_rate = median(&of(&honest, |(_, s)| s.deliveries_per_s));
+        for (m, per_run) in &results {
             let (h, voters) = ((n - m) as f64, (n - m) as f64);
             // Each honest node verifies the SEND and the other voters' ECHO and READY.
             let verifications = h * (1.0 + 2.0 * (voters - 1.0));
             let bound = cores / (verifications * verify_s);
+            let broadcasts: usize = per_run.iter().map(|(_, s)| s.broadcasts).sum();
+            let completed: usize = per_run.iter().map(|(_, s)| s.completed).sum();
             let note = format!(
-                "saturation: {} broadcasts accepted, {} delivered by all honest nodes in {:.1} s; malicious members are silent",
-                r.broadcasts,
-                r.completed,
+                "saturation: {broadcasts} broadcasts accepted, {completed} delivered by all honest nodes in {runs} x {:.1} s; malicious members are silent",
                 window.as_secs_f64()
             );
             let mut base = json!({ "verify_bound_per_s": round(bound), "verify_strict_us": round(verify_us), "cores": cores });
             if *m > 0 {
-                base["honest_same_n"] = json!(round(honest.deliveries_per_s));
+                base["honest_same_n"] = json!(round(honest_rate));
             }
-            emit(&line("bracha", n, *m, "deliveries_per_s", r.deliveries_per_s, "1/s", base, 1, &note));
+            emit(&line_of_runs("bracha", n, *m, "deliveries_per_s", &of(per_run, |(_, s)| s.deliveries_per_s), "1/s", base, &note));
+            let light_completed: usize = per_run.iter().map(|(l, _)| l.completed).sum();
             let light_note = format!(
-                "light load ({LIGHT_RATE_PER_S} broadcasts/s in total, {} delivered): broadcast call to delivery by the last honest node",
-                light.completed
+                "light load ({LIGHT_RATE_PER_S} broadcasts/s in total, {light_completed} delivered in {runs} runs): broadcast call to delivery by the last honest node"
             );
             let sat_note = "saturation: broadcast call to delivery by the last honest node (queueing included)";
-            for (metric, v, hv, note) in [
-                ("latency_p50_light", light.p50_ms, honest_light.p50_ms, light_note.as_str()),
-                ("latency_p99_light", light.p99_ms, honest_light.p99_ms, light_note.as_str()),
-                ("latency_p50", r.p50_ms, honest.p50_ms, sat_note),
-                ("latency_p99", r.p99_ms, honest.p99_ms, sat_note),
-            ] {
+            type Pick = fn(&(BrachaResult, BrachaResult)) -> f64;
+            let metrics: [(&str, Pick, &str); 4] = [
+                ("latency_p50_light", |(l, _)| l.p50_ms, light_note.as_str()),
+                ("latency_p99_light", |(l, _)| l.p99_ms, light_note.as_str()),
+                ("latency_p50", |(_, s)| s.p50_ms, sat_note),
+                ("latency_p99", |(_, s)| s.p99_ms, sat_note),
+            ];
+            for (metric, pick, note) in metrics {
                 let base = if *m > 0 {
-                    json!({ "honest_same_n_ms": round(hv) })
+                    json!({ "honest_same_n_ms": round(median(&of(&honest, pick))) })
                 } else {
                     json!({ "three_verifications_ms": round(3.0 * verify_s * 1000.0) })
                 };
-                emit(&line("bracha", n, *m, metric, v, "ms", base, 1, note));
+                emit(&line_of_runs("bracha", n, *m, metric, &of(per_run, pick), "ms", base, note));
             }
         }
+        let honest_rss: Vec<f64> = honest.iter().map(|(_, s)| s.rss as f64 / n as f64 / 1048576.0).collect();
         if let Some(binary) = byzgossip.as_ref() {
-            let dir = std::env::temp_dir().join(format!("byzgossip-bench-rss-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            let options = crate::process::ProcessOptions::new(Some(binary.clone()), dir.clone(), false)?;
-            let rss = crate::process::measure_rss(n, options, window).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            match rss {
-                Ok(rss) if !rss.is_empty() => {
-                    let mib: Vec<f64> = rss.iter().map(|r| *r as f64 / 1048576.0).collect();
-                    let mean = mib.iter().sum::<f64>() / mib.len() as f64;
-                    let max = mib.iter().copied().fold(0.0, f64::max);
-                    emit(&line(
-                        "rss",
-                        n,
-                        0,
-                        "rss_per_process",
-                        mean,
-                        "MiB",
-                        json!({ "in_process_per_node_mib": round(honest.rss as f64 / n as f64 / 1048576.0), "max_process_mib": round(max) }),
-                        1,
-                        "process runtime: mean VmRSS of the n byzgossip processes after the baseline workload",
-                    ));
+            let mut means = Vec::new();
+            let mut max = 0.0f64;
+            for _ in 0..runs {
+                let dir = std::env::temp_dir().join(format!("byzgossip-bench-rss-{}-{n}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                let options = crate::process::ProcessOptions::new(Some(binary.clone()), dir.clone(), false)?;
+                let rss = crate::process::measure_rss(n, options, window).await;
+                let _ = std::fs::remove_dir_all(&dir);
+                match rss {
+                    Ok(rss) if !rss.is_empty() => {
+                        let mib: Vec<f64> = rss.iter().map(|r| *r as f64 / 1048576.0).collect();
+                        means.push(mib.iter().sum::<f64>() / mib.len() as f64);
+                        max = mib.iter().copied().fold(max, f64::max);
+                    }
+                    Ok(_) => {}
+                    Err(e) => eprintln!("rss per process at n = {n} skipped: {e:#}"),
                 }
-                Ok(_) => {}
-                Err(e) => eprintln!("rss per process at n = {n} skipped: {e:#}"),
+            }
+            if !means.is_empty() {
+                emit(&line_of_runs(
+                    "rss",
+                    n,
+                    0,
+                    "rss_per_process",
+                    &means,
+                    "MiB",
+                    json!({ "in_process_per_node_mib": round(median(&honest_rss)), "max_process_mib": round(max) }),
+                    "process runtime: mean VmRSS of the n byzgossip processes after the baseline workload",
+                ));
             }
         }
-        emit(&line(
+        emit(&line_of_runs(
             "rss",
             n,
             0,
             "rss_per_node",
-            honest.rss.saturating_sub(0) as f64 / n as f64 / 1048576.0,
+            &honest_rss,
             "MiB",
             json!({ "process_rss_before_mib": round(rss_before as f64 / 1048576.0) }),
-            1,
             "in-process: whole-process VmRSS / n while the n-node testnet ran (not per-process RSS)",
         ));
     }
     if !wants("gossip") {
         return Ok(());
     }
-    // Gossip: ours as fast as the nodes accept, then bare gossipsub at the same per-node rate.
+    // Gossip: ours as fast as the nodes accept, then bare gossipsub at the same per-node rate,
+    // once per run.
     let n = options.gossip_nodes();
-    settle().await;
-    let ours = gossip_ours(n, window, warmup, None).await?;
-    settle().await;
-    let rate = (ours.published as f64 / n as f64 / window.as_secs_f64()).max(1.0);
-    let bare = gossip_bare(n, window, warmup, rate).await?;
-    let note = format!("1 KiB messages, {n} publishers at {rate:.0} msgs/s each (ours: as fast as accepted; bare: same rate)");
-    emit(&line(
+    let (mut ours_runs, mut bare_runs, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        settle().await;
+        let ours = gossip_ours(n, window, warmup, None).await?;
+        settle().await;
+        let rate = (ours.published as f64 / n as f64 / window.as_secs_f64()).max(1.0);
+        bare_runs.push(gossip_bare(n, window, warmup, rate).await?);
+        ours_runs.push(ours);
+        rates.push(rate);
+    }
+    let rate = median(&rates);
+    let note = format!("1 KiB messages, {n} publishers at {rate:.0} msgs/s each (median over runs; ours: as fast as accepted; bare: same rate)");
+    let ours_of = |pick: fn(&GossipResult) -> f64| -> Vec<f64> { ours_runs.iter().map(pick).collect() };
+    let bare_of = |pick: fn(&GossipResult) -> f64| -> f64 { median(&bare_runs.iter().map(pick).collect::<Vec<_>>()) };
+    emit(&line_of_runs(
         "gossip",
         n,
         0,
         "received_per_node_per_s",
-        ours.received_per_s,
+        &ours_of(|r| r.received_per_s),
         "msgs/s",
-        json!({ "bare_gossipsub": round(bare.received_per_s), "published": ours.published, "bare_published": bare.published }),
-        1,
+        json!({
+            "bare_gossipsub": round(bare_of(|r| r.received_per_s)),
+            "published": median(&ours_of(|r| r.published as f64)),
+            "bare_published": bare_of(|r| r.published as f64),
+        }),
         &note,
     ));
-    let ratio = if bare.cpu_us_per_msg > 0.0 { ours.cpu_us_per_msg / bare.cpu_us_per_msg } else { 0.0 };
-    emit(&line(
+    // The overhead ratio is taken within each run (ours and bare back to back), then the median.
+    let ratios: Vec<f64> = ours_runs
+        .iter()
+        .zip(&bare_runs)
+        .map(|(o, b)| if b.cpu_us_per_msg > 0.0 { o.cpu_us_per_msg / b.cpu_us_per_msg } else { 0.0 })
+        .collect();
+    emit(&line_of_runs(
         "gossip",
         n,
         0,
         "cpu_per_received_msg",
-        ours.cpu_us_per_msg,
+        &ours_of(|r| r.cpu_us_per_msg),
         "us",
-        json!({ "bare_gossipsub": round(bare.cpu_us_per_msg), "overhead_ratio": round(ratio) }),
-        1,
+        json!({
+            "bare_gossipsub": round(bare_of(|r| r.cpu_us_per_msg)),
+            "overhead_ratio": round(median(&ratios)),
+            "overhead_ratio_min": round(ratios.iter().copied().fold(f64::INFINITY, f64::min)),
+            "overhead_ratio_max": round(ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+        }),
         "whole-process CPU time (10 ms ticks) over the window / messages received by all nodes",
     ));
-    emit(&line(
+    emit(&line_of_runs(
         "gossip",
         n,
         0,
         "latency_p50",
-        ours.p50_ms,
+        &ours_of(|r| r.p50_ms),
         "ms",
-        json!({ "bare_gossipsub_ms": round(bare.p50_ms) }),
-        1,
+        json!({ "bare_gossipsub_ms": round(bare_of(|r| r.p50_ms)) }),
         "publisher timestamp to receipt (ms clock)",
     ));
     Ok(())

@@ -1,7 +1,7 @@
 //! The in-process runtime: starts every node of a scenario in this process on 127.0.0.1
 //! (OS-chosen ports), connects them, drives the workload, applies the timeline shared with
 //! the process runtime (`crate::timeline`: arming, kills, restarts, pauses, partitions,
-//! eclipse), records every correct node's deliveries and peer views, and returns the
+//! eclipse, inbound loss and delay), records every correct node's deliveries and peer views, and returns the
 //! [`RunLog`] the checker reads.
 //!
 //! # Bounds
@@ -595,6 +595,12 @@ impl FaultTarget for Testnet {
         if let Some(h) = self.slots[i].handle() {
             let _ = timed(h.disconnect(self.slots[peer].peer_id, block)).await;
         }
+    }
+
+    /// Through the node's interceptor ([`crate::adversary::Agent::set_degradation`]); the
+    /// setting lives in the slot's agent, so it outlasts restarts.
+    async fn degrade(&self, i: usize, degradation: Option<crate::scenario::Degradation>) {
+        self.slots[i].agent.set_degradation(degradation);
     }
 
     /// A restarted node listens on a new port, which its peers' bootstrap lists do not

@@ -6,12 +6,13 @@
 //!   [--json FILE] [--duration SECS]`: one scenario.
 //! - `run --runtime process [--byzgossip PATH]`: the same, with honest members as real
 //!   `byzgossip` processes driven through their HTTP API and adversaries as processes of
-//!   this binary (hidden `adversary` subcommand); partition and eclipse presets are
-//!   reported as unsupported (see `byzgossip_testnet::process`).
+//!   this binary (hidden `adversary` subcommand); scenarios with `degrade`/`restore`
+//!   faults (the `lossy` preset) are reported as unsupported (see
+//!   `byzgossip_testnet::process`).
 //! - `list`: the presets.
 //! - `report DIR`: re-check a saved run (or every run under a suite directory).
 //! - `up --nodes N`: a live testnet until Ctrl-C, printing each node's addresses.
-//! - `bench [--json FILE] [--quick]`: macro benchmarks with same-run baselines, one JSON
+//! - `bench [--json FILE] [--quick] [--only bracha|gossip] [--nodes 4,7,16] [--runs N]`: macro benchmarks with same-run baselines, one JSON
 //!   object per line on stdout (and in FILE); see `byzgossip_testnet::bench`.
 
 use anyhow::Context;
@@ -118,6 +119,9 @@ enum Command {
         /// Committee sizes of the Bracha benchmark (default 4,7,16; 4 with --quick).
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<usize>,
+        /// Repeat every measurement this many times; lines give median, min and max.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
     },
     /// Start a live all-honest testnet until Ctrl-C.
     Up {
@@ -220,14 +224,14 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(finish(&summaries, None, &dir))
         }
-        Command::Bench { json, quick, only, nodes } => {
+        Command::Bench { json, quick, only, nodes, runs } => {
             use std::io::Write;
             let mut file = match &json {
                 Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
                 None => None,
             };
             let mut write_error = None;
-            byzgossip_testnet::bench::run_all(&byzgossip_testnet::bench::BenchOptions { quick, only, nodes }, |line| {
+            byzgossip_testnet::bench::run_all(&byzgossip_testnet::bench::BenchOptions { quick, only, nodes, runs }, |line| {
                 let text = line.to_string();
                 println!("{text}");
                 if let Some(f) = file.as_mut()

@@ -12,6 +12,8 @@
 //! other's peer id through the node's block by hand (`POST /peers/{id}/block` for `byzgossip`
 //! processes, a `block` line for adversaries). Members redial each other from the genesis
 //! bootstrap list, and unblocking redials at once, so a heal needs no explicit dial.
+//! `degrade`/`restore` faults are not available here ([`unsupported`]): they need an
+//! interceptor, and the `byzgossip` binary carries no fault code.
 //!
 //! # Traffic counts
 //! The report's messages and bytes per delivery come from each process's `/metrics`
@@ -41,7 +43,7 @@ use crate::record::{
     BroadcastRecord, DeliveryRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
 };
 use crate::recorder::{Shared, lock};
-use crate::scenario::{Role, Scenario};
+use crate::scenario::{Degradation, FaultKind, Role, Scenario};
 use crate::timeline::{self, FaultTarget};
 use anyhow::Context;
 use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair};
@@ -101,11 +103,16 @@ pub enum Outcome {
     Unsupported(String),
 }
 
-/// Why `scenario` cannot run as processes, if it cannot. Every role and fault of the
-/// scenario format runs in both runtimes at present; the check stays so that a future
-/// feature one runtime lacks is reported as unsupported rather than failed.
-pub fn unsupported(_scenario: &Scenario) -> Option<String> {
-    None
+/// Why `scenario` cannot run as processes, if it cannot: `degrade` and `restore` faults
+/// (inbound loss and delay) work through the in-process interceptor, and the `byzgossip`
+/// binary has none (the production binary carries no fault code). Every role and every other
+/// fault runs in both runtimes.
+pub fn unsupported(scenario: &Scenario) -> Option<String> {
+    let degrades = scenario.faults.iter().any(|f| matches!(f.kind, FaultKind::Degrade | FaultKind::Restore));
+    degrades.then(|| {
+        "degrade/restore faults (inbound loss and delay) need the in-process runtime: the byzgossip binary has no interceptor"
+            .to_owned()
+    })
 }
 
 /// A child process, killed (SIGKILL) and reaped when dropped.
@@ -608,6 +615,12 @@ impl FaultTarget for Net {
     /// Nothing to do: members redial each other from the genesis bootstrap list (fixed
     /// ports), and unblocking schedules the redial at once.
     async fn reconnect(&self, _i: usize, _peer: usize) {}
+
+    /// Never called: [`unsupported`] turns scenarios with `degrade` faults away first. The
+    /// event makes a future caller visible instead of silently running undegraded.
+    async fn degrade(&self, i: usize, _degradation: Option<Degradation>) {
+        self.shared.event(format!("degrade of node {i} ignored: not supported in process mode"));
+    }
 }
 
 /// Messages in, bytes in, messages out, bytes out from a node's Prometheus text: the sums
@@ -954,4 +967,18 @@ pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
 /// Where a process-mode run of one scenario keeps its files.
 pub fn run_dir(out: &Path, name: &str) -> PathBuf {
     out.join("processes").join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn degrade_faults_are_unsupported_in_process_mode_and_others_are_not() {
+        let lossy = crate::preset("lossy", 4).expect("preset");
+        assert!(unsupported(&lossy).is_some_and(|why| why.contains("in-process runtime")));
+        for name in ["baseline", "partition", "crash-restart", "eclipse"] {
+            assert_eq!(unsupported(&crate::preset(name, 4).expect("preset")), None, "{name}");
+        }
+    }
 }

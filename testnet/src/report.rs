@@ -217,7 +217,7 @@ fn rel(log: &RunLog, t_ms: u64) -> f64 {
 /// Whether a timeline event is a fault. Faults are drawn as lines in the time plots; arming,
 /// phases and connection notes are only listed in the timeline, so the plots stay readable.
 fn is_fault(what: &str) -> bool {
-    ["kill ", "restart ", "pause ", "resume ", "partition ", "heal "].iter().any(|p| what.starts_with(p))
+    ["kill ", "restart ", "pause ", "resume ", "partition ", "heal ", "degrade ", "restore "].iter().any(|p| what.starts_with(p))
 }
 
 /// The vertical lines of the time plots: the attack window and every fault during the run.

@@ -195,6 +195,53 @@ pub enum FaultKind {
     Partition,
     /// Undo every partition and redial.
     Heal,
+    /// Degrade the listed nodes' inbound side: every gossipsub message and sync response
+    /// they receive is dropped with probability `loss` (seeded from the scenario seed), and
+    /// the rest is held `delay_ms` before admission. In-process runtime only (the `byzgossip`
+    /// binary has no interceptor); a later `degrade` of the same node replaces the earlier.
+    Degrade,
+    /// Undo `degrade` on the listed nodes, or on every node when `nodes` is empty.
+    Restore,
+}
+
+/// Longest `delay_ms` of a `degrade` fault. Longer than gossipsub keeps a message for
+/// forwarding (a few heartbeats), and at the suite's rates still well within the node's
+/// bound on held messages (`byzgossip_node::hooks::MAX_PARKED`); a longer outage is a
+/// `pause` or a `partition`.
+pub const MAX_DEGRADE_DELAY_MS: u64 = 10_000;
+
+/// Inbound loss and delay of a degraded node (a `degrade` fault).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Degradation {
+    /// Probability in `0..=1` that a received message is dropped.
+    pub loss: f64,
+    /// Milliseconds a received message waits before it is processed.
+    pub delay_ms: u64,
+}
+
+impl Degradation {
+    /// Whether it drops everything: the node is cut off while it lasts, so its end is a
+    /// disruption for the timed invariants (as a pause's is). Partial loss and delay are not:
+    /// retransmission and sync must absorb them within the usual deadlines.
+    pub fn total(&self) -> bool {
+        self.loss >= 1.0
+    }
+}
+
+impl FaultKind {
+    /// The kebab-case name used in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Restart => "restart",
+            FaultKind::Pause => "pause",
+            FaultKind::Resume => "resume",
+            FaultKind::Partition => "partition",
+            FaultKind::Heal => "heal",
+            FaultKind::Degrade => "degrade",
+            FaultKind::Restore => "restore",
+        }
+    }
 }
 
 /// A point of the timeline a fault can be pinned to (so it moves with `--duration`).
@@ -220,12 +267,58 @@ pub struct Fault {
     pub at: Option<Phase>,
     /// What.
     pub kind: FaultKind,
-    /// Node indices (for `partition`: one side; the other side is everyone else).
+    /// Node indices (for `partition`: one side; the other side is everyone else; for
+    /// `heal` and `restore`, empty means every node).
     #[serde(default)]
     pub nodes: Vec<usize>,
+    /// `degrade` only: probability in `0..=1` that a received message is dropped.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub loss: f64,
+    /// `degrade` only: milliseconds each received message is held before it is processed
+    /// (at most [`MAX_DEGRADE_DELAY_MS`]).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub delay_ms: u64,
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Fault {
+    /// A fault of `kind` on `nodes` at `phase` (no loss or delay).
+    pub fn at_phase(phase: Phase, kind: FaultKind, nodes: Vec<usize>) -> Fault {
+        Fault { at_s: 0.0, at: Some(phase), kind, nodes, loss: 0.0, delay_ms: 0 }
+    }
+
+    /// The degradation a `degrade` fault applies.
+    pub fn degradation(&self) -> Degradation {
+        Degradation { loss: self.loss, delay_ms: self.delay_ms }
+    }
+
+    /// Checks the fields of one fault (node indices are checked by [`Scenario::validate`]).
+    fn validate(&self) -> Result<(), String> {
+        if self.kind == FaultKind::Degrade {
+            if !(self.loss.is_finite() && (0.0..=1.0).contains(&self.loss)) {
+                return Err(format!("a degrade fault's loss must be a probability in 0..=1, not {}", self.loss));
+            }
+            if self.delay_ms > MAX_DEGRADE_DELAY_MS {
+                return Err(format!(
+                    "a degrade fault's delay_ms must be at most {MAX_DEGRADE_DELAY_MS} (use pause or partition for longer outages), not {}",
+                    self.delay_ms
+                ));
+            }
+            if self.nodes.is_empty() {
+                return Err("a degrade fault must list its nodes".into());
+            }
+        } else if self.loss != 0.0 || self.delay_ms != 0 {
+            return Err(format!("loss and delay_ms apply only to degrade faults, not to {}", self.kind.name()));
+        }
+        Ok(())
+    }
     /// Seconds from the start of the run at which the fault fires.
     pub fn time_s(&self, timeline: &Timeline) -> f64 {
         match self.at {
@@ -392,8 +485,9 @@ impl Scenario {
         }
         for fault in &self.faults {
             if let Some(i) = fault.nodes.iter().find(|i| **i >= roles.len()) {
-                return bad(format!("a {:?} fault names node {i}, but there are {}", fault.kind, roles.len()));
+                return bad(format!("a {} fault names node {i}, but there are {}", fault.kind.name(), roles.len()));
             }
+            fault.validate().map_err(ScenarioError::Invalid)?;
         }
         let t = &self.timeline;
         for (name, v) in [("warmup_s", t.warmup_s), ("attack_s", t.attack_s), ("cooldown_s", t.cooldown_s), ("drain_s", t.drain_s)] {
@@ -475,6 +569,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("eclipse", "f members surround honest member 0, which is cut from every honest node during the attack"),
     ("covert-flash", "f members behave honestly, then flash forgeries, equivocations and garbage"),
     ("partition", "the committee splits 3 | 4 (no side has 2f+1) during the attack, then heals"),
+    ("lossy", "f+1 honest members lose 20% of what they receive and hold the rest 50 ms during the attack"),
 ];
 
 /// The default suite: every preset, in [`PRESETS`] order.
@@ -495,8 +590,17 @@ pub fn preset(name: &str, nodes: usize) -> Option<Scenario> {
             let mut s = Scenario::new(name, description, nodes, vec![]);
             let side: Vec<usize> = (0..nodes.div_ceil(2).saturating_sub(1).max(1)).collect();
             s.faults = vec![
-                Fault { at_s: 0.0, at: Some(Phase::AttackStart), kind: FaultKind::Partition, nodes: side },
-                Fault { at_s: 0.0, at: Some(Phase::AttackEnd), kind: FaultKind::Heal, nodes: vec![] },
+                Fault::at_phase(Phase::AttackStart, FaultKind::Partition, side),
+                Fault::at_phase(Phase::AttackEnd, FaultKind::Heal, vec![]),
+            ];
+            s
+        }
+        "lossy" => {
+            let mut s = Scenario::new(name, description, nodes, vec![]);
+            let degraded: Vec<usize> = (0..(f + 1).min(nodes)).collect();
+            s.faults = vec![
+                Fault { loss: 0.2, delay_ms: 50, ..Fault::at_phase(Phase::AttackStart, FaultKind::Degrade, degraded.clone()) },
+                Fault::at_phase(Phase::AttackEnd, FaultKind::Restore, degraded),
             ];
             s
         }
@@ -507,4 +611,65 @@ pub fn preset(name: &str, nodes: usize) -> Option<Scenario> {
     };
     s.seed = 7;
     Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4-node scenario with `faults` (TOML `[[faults]]` tables) appended.
+    fn with_faults(faults: &str) -> Result<Scenario, ScenarioError> {
+        let text = format!("name = \"t\"\nnodes = 4\n{faults}");
+        let scenario: Scenario = toml::from_str(&text).map_err(|e| ScenarioError::File(e.to_string()))?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    #[test]
+    fn degrade_and_restore_parse_from_toml() {
+        let s = with_faults(
+            "[[faults]]\nat = \"attack-start\"\nkind = \"degrade\"\nnodes = [1, 2]\nloss = 0.25\ndelay_ms = 40\n\n\
+             [[faults]]\nat_s = 5.0\nkind = \"restore\"\n",
+        )
+        .expect("valid");
+        assert_eq!(s.faults[0].kind, FaultKind::Degrade);
+        assert_eq!(s.faults[0].degradation(), Degradation { loss: 0.25, delay_ms: 40 });
+        assert_eq!(s.faults[0].time_s(&s.timeline), s.timeline.warmup_s);
+        assert_eq!((s.faults[1].kind, s.faults[1].nodes.len(), s.faults[1].at_s), (FaultKind::Restore, 0, 5.0));
+        // Round trip: loss and delay are written for degrade only.
+        let toml = s.to_toml();
+        assert_eq!(toml.matches("loss = ").count(), 1, "{toml}");
+        assert_eq!(toml::from_str::<Scenario>(&toml).expect("parses"), s);
+    }
+
+    #[test]
+    fn degrade_values_out_of_range_are_rejected_with_a_reason() {
+        let degrade = |fields: &str| with_faults(&format!("[[faults]]\nkind = \"degrade\"\nnodes = [0]\n{fields}\n"));
+        for bad in ["loss = 1.5", "loss = -0.1", "loss = nan"] {
+            let e = degrade(bad).expect_err(bad).to_string();
+            assert!(e.contains("loss must be a probability in 0..=1"), "{bad}: {e}");
+        }
+        let e = degrade(&format!("delay_ms = {}", MAX_DEGRADE_DELAY_MS + 1)).expect_err("too long").to_string();
+        assert!(e.contains("delay_ms must be at most"), "{e}");
+        let e = with_faults("[[faults]]\nkind = \"degrade\"\nloss = 0.5\n").expect_err("no nodes").to_string();
+        assert!(e.contains("must list its nodes"), "{e}");
+        let e = with_faults("[[faults]]\nkind = \"pause\"\nnodes = [0]\nloss = 0.5\n").expect_err("not degrade").to_string();
+        assert!(e.contains("only to degrade faults, not to pause"), "{e}");
+        let e = with_faults("[[faults]]\nkind = \"degrade\"\nnodes = [9]\nloss = 0.5\n").expect_err("bad node").to_string();
+        assert!(e.contains("a degrade fault names node 9"), "{e}");
+        for ok in ["loss = 0.0", "loss = 1.0", "delay_ms = 10000", "loss = 0.2\ndelay_ms = 50"] {
+            assert!(degrade(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn lossy_preset_degrades_f_plus_one_honest_members_for_the_attack_window() {
+        let s = preset("lossy", 7).expect("preset");
+        s.validate().expect("valid");
+        assert_eq!(s.byzantine(), 0);
+        let degrade = &s.faults[0];
+        assert_eq!((degrade.kind, degrade.at, degrade.nodes.clone()), (FaultKind::Degrade, Some(Phase::AttackStart), vec![0, 1, 2]));
+        assert_eq!(degrade.degradation(), Degradation { loss: 0.2, delay_ms: 50 });
+        assert_eq!((s.faults[1].kind, s.faults[1].at), (FaultKind::Restore, Some(Phase::AttackEnd)));
+    }
 }

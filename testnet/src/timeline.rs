@@ -12,15 +12,21 @@
 //! (restart, refresh, resume) its block list is made to match that set again: a restarted
 //! node has lost its blocks, and a paused process could not take the blocks or unblocks made
 //! while it was stopped.
+//!
+//! # Degradations
+//! `degrade` and `restore` set and clear a node's inbound loss and delay. The driver keeps
+//! the degradation of every node and applies it again whenever the node comes back, like the
+//! cuts. Only a degradation that drops everything (`loss = 1`) is a disruption for the timed
+//! invariants (see [`Degradation::total`]).
 
 use crate::recorder::Shared;
-use crate::scenario::{FaultKind, Role, Scenario};
-use std::collections::HashSet;
+use crate::scenario::{Degradation, FaultKind, Role, Scenario};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// One step of the timeline.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Action {
     /// Restart these adversaries with fresh gossip caches (same store), so the envelopes a
     /// replayer captured can be published again.
@@ -35,6 +41,10 @@ pub(crate) enum Action {
     Cut(Vec<usize>, Vec<usize>),
     /// Heal every cut that touches this node (the end of an eclipse).
     HealNode(usize),
+    /// Give these nodes this inbound loss and delay.
+    Degrade(Vec<usize>, Degradation),
+    /// Clear these nodes' degradation.
+    Restore(Vec<usize>),
 }
 
 /// The timeline of `scenario` as (seconds from the start, action), in time order; actions
@@ -73,6 +83,9 @@ pub(crate) fn plan(scenario: &Scenario) -> Vec<(f64, Action)> {
                 let others: Vec<usize> = (0..roles.len()).filter(|i| !fault.nodes.contains(i)).collect();
                 Action::Cut(fault.nodes.clone(), others)
             }
+            FaultKind::Degrade => Action::Degrade(fault.nodes.clone(), fault.degradation()),
+            FaultKind::Restore if fault.nodes.is_empty() => Action::Restore((0..roles.len()).collect()),
+            FaultKind::Restore => Action::Restore(fault.nodes.clone()),
             kind => Action::Fault(kind, fault.nodes.clone()),
         };
         plan.push((fault.time_s(t).max(0.0), action));
@@ -113,6 +126,28 @@ pub(crate) trait FaultTarget {
     async fn block(&self, i: usize, peer: usize, block: bool);
     /// Asks node `i` to dial `peer` after a heal, where its own redialling would not.
     async fn reconnect(&self, i: usize, peer: usize);
+    /// Sets (or with `None` clears) node `i`'s inbound loss and delay. Set again after
+    /// every restart and refresh, so a runtime may forget it when a node goes down.
+    async fn degrade(&self, i: usize, degradation: Option<Degradation>);
+}
+
+/// What the driver keeps across actions.
+#[derive(Default)]
+struct State {
+    cuts: Cuts,
+    /// The degradation of every degraded node.
+    degraded: BTreeMap<usize, Degradation>,
+}
+
+impl State {
+    /// Makes node `i` match the driver's state again after it came back: its blocks and its
+    /// degradation.
+    async fn repair<T: FaultTarget>(&self, target: &T, i: usize) {
+        sync_blocks(target, &self.cuts, i).await;
+        if let Some(d) = self.degraded.get(&i) {
+            target.degrade(i, Some(*d)).await;
+        }
+    }
 }
 
 /// The cut pairs, both orders normalised to `(low, high)`.
@@ -134,14 +169,14 @@ impl Cuts {
 /// Applies `plan` to `target`, each action at `start` plus its offset; returns once the last
 /// action is applied.
 pub(crate) async fn run<T: FaultTarget>(target: &T, plan: Vec<(f64, Action)>, start: Instant) {
-    let mut cuts = Cuts::default();
+    let mut state = State::default();
     for (at_s, action) in plan {
         tokio::time::sleep_until(start + Duration::from_secs_f64(at_s)).await;
-        apply(target, &mut cuts, action).await;
+        apply(target, &mut state, action).await;
     }
 }
 
-async fn apply<T: FaultTarget>(target: &T, cuts: &mut Cuts, action: Action) {
+async fn apply<T: FaultTarget>(target: &T, state: &mut State, action: Action) {
     let shared = target.shared();
     match action {
         Action::Arm(nodes) => {
@@ -160,16 +195,16 @@ async fn apply<T: FaultTarget>(target: &T, cuts: &mut Cuts, action: Action) {
         }
         Action::Refresh(nodes) => {
             for i in nodes {
-                target.refresh(i, &cuts.peers_of(i)).await;
-                sync_blocks(target, cuts, i).await;
+                target.refresh(i, &state.cuts.peers_of(i)).await;
+                state.repair(target, i).await;
                 shared.event(format!("refresh node {i} (fresh gossip caches)"));
             }
         }
-        Action::Fault(FaultKind::Heal, _) => heal(target, cuts, None).await,
+        Action::Fault(FaultKind::Heal, _) => heal(target, &mut state.cuts, None).await,
         Action::Fault(FaultKind::Partition, side) => {
             // [`plan`] already turns partitions into cuts; kept for actions made elsewhere.
             let others: Vec<usize> = (0..target.len()).filter(|i| !side.contains(i)).collect();
-            cut(target, cuts, &side, &others).await;
+            cut(target, &mut state.cuts, &side, &others).await;
         }
         Action::Fault(kind, nodes) => {
             for i in nodes {
@@ -179,11 +214,11 @@ async fn apply<T: FaultTarget>(target: &T, cuts: &mut Cuts, action: Action) {
                         if target.is_up(i) {
                             kill(target, i).await;
                         }
-                        match target.start(i, &cuts.peers_of(i)).await {
+                        match target.start(i, &state.cuts.peers_of(i)).await {
                             Ok(()) => shared.event(format!("restart node {i}")),
                             Err(e) => shared.event(format!("restart node {i} failed: {e:#}")),
                         }
-                        sync_blocks(target, cuts, i).await;
+                        state.repair(target, i).await;
                         if target.correct(i) {
                             shared.disrupted();
                         }
@@ -192,18 +227,43 @@ async fn apply<T: FaultTarget>(target: &T, cuts: &mut Cuts, action: Action) {
                         let paused = kind == FaultKind::Pause;
                         target.pause(i, paused).await;
                         if !paused {
-                            sync_blocks(target, cuts, i).await;
+                            state.repair(target, i).await;
                         }
                         shared.disrupted();
                         shared.event(format!("{} node {i}", if paused { "pause" } else { "resume" }));
                     }
-                    // Whole-fault actions, matched above.
-                    FaultKind::Partition | FaultKind::Heal => {}
+                    // Whole-fault actions, matched above; degrade and restore become their
+                    // own actions in [`plan`].
+                    FaultKind::Partition | FaultKind::Heal | FaultKind::Degrade | FaultKind::Restore => {}
                 }
             }
         }
-        Action::Cut(side, others) => cut(target, cuts, &side, &others).await,
-        Action::HealNode(i) => heal(target, cuts, Some(i)).await,
+        Action::Cut(side, others) => cut(target, &mut state.cuts, &side, &others).await,
+        Action::HealNode(i) => heal(target, &mut state.cuts, Some(i)).await,
+        Action::Degrade(nodes, degradation) => {
+            for &i in &nodes {
+                target.degrade(i, Some(degradation)).await;
+                let was = state.degraded.insert(i, degradation);
+                // The start or the end of a total loss (a later degrade replaces an earlier).
+                if (degradation.total() || was.is_some_and(|w| w.total())) && target.correct(i) {
+                    shared.disrupted();
+                }
+            }
+            shared.event(format!("degrade {nodes:?}: loss {}, delay {} ms", degradation.loss, degradation.delay_ms));
+        }
+        Action::Restore(nodes) => {
+            let mut restored = Vec::new();
+            for &i in &nodes {
+                if let Some(was) = state.degraded.remove(&i) {
+                    target.degrade(i, None).await;
+                    if was.total() && target.correct(i) {
+                        shared.disrupted();
+                    }
+                    restored.push(i);
+                }
+            }
+            shared.event(format!("restore {restored:?}"));
+        }
     }
 }
 
@@ -283,6 +343,78 @@ mod tests {
         let heal = plan.iter().find(|(_, a)| *a == Action::Fault(FaultKind::Heal, vec![])).map(|(t, _)| *t);
         assert_eq!(heal, Some(s.timeline.warmup_s + s.timeline.attack_s));
         assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0), "in time order");
+    }
+
+    #[test]
+    fn degrade_and_restore_are_planned_at_their_phases() {
+        let s = preset("lossy", 7).expect("preset");
+        let plan = plan(&s);
+        let (start, end) = (s.timeline.warmup_s, s.timeline.warmup_s + s.timeline.attack_s);
+        let lossy = Degradation { loss: 0.2, delay_ms: 50 };
+        assert!(plan.contains(&(start, Action::Degrade(vec![0, 1, 2], lossy))), "{plan:?}");
+        assert!(plan.contains(&(end, Action::Restore(vec![0, 1, 2]))), "{plan:?}");
+        // A restore without nodes restores every node.
+        let mut s = s;
+        s.faults[1].nodes.clear();
+        assert!(super::plan(&s).contains(&(end, Action::Restore((0..7).collect()))));
+    }
+
+    /// Records what the driver asks of the runtime.
+    #[derive(Default)]
+    struct Recording {
+        shared: Shared,
+        calls: std::sync::Mutex<Vec<(usize, Option<Degradation>)>>,
+    }
+
+    impl FaultTarget for Recording {
+        fn shared(&self) -> &Shared {
+            &self.shared
+        }
+        fn len(&self) -> usize {
+            4
+        }
+        fn correct(&self, _i: usize) -> bool {
+            true
+        }
+        fn is_up(&self, _i: usize) -> bool {
+            true
+        }
+        async fn arm(&self, _i: usize) {}
+        async fn disarm(&self, _i: usize) {}
+        async fn refresh(&self, _i: usize, _cut: &[usize]) {}
+        async fn kill(&self, _i: usize) {}
+        async fn start(&self, _i: usize, _cut: &[usize]) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn pause(&self, _i: usize, _paused: bool) {}
+        async fn block(&self, _i: usize, _peer: usize, _block: bool) {}
+        async fn reconnect(&self, _i: usize, _peer: usize) {}
+        async fn degrade(&self, i: usize, degradation: Option<Degradation>) {
+            crate::recorder::lock(&self.calls).push((i, degradation));
+        }
+    }
+
+    #[tokio::test]
+    async fn degradations_outlast_restarts_and_only_total_loss_disrupts() {
+        use std::sync::atomic::Ordering;
+        let target = Recording::default();
+        let mut state = State::default();
+        let partial = Degradation { loss: 0.2, delay_ms: 50 };
+        let total = Degradation { loss: 1.0, delay_ms: 0 };
+        apply(&target, &mut state, Action::Degrade(vec![1], partial)).await;
+        assert_eq!(target.shared.disrupted_until.load(Ordering::Relaxed), 0, "partial loss is no disruption");
+        // A restarted node gets its degradation again.
+        apply(&target, &mut state, Action::Fault(FaultKind::Restart, vec![1])).await;
+        target.shared.disrupted_until.store(0, Ordering::Relaxed);
+        apply(&target, &mut state, Action::Degrade(vec![2], total)).await;
+        assert_ne!(target.shared.disrupted_until.load(Ordering::Relaxed), 0, "total loss is a disruption");
+        target.shared.disrupted_until.store(0, Ordering::Relaxed);
+        // Restoring node 3, never degraded, is a no-op; node 2's end of total loss disrupts.
+        apply(&target, &mut state, Action::Restore(vec![1, 2, 3])).await;
+        assert_ne!(target.shared.disrupted_until.load(Ordering::Relaxed), 0, "the end of total loss is a disruption");
+        let calls = crate::recorder::lock(&target.calls).clone();
+        assert_eq!(calls, vec![(1, Some(partial)), (1, Some(partial)), (2, Some(total)), (1, None), (2, None)]);
+        assert!(state.degraded.is_empty());
     }
 
     #[test]

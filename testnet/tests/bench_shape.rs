@@ -42,11 +42,13 @@ fn quick_bench_prints_json_lines_of_the_documented_shape() {
     let lines: Vec<serde_json::Value> =
         stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect();
     for l in &lines {
-        for field in ["bench", "n", "malicious", "metric", "value", "unit", "baseline", "runs"] {
+        for field in ["bench", "n", "malicious", "metric", "value", "unit", "baseline", "runs", "min", "max"] {
             assert!(l.get(field).is_some(), "missing {field}: {l}");
         }
         assert!(l["value"].is_number() && l["n"].is_u64() && l["runs"].is_u64(), "{l}");
         assert!(l["baseline"].is_object() || l["baseline"].is_null(), "{l}");
+        let (min, value, max) = (l["min"].as_f64(), l["value"].as_f64(), l["max"].as_f64());
+        assert!(min <= value && value <= max, "the median lies between min and max: {l}");
     }
     let has = |bench: &str, metric: &str, malicious: u64| {
         lines.iter().any(|l| l["bench"] == bench && l["metric"] == metric && l["malicious"] == malicious)
