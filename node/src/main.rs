@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "byzgossip", version, about = "Byzantine-tolerant signed gossip node")]
@@ -130,6 +131,13 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Milliseconds between anti-entropy sync rounds (default 1000).
+    #[arg(long)]
+    sync_interval_ms: Option<u64>,
+    /// Milliseconds between housekeeping ticks: retransmission, redial, Bracha timers
+    /// (default 250).
+    #[arg(long)]
+    tick_interval_ms: Option<u64>,
     /// For supervisors: exit cleanly when stdin closes.
     ///
     /// A supervisor (the testnet's process runtime) keeps a pipe to the node's stdin open;
@@ -155,6 +163,8 @@ struct FileConfig {
     #[serde(default)]
     observer: bool,
     log_format: Option<LogFormat>,
+    sync_interval_ms: Option<u64>,
+    tick_interval_ms: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -242,6 +252,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let bootstrap = if args.bootstrap.is_empty() { file.bootstrap } else { args.bootstrap };
     config.bootstrap = bootstrap.iter().map(|a| a.parse().with_context(|| format!("bootstrap address {a}"))).collect::<Result<_, _>>()?;
     config.topics = if args.topic.is_empty() { file.topics } else { args.topic };
+    if let Some(ms) = args.sync_interval_ms.or(file.sync_interval_ms) {
+        config.sync_interval = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.tick_interval_ms.or(file.tick_interval_ms) {
+        config.tick_interval = Duration::from_millis(ms);
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

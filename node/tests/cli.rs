@@ -52,6 +52,12 @@ fn run_refuses_a_missing_key_a_foreign_key_and_a_busy_port() {
         "--listen", "/ip4/127.0.0.1/tcp/0", "--api", &format!("127.0.0.1:{port}"),
     ]);
     assert!(!ok && text.contains("cannot listen") && text.contains(&port.to_string()), "{text}");
+
+    let (ok, text) = byzgossip(&[
+        "run", "--genesis", &genesis, "--key", &format!("{base}/net/node-0.key"),
+        "--listen", "/ip4/127.0.0.1/tcp/0", "--sync-interval-ms", "0",
+    ]);
+    assert!(!ok && text.contains("must be positive"), "{text}");
 }
 
 /// `run --exit-on-stdin-eof`: a supervisor that dies (closing the node's stdin) takes the

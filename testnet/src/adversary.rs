@@ -190,6 +190,10 @@ impl Interceptor for AgentInterceptor {
     }
 
     fn sync_response(&mut self, _from: &PeerId) -> Inbound {
+        // A paused node takes in nothing, sync answers included (as a SIGSTOPped process).
+        if self.agent.paused.load(Ordering::Relaxed) {
+            return Inbound::Drop;
+        }
         self.degraded()
     }
 }

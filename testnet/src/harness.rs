@@ -37,6 +37,11 @@ use tokio::time::Instant;
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
 /// Timeout of one call to a node (broadcast, publish, peers, dial, ...).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Sync interval of every testnet node (both runtimes): shorter than a production node's
+/// 1 s, so short scenarios catch up within their deadlines.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(300);
+/// Tick interval of every testnet node (both runtimes).
+pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
 /// How often peer views are sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -171,8 +176,8 @@ impl Testnet {
         config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")];
         config.bootstrap = bootstrap;
         config.use_genesis_bootstrap = false;
-        config.sync_interval = Duration::from_millis(300);
-        config.tick_interval = Duration::from_millis(100);
+        config.sync_interval = SYNC_INTERVAL;
+        config.tick_interval = TICK_INTERVAL;
         config.topics = vec![LOAD_TOPIC.to_owned()];
         config.verify_workers = 1;
         if self.options.api {

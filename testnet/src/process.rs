@@ -251,6 +251,9 @@ impl Net {
             c.arg("--data").arg(&node.data).args(["--listen", &listen, "--api", "127.0.0.1:0", "--topic", LOAD_TOPIC]);
             // The held stdin pipe ties the child's life to ours (see the module docs).
             c.arg("--exit-on-stdin-eof");
+            // The same timers as in-process nodes, so both runtimes catch up alike.
+            c.arg("--sync-interval-ms").arg(crate::harness::SYNC_INTERVAL.as_millis().to_string());
+            c.arg("--tick-interval-ms").arg(crate::harness::TICK_INTERVAL.as_millis().to_string());
             c
         } else {
             let mut c = tokio::process::Command::new(&self.options.testnet);
@@ -877,6 +880,8 @@ pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
         let mut config = NodeConfig::new(genesis.clone(), keypair.clone());
         config.listen = vec![listen.clone()];
         config.topics = vec![LOAD_TOPIC.to_owned()];
+        config.sync_interval = crate::harness::SYNC_INTERVAL;
+        config.tick_interval = crate::harness::TICK_INTERVAL;
         config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
         let interceptor = AgentInterceptor::new(agent.clone(), args.seed ^ (incarnation << 40));
         NodeBuilder::new(config).with_store(store.clone()).with_interceptor(Box::new(interceptor)).spawn()
