@@ -451,31 +451,7 @@ impl Testnet {
     /// Runs the scenario's timeline on this testnet and returns the log.
     pub async fn run(self) -> anyhow::Result<RunLog> {
         let tn = Arc::new(self);
-        let sc = tn.scenario.clone();
-        let t = &sc.timeline;
-        let start = Instant::now();
-        let t0_ms = now_ms();
-        tn.shared.t0.store(t0_ms, Ordering::Relaxed);
-        tn.shared.event(format!("start: {} nodes, scenario {}", tn.slots.len(), sc.name));
-        let load_end = start + Duration::from_secs_f64(t.warmup_s + t.attack_s + t.cooldown_s);
-        let hard_end = load_end + Duration::from_secs_f64(t.drain_s);
-
-        let workload = tn.spawn_workload(load_end);
-        let sampler = tn.spawn_sampler();
-
-        timeline::run(tn.as_ref(), timeline::plan(&sc), start).await;
-        tokio::time::sleep_until(load_end).await;
-        let _ = workload.await;
-        let load_end_ms = now_ms();
-        tn.shared.event("workload ends; draining".into());
-        while Instant::now() < hard_end && !tn.drained() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // Let gossip and samples settle briefly.
-        tokio::time::sleep(Duration::from_millis(300).min(hard_end.saturating_duration_since(Instant::now()))).await;
-        let end_ms = now_ms();
-        tn.shared.event(if tn.drained() { "drained".into() } else { "drain deadline reached".into() });
-        sampler.abort();
+        let timeline::RunMarks { t0_ms, load_end_ms, end_ms } = timeline::run_scenario(&tn, "nodes").await;
         for slot in &tn.slots {
             if let Some(d) = lock(&slot.driver).take() {
                 d.abort();
@@ -540,6 +516,21 @@ impl Testnet {
             }
         }
         futures::future::join_all(stops).await;
+    }
+}
+
+impl timeline::Workload for Testnet {
+    fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+    fn spawn_workload(self: &Arc<Self>, until: Instant) -> JoinHandle<()> {
+        Testnet::spawn_workload(self, until)
+    }
+    fn spawn_sampler(self: &Arc<Self>) -> JoinHandle<()> {
+        Testnet::spawn_sampler(self)
+    }
+    fn drained(&self) -> bool {
+        Testnet::drained(self)
     }
 }
 

@@ -540,6 +540,21 @@ impl Net {
     }
 }
 
+impl timeline::Workload for Net {
+    fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+    fn spawn_workload(self: &Arc<Self>, until: Instant) -> JoinHandle<()> {
+        Net::spawn_workload(self, until)
+    }
+    fn spawn_sampler(self: &Arc<Self>) -> JoinHandle<()> {
+        Net::spawn_sampler(self)
+    }
+    fn drained(&self) -> bool {
+        Net::drained(self)
+    }
+}
+
 impl FaultTarget for Net {
     fn shared(&self) -> &Shared {
         &self.shared
@@ -783,28 +798,7 @@ async fn run_net(net: &Arc<Net>) -> anyhow::Result<RunLog> {
         net.spawn(i).await?;
     }
     net.wait_connected().await;
-    let sc = net.scenario.clone();
-    let t = &sc.timeline;
-    let start = Instant::now();
-    let t0_ms = now_ms();
-    net.shared.t0.store(t0_ms, Ordering::Relaxed);
-    net.shared.event(format!("start: {} processes, scenario {}", net.nodes.len(), sc.name));
-    let load_end = start + Duration::from_secs_f64(t.warmup_s + t.attack_s + t.cooldown_s);
-    let hard_end = load_end + Duration::from_secs_f64(t.drain_s);
-    let workload = net.spawn_workload(load_end);
-    let sampler = net.spawn_sampler();
-    timeline::run(net.as_ref(), timeline::plan(&sc), start).await;
-    tokio::time::sleep_until(load_end).await;
-    let _ = workload.await;
-    let load_end_ms = now_ms();
-    net.shared.event("workload ends; draining".into());
-    while Instant::now() < hard_end && !net.drained() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300).min(hard_end.saturating_duration_since(Instant::now()))).await;
-    let end_ms = now_ms();
-    net.shared.event(if net.drained() { "drained".into() } else { "drain deadline reached".into() });
-    sampler.abort();
+    let timeline::RunMarks { t0_ms, load_end_ms, end_ms } = timeline::run_scenario(net, "processes").await;
     // Last traffic scrape, while every process still runs.
     futures::future::join_all((0..net.nodes.len()).map(|i| net.scrape(i))).await;
     Ok(collect(net, t0_ms, load_end_ms, end_ms))

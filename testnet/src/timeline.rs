@@ -21,8 +21,12 @@
 
 use crate::recorder::Shared;
 use crate::scenario::{Degradation, FaultKind, Role, Scenario};
+use byzgossip_node::now_ms;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// One step of the timeline.
@@ -164,6 +168,60 @@ impl Cuts {
         peers.sort_unstable();
         peers
     }
+}
+
+/// What a runtime does besides faults: drive the scenario's workload and sample peer views.
+pub(crate) trait Workload {
+    /// The scenario being run.
+    fn scenario(&self) -> &Scenario;
+    /// Starts the workload, which stops at `until`.
+    fn spawn_workload(self: &Arc<Self>, until: Instant) -> JoinHandle<()>;
+    /// Starts sampling peer views (aborted by [`run_scenario`] at the end).
+    fn spawn_sampler(self: &Arc<Self>) -> JoinHandle<()>;
+    /// Whether every correct node delivered everything it should.
+    fn drained(&self) -> bool;
+}
+
+/// When a run started, when its load ended and when it ended (ms since the epoch).
+pub(crate) struct RunMarks {
+    /// Start of the run.
+    pub t0_ms: u64,
+    /// End of the workload.
+    pub load_end_ms: u64,
+    /// End of the drain.
+    pub end_ms: u64,
+}
+
+/// One run's schedule, the same for both runtimes: workload and sampler, the fault timeline,
+/// the end of the load, then the drain (until every correct node is drained or the drain
+/// deadline), with events logged along the way. `unit` names the nodes in the start event
+/// ("nodes", "processes").
+pub(crate) async fn run_scenario<T: FaultTarget + Workload>(target: &Arc<T>, unit: &str) -> RunMarks {
+    let sc = target.scenario().clone();
+    let t = &sc.timeline;
+    let start = Instant::now();
+    let t0_ms = now_ms();
+    let shared = target.shared();
+    shared.t0.store(t0_ms, Ordering::Relaxed);
+    shared.event(format!("start: {} {unit}, scenario {}", target.len(), sc.name));
+    let load_end = start + Duration::from_secs_f64(t.warmup_s + t.attack_s + t.cooldown_s);
+    let hard_end = load_end + Duration::from_secs_f64(t.drain_s);
+    let workload = target.spawn_workload(load_end);
+    let sampler = target.spawn_sampler();
+    run(target.as_ref(), plan(&sc), start).await;
+    tokio::time::sleep_until(load_end).await;
+    let _ = workload.await;
+    let load_end_ms = now_ms();
+    shared.event("workload ends; draining".into());
+    while Instant::now() < hard_end && !target.drained() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let gossip and samples settle briefly.
+    tokio::time::sleep(Duration::from_millis(300).min(hard_end.saturating_duration_since(Instant::now()))).await;
+    let end_ms = now_ms();
+    shared.event(if target.drained() { "drained".into() } else { "drain deadline reached".into() });
+    sampler.abort();
+    RunMarks { t0_ms, load_end_ms, end_ms }
 }
 
 /// Applies `plan` to `target`, each action at `start` plus its offset; returns once the last
