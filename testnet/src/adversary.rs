@@ -23,7 +23,7 @@ use byzgossip_crypto::{Digest, Envelope, Header, Keypair, Kind, NetworkId, Publi
 use byzgossip_node::gossip::GossipBody;
 use byzgossip_node::hooks::{Inbound, Interceptor};
 use byzgossip_node::{NodeHandle, RawTopic, now_ms};
-use libp2p::PeerId;
+use byzgossip_node::Peer;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::HashMap;
@@ -74,11 +74,26 @@ pub struct Agent {
     /// Traffic counters: messages in, bytes in, messages out, bytes out (own envelopes and
     /// the driver's raw messages that gossipsub accepted for publishing).
     pub traffic: [AtomicU64; 4],
+    /// The clock of timestamps the agent signs: the wall clock, or the simulator's virtual
+    /// clock (ms since the Unix epoch).
+    clock: Option<Arc<AtomicU64>>,
 }
 
 impl Agent {
     /// A new agent.
     pub fn new(role: Role, keypair: Keypair, network: NetworkId, censored: Vec<PublicKey>) -> Arc<Agent> {
+        Agent::with_clock(role, keypair, network, censored, None)
+    }
+
+    /// A new agent whose timestamps come from `clock` (the simulator's virtual time) instead
+    /// of the wall clock when it is `Some`.
+    pub fn with_clock(
+        role: Role,
+        keypair: Keypair,
+        network: NetworkId,
+        censored: Vec<PublicKey>,
+        clock: Option<Arc<AtomicU64>>,
+    ) -> Arc<Agent> {
         Arc::new(Agent {
             role,
             keypair,
@@ -91,7 +106,16 @@ impl Agent {
             observed: Mutex::new(HashMap::new()),
             captured: Mutex::new(Vec::new()),
             traffic: Default::default(),
+            clock,
         })
+    }
+
+    /// Now, by the agent's clock (ms since the Unix epoch).
+    pub fn now_ms(&self) -> u64 {
+        match &self.clock {
+            Some(clock) => clock.load(Ordering::Relaxed),
+            None => now_ms(),
+        }
     }
 
     /// Whether the attack is on.
@@ -159,7 +183,7 @@ impl Interceptor for AgentInterceptor {
             Role::Silent | Role::Eclipse if armed => out.clear(),
             Role::Censor if armed && instance_of(envelope).is_some_and(|i| agent.censored.contains(&i.origin)) => out.clear(),
             Role::EquivocateVote | Role::CovertFlash if armed => {
-                if let Some(conflict) = conflicting_vote(envelope, &agent.keypair, agent.network, &mut self.rng) {
+                if let Some(conflict) = conflicting_vote_at(envelope, &agent.keypair, agent.network, &mut self.rng, agent.now_ms()) {
                     out.push(conflict);
                 }
             }
@@ -172,7 +196,7 @@ impl Interceptor for AgentInterceptor {
         out
     }
 
-    fn inbound(&mut self, _from: &PeerId, bytes: &[u8]) -> Inbound {
+    fn inbound(&mut self, _from: &Peer, bytes: &[u8]) -> Inbound {
         self.agent.traffic[0].fetch_add(1, Ordering::Relaxed);
         self.agent.traffic[1].fetch_add(bytes.len() as u64, Ordering::Relaxed);
         if self.agent.paused.load(Ordering::Relaxed) {
@@ -189,7 +213,7 @@ impl Interceptor for AgentInterceptor {
         }
     }
 
-    fn sync_response(&mut self, _from: &PeerId) -> Inbound {
+    fn sync_response(&mut self, _from: &Peer) -> Inbound {
         // A paused node takes in nothing, sync answers included (as a SIGSTOPped process).
         if self.agent.paused.load(Ordering::Relaxed) {
             return Inbound::Drop;
@@ -275,17 +299,35 @@ fn header_for(network: NetworkId, kind: Kind, origin: PublicKey, seq: u64, times
 /// A gossip envelope claiming `claimed` as its origin, signed by `signer` (so the signature
 /// does not verify): a forgery meant to frame `claimed`.
 pub fn forged_gossip(signer: &Keypair, claimed: PublicKey, network: NetworkId, seq: u64, topic: &str, payload: Vec<u8>) -> Vec<u8> {
+    forged_gossip_at(signer, claimed, network, seq, topic, payload, now_ms())
+}
+
+/// [`forged_gossip`] with the timestamp `timestamp_ms`.
+pub fn forged_gossip_at(
+    signer: &Keypair,
+    claimed: PublicKey,
+    network: NetworkId,
+    seq: u64,
+    topic: &str,
+    payload: Vec<u8>,
+    timestamp_ms: u64,
+) -> Vec<u8> {
     let body = GossipBody { topic: topic.to_owned(), payload }.encode();
-    let header = header_for(network, Kind::Gossip, claimed, seq, now_ms(), &body);
+    let header = header_for(network, Kind::Gossip, claimed, seq, timestamp_ms, &body);
     let signature = signer.sign(&header.signing_bytes());
     codec::encode_raw(&header, &body, &signature)
 }
 
 /// A Bracha SEND for `(claimed, seq)` with `value`, signed by `signer` instead of `claimed`.
 pub fn forged_send(signer: &Keypair, claimed: PublicKey, network: NetworkId, seq: u64, value: Vec<u8>) -> Vec<u8> {
+    forged_send_at(signer, claimed, network, seq, value, now_ms())
+}
+
+/// [`forged_send`] with the timestamp `timestamp_ms`.
+pub fn forged_send_at(signer: &Keypair, claimed: PublicKey, network: NetworkId, seq: u64, value: Vec<u8>, timestamp_ms: u64) -> Vec<u8> {
     let message = Message::Send { instance: InstanceId { origin: claimed, seq }, value };
     let body = message.encode_body();
-    let header = header_for(network, Kind::BrachaSend, claimed, seq, now_ms(), &body);
+    let header = header_for(network, Kind::BrachaSend, claimed, seq, timestamp_ms, &body);
     let signature = signer.sign(&header.signing_bytes());
     codec::encode_raw(&header, &body, &signature)
 }
@@ -330,6 +372,17 @@ pub fn malformed<R: Rng + ?Sized>(rng: &mut R, valid: &Envelope, oversize: usize
 /// A second vote next to `envelope` (an own ECHO or READY) for a random digest: proof of
 /// equivocation once both are seen.
 pub fn conflicting_vote<R: Rng + ?Sized>(envelope: &Envelope, keypair: &Keypair, network: NetworkId, rng: &mut R) -> Option<Vec<u8>> {
+    conflicting_vote_at(envelope, keypair, network, rng, now_ms())
+}
+
+/// [`conflicting_vote`] with the timestamp `timestamp_ms`.
+pub fn conflicting_vote_at<R: Rng + ?Sized>(
+    envelope: &Envelope,
+    keypair: &Keypair,
+    network: NetworkId,
+    rng: &mut R,
+    timestamp_ms: u64,
+) -> Option<Vec<u8>> {
     let message = Message::from_envelope(envelope, MAX_ENVELOPE_LEN).ok()?;
     let digest = Digest(random_bytes(rng, 32).try_into().ok()?);
     let conflict = match message {
@@ -337,15 +390,27 @@ pub fn conflicting_vote<R: Rng + ?Sized>(envelope: &Envelope, keypair: &Keypair,
         Message::Ready { instance, .. } => Message::Ready { instance, digest },
         Message::Send { .. } => return None,
     };
-    let sealed = conflict.seal(keypair, network, now_ms()).ok()?;
+    let sealed = conflict.seal(keypair, network, timestamp_ms).ok()?;
     Some(codec::encode_envelope(&sealed))
 }
 
 /// An ECHO or READY for a random digest in `instance`.
 pub fn fake_vote<R: Rng + ?Sized>(keypair: &Keypair, network: NetworkId, instance: InstanceId, ready: bool, rng: &mut R) -> Vec<u8> {
+    fake_vote_at(keypair, network, instance, ready, rng, now_ms())
+}
+
+/// [`fake_vote`] with the timestamp `timestamp_ms`.
+pub fn fake_vote_at<R: Rng + ?Sized>(
+    keypair: &Keypair,
+    network: NetworkId,
+    instance: InstanceId,
+    ready: bool,
+    rng: &mut R,
+    timestamp_ms: u64,
+) -> Vec<u8> {
     let digest = Digest(random_bytes(rng, 32).try_into().unwrap_or([0; 32]));
     let message = if ready { Message::Ready { instance, digest } } else { Message::Echo { instance, digest } };
-    message.seal(keypair, network, now_ms()).map(|e| codec::encode_envelope(&e)).unwrap_or_default()
+    message.seal(keypair, network, timestamp_ms).map(|e| codec::encode_envelope(&e)).unwrap_or_default()
 }
 
 /// A SEND signed by its origin.
@@ -372,120 +437,177 @@ pub struct DriverContext {
     pub seed: u64,
 }
 
-/// Runs `agent`'s active attack until the task is aborted (the harness aborts it at the end
-/// of the attack window). Roles without an active part return at once.
-pub async fn drive(agent: Arc<Agent>, ctx: DriverContext) {
-    let mut rng = ChaCha20Rng::seed_from_u64(ctx.seed);
-    let rate = if agent.role == Role::Flood { ctx.flood_per_s } else { ctx.rate_per_s };
-    if rate <= 0.0 {
-        return;
+/// Ticks of an attack driver: each tick sends the messages due by then.
+pub const DRIVER_TICK: Duration = Duration::from_millis(20);
+
+/// The state of one active attack: what bytes to put on the wire at each tick. Both runtimes
+/// run the same attack code through it: [`drive`] calls [`Attack::step`] from a tokio
+/// interval in real time, the simulator from timer events in virtual time.
+pub struct Attack {
+    agent: Arc<Agent>,
+    honest: Vec<PublicKey>,
+    rate: f64,
+    max_message_len: usize,
+    rng: ChaCha20Rng,
+    sent: u64,
+    seq: u64,
+    own_send_seq: u64,
+    flashed: bool,
+    replay_at: usize,
+}
+
+impl Attack {
+    /// The attack of `agent` (its randomness from `seed`); `None` for a role without an active
+    /// part or a rate of zero.
+    pub fn new(agent: Arc<Agent>, honest: Vec<PublicKey>, rate_per_s: f64, flood_per_s: f64, max_message_len: usize, seed: u64) -> Option<Attack> {
+        let rate = if agent.role == Role::Flood { flood_per_s } else { rate_per_s };
+        if rate <= 0.0 {
+            return None;
+        }
+        Some(Attack {
+            agent,
+            honest,
+            rate,
+            max_message_len,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+            sent: 0,
+            seq: ATTACK_SEQ_BASE,
+            own_send_seq: 0,
+            flashed: false,
+            replay_at: 0,
+        })
     }
-    // Ticks of 20 ms, each sending the messages due by then.
-    let tick = Duration::from_millis(20);
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let started = tokio::time::Instant::now();
-    let mut sent = 0u64;
-    let mut seq = ATTACK_SEQ_BASE;
-    let mut own_send_seq = 0u64;
-    let mut flashed = false;
-    let mut replay_at = 0usize;
-    let key = agent.keypair.clone();
-    let net = agent.network;
-    loop {
-        interval.tick().await;
-        let Some(node) = current(&ctx.node) else { continue };
-        let due = (started.elapsed().as_secs_f64() * rate) as u64;
+
+    /// The messages due `elapsed_s` seconds after the attack started, stamped `now_ms`;
+    /// `None` when the role has no active part (the driver stops).
+    pub fn step(&mut self, elapsed_s: f64, now_ms: u64) -> Option<Vec<(RawTopic, Vec<u8>)>> {
+        let due = (elapsed_s * self.rate) as u64;
+        let agent = self.agent.clone();
+        let (key, net) = (&agent.keypair, agent.network);
+        let rng = &mut self.rng;
         let mut batch: Vec<(RawTopic, Vec<u8>)> = Vec::new();
-        while sent < due {
-            sent += 1;
-            seq += 1;
-            let victim = ctx.honest[rng.random_range(0..ctx.honest.len())];
-            let payload = random_bytes(&mut rng, 64);
+        while self.sent < due {
+            self.sent += 1;
+            self.seq += 1;
+            let (sent, seq) = (self.sent, self.seq);
+            let victim = self.honest[rng.random_range(0..self.honest.len())];
+            let payload = random_bytes(rng, 64);
             match agent.role {
                 Role::EquivocateOrigin => {
                     // Two values for one seq; the second SEND follows the first at once.
                     if sent.is_multiple_of(10) {
-                        let s = own_send_seq;
-                        own_send_seq += 1;
-                        batch.push((RawTopic::Bracha, signed_send(&key, net, s, now_ms(), random_bytes(&mut rng, 64))));
-                        batch.push((RawTopic::Bracha, signed_send(&key, net, s, now_ms(), random_bytes(&mut rng, 64))));
+                        let s = self.own_send_seq;
+                        self.own_send_seq += 1;
+                        batch.push((RawTopic::Bracha, signed_send(key, net, s, now_ms, random_bytes(rng, 64))));
+                        batch.push((RawTopic::Bracha, signed_send(key, net, s, now_ms, random_bytes(rng, 64))));
                     }
                 }
                 Role::StaleTimestamp | Role::FutureTimestamp => {
-                    let ts = if agent.role == Role::StaleTimestamp { now_ms() - TIMESTAMP_SKEW_MS } else { now_ms() + TIMESTAMP_SKEW_MS };
-                    let e = gossip_envelope(&key, net, seq, ts, LOAD_TOPIC, payload);
+                    let ts = if agent.role == Role::StaleTimestamp { now_ms - TIMESTAMP_SKEW_MS } else { now_ms + TIMESTAMP_SKEW_MS };
+                    let e = gossip_envelope(key, net, seq, ts, LOAD_TOPIC, payload);
                     batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), codec::encode_envelope(&e)));
                     if sent.is_multiple_of(5) {
-                        batch.push((RawTopic::Bracha, signed_send(&key, net, 1_000 + seq % 16, ts, random_bytes(&mut rng, 32))));
+                        batch.push((RawTopic::Bracha, signed_send(key, net, 1_000 + seq % 16, ts, random_bytes(rng, 32))));
                     }
                 }
-                Role::Forge => forge_one(&mut batch, &agent, victim, seq, payload, &mut rng),
+                Role::Forge => forge_one(&mut batch, &agent, victim, seq, payload, rng, now_ms),
                 Role::Tamper => {
-                    let e = gossip_envelope(&key, net, seq, now_ms(), LOAD_TOPIC, payload);
-                    batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), tampered(&e, &mut rng)));
+                    let e = gossip_envelope(key, net, seq, now_ms, LOAD_TOPIC, payload);
+                    batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), tampered(&e, rng)));
                 }
                 Role::Malformed => {
-                    let e = gossip_envelope(&key, net, seq, now_ms(), LOAD_TOPIC, payload);
+                    let e = gossip_envelope(key, net, seq, now_ms, LOAD_TOPIC, payload);
                     let topic = if rng.random_bool(0.5) { RawTopic::Bracha } else { RawTopic::Gossip(LOAD_TOPIC.into()) };
-                    batch.push((topic, malformed(&mut rng, &e, ctx.max_message_len + 256)));
+                    batch.push((topic, malformed(rng, &e, self.max_message_len + 256)));
                 }
                 Role::FakeVotes | Role::Sybil => {
                     let next = agent.next_seq(&victim);
                     let instance = InstanceId { origin: victim, seq: next + rng.random_range(0..3) };
-                    batch.push((RawTopic::Bracha, fake_vote(&key, net, instance, rng.random_bool(0.5), &mut rng)));
+                    let ready = rng.random_bool(0.5);
+                    batch.push((RawTopic::Bracha, fake_vote_at(key, net, instance, ready, rng, now_ms)));
                     if agent.role == Role::Sybil {
-                        let e = gossip_envelope(&key, net, seq, now_ms(), LOAD_TOPIC, payload);
+                        let e = gossip_envelope(key, net, seq, now_ms, LOAD_TOPIC, payload);
                         batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), codec::encode_envelope(&e)));
                     }
                 }
                 Role::Flood => {
-                    let e = gossip_envelope(&key, net, seq, now_ms(), LOAD_TOPIC, payload);
+                    let e = gossip_envelope(key, net, seq, now_ms, LOAD_TOPIC, payload);
                     batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), codec::encode_envelope(&e)));
                 }
                 Role::Replay => {
-                    let next = agent.captured.lock().ok().and_then(|c| c.get(replay_at).cloned());
+                    let next = agent.captured.lock().ok().and_then(|c| c.get(self.replay_at).cloned());
                     if let Some(item) = next {
-                        replay_at += 1;
+                        self.replay_at += 1;
                         batch.push(item);
                     }
                 }
                 Role::CovertFlash => {
                     // One burst of everything detectable, then the conflicting votes of the
                     // interceptor go on.
-                    if !flashed {
-                        flashed = true;
+                    if !self.flashed {
+                        self.flashed = true;
                         for _ in 0..10 {
-                            let victim = ctx.honest[rng.random_range(0..ctx.honest.len())];
-                            seq += 1;
-                            forge_one(&mut batch, &agent, victim, seq, random_bytes(&mut rng, 64), &mut rng);
-                            let e = gossip_envelope(&key, net, seq, now_ms(), LOAD_TOPIC, random_bytes(&mut rng, 32));
-                            batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), malformed(&mut rng, &e, 600)));
+                            let victim = self.honest[rng.random_range(0..self.honest.len())];
+                            self.seq += 1;
+                            let payload = random_bytes(rng, 64);
+                            forge_one(&mut batch, &agent, victim, self.seq, payload, rng, now_ms);
+                            let e = gossip_envelope(key, net, self.seq, now_ms, LOAD_TOPIC, random_bytes(rng, 32));
+                            batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), malformed(rng, &e, 600)));
                         }
                     }
                 }
-                _ => return,
+                _ => return None,
             }
         }
+        batch.retain(|(_, bytes)| !bytes.is_empty());
+        Some(batch)
+    }
+
+    /// Counts a message the network took for publishing.
+    pub fn count_sent(&self, len: usize) {
+        self.agent.traffic[2].fetch_add(1, Ordering::Relaxed);
+        self.agent.traffic[3].fetch_add(len as u64, Ordering::Relaxed);
+    }
+}
+
+/// Runs `agent`'s active attack until the task is aborted (the harness aborts it at the end
+/// of the attack window). Roles without an active part return at once.
+pub async fn drive(agent: Arc<Agent>, ctx: DriverContext) {
+    let Some(mut attack) = Attack::new(agent, ctx.honest, ctx.rate_per_s, ctx.flood_per_s, ctx.max_message_len, ctx.seed) else {
+        return;
+    };
+    let mut interval = tokio::time::interval(DRIVER_TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let started = tokio::time::Instant::now();
+    loop {
+        interval.tick().await;
+        let Some(node) = current(&ctx.node) else { continue };
+        let Some(batch) = attack.step(started.elapsed().as_secs_f64(), now_ms()) else { return };
         for (topic, bytes) in batch {
-            if bytes.is_empty() {
-                continue;
-            }
-            let len = bytes.len() as u64;
+            let len = bytes.len();
             if node.publish_raw(topic, bytes).await.is_ok() {
-                agent.traffic[2].fetch_add(1, Ordering::Relaxed);
-                agent.traffic[3].fetch_add(len, Ordering::Relaxed);
+                attack.count_sent(len);
             }
         }
     }
 }
 
-fn forge_one<R: Rng + ?Sized>(batch: &mut Vec<(RawTopic, Vec<u8>)>, agent: &Agent, victim: PublicKey, seq: u64, payload: Vec<u8>, rng: &mut R) {
+#[allow(clippy::too_many_arguments)]
+fn forge_one<R: Rng + ?Sized>(
+    batch: &mut Vec<(RawTopic, Vec<u8>)>,
+    agent: &Agent,
+    victim: PublicKey,
+    seq: u64,
+    payload: Vec<u8>,
+    rng: &mut R,
+    now_ms: u64,
+) {
     if rng.random_bool(0.5) {
-        batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), forged_gossip(&agent.keypair, victim, agent.network, seq, LOAD_TOPIC, payload)));
+        batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), forged_gossip_at(&agent.keypair, victim, agent.network, seq, LOAD_TOPIC, payload, now_ms)));
     } else {
         let next = agent.next_seq(&victim);
-        batch.push((RawTopic::Bracha, forged_send(&agent.keypair, victim, agent.network, next + rng.random_range(0..2), payload)));
+        let seq = next + rng.random_range(0..2);
+        batch.push((RawTopic::Bracha, forged_send_at(&agent.keypair, victim, agent.network, seq, payload, now_ms)));
     }
 }
 
@@ -510,7 +632,7 @@ mod tests {
     #[test]
     fn degraded_interceptor_drops_with_the_seeded_probability_and_delays_the_rest() {
         let agent = Agent::new(Role::Honest, key(1), NetworkId([9; 32]), vec![]);
-        let from = PeerId::random();
+        let from = Peer::Key(PublicKey([7; 32]));
         let verdicts = |seed: u64| {
             let mut interceptor = AgentInterceptor::new(agent.clone(), seed);
             (0..2000).map(|_| interceptor.inbound(&from, b"x")).collect::<Vec<_>>()

@@ -14,6 +14,9 @@
 //! - `timeline` (private): the fault timeline both runtimes share: one plan from the scenario,
 //!   one driver applying it through a small `FaultTarget` trait, so the same scenario means
 //!   the same faults at the same times in either runtime.
+//! - [`sim`]: the deterministic simulator (`run --runtime sim`, `explore`): every node's
+//!   engine in virtual time on a simulated network, seeded link conditions, an in-memory
+//!   store that survives crashes, and a final state hash (same seed, same hash).
 //! - [`record`]: what a run records ([`record::RunLog`], saved as `run.json`).
 //! - [`invariants`]: the checker (pure; agreement, integrity, validity, totality, no forgery,
 //!   no replay, no false bans, detection).
@@ -38,6 +41,7 @@ mod recorder;
 mod timeline;
 pub mod report;
 pub mod scenario;
+pub mod sim;
 
 pub use harness::{RunOptions, Testnet, run};
 pub use record::RunLog;

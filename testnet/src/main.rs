@@ -9,6 +9,11 @@
 //!   this binary (hidden `adversary` subcommand); scenarios with `degrade`/`restore`
 //!   faults (the `lossy` preset) are reported as unsupported (see
 //!   `byzgossip_testnet::process`).
+//! - `run --runtime sim`: the deterministic simulator (see `byzgossip_testnet::sim`); prints
+//!   `seed: S` and, at the end, `state hash: HEX` (same seed, same hash).
+//! - `explore --runtime sim --seeds N [--first-seed S] [--nodes A..B] [--out DIR]`: random
+//!   scenarios in the simulator, every invariant checked; a failing seed writes its scenario;
+//!   non-zero exit on any violation.
 //! - `list`: the presets.
 //! - `report DIR`: re-check a saved run (or every run under a suite directory).
 //! - `up --nodes N`: a live testnet until Ctrl-C, printing each node's addresses.
@@ -35,6 +40,8 @@ enum Runtime {
     InProcess,
     /// `byzgossip` processes for honest nodes, adversary processes for the others.
     Process,
+    /// The deterministic simulator: every node's engine in virtual time.
+    Sim,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +100,25 @@ enum Command {
         /// Interceptor seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Random scenarios in the simulator, each checked by every invariant; a failing seed
+    /// writes the scenario that reproduces it.
+    Explore {
+        /// Where the nodes run (only the simulator explores).
+        #[arg(long, value_enum, default_value_t = Runtime::Sim)]
+        runtime: Runtime,
+        /// How many seeds.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 1)]
+        first_seed: u64,
+        /// Committee sizes, `A..B` (inclusive).
+        #[arg(long, default_value = "4..16")]
+        nodes: String,
+        /// Where failing scenarios are written (default testnet-out/<time>-explore).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// List the presets.
     List {
@@ -260,6 +286,25 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             testnet.stop().await;
             Ok(true)
         }
+        Command::Explore { runtime, seeds, first_seed, nodes, out } => {
+            anyhow::ensure!(runtime == Runtime::Sim, "explore runs in the simulator only (--runtime sim)");
+            let (a, b) = nodes.split_once("..").context("--nodes is A..B")?;
+            let (min, max): (usize, usize) = (a.trim().parse()?, b.trim().trim_start_matches('=').parse()?);
+            anyhow::ensure!(1 <= min && min <= max, "--nodes A..B needs 1 <= A <= B");
+            let out = out.unwrap_or_else(|| PathBuf::from("testnet-out").join(format!("{}-explore", stamp())));
+            let started = std::time::Instant::now();
+            let findings = byzgossip_testnet::sim::explore::explore(first_seed, seeds, (min, max), &out, |line| println!("{line}"))?;
+            println!(
+                "explored {seeds} seeds ({first_seed}..{}) at n = {min}..{max} in {:.1} s: {} violated an invariant",
+                first_seed + seeds - 1,
+                started.elapsed().as_secs_f64(),
+                findings.len()
+            );
+            for f in &findings {
+                println!("FAIL seed {}: {} ({})", f.seed, f.failed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "), f.scenario.display());
+            }
+            Ok(findings.is_empty())
+        }
         Command::Adversary { scenario, index, genesis, key, listen, seed } => {
             let args = byzgossip_testnet::process::AdversaryArgs { scenario, index, genesis, key, listen, seed };
             byzgossip_testnet::process::adversary_main(args).await?;
@@ -286,6 +331,25 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
                 let dir = if total == 1 { out.clone() } else { out.join(&s.name) };
                 let log = match runtime {
                     Runtime::InProcess => byzgossip_testnet::run(&s, RunOptions { api: false, verbose }).await?,
+                    Runtime::Sim => {
+                        use byzgossip_testnet::sim::{self, SimOptions};
+                        println!("seed: {}", s.seed);
+                        let started = std::time::Instant::now();
+                        let run = sim::run(&s, &SimOptions { verbose })?;
+                        let wall = started.elapsed().as_secs_f64();
+                        let st = &run.stats;
+                        eprintln!(
+                            "    simulated {:.1} s in {wall:.2} s wall ({:.3} s wall per simulated s): {} events, {} messages, {} verification jobs, {} signature checks run (each distinct check runs once and its outcome is shared by every node)",
+                            st.virtual_s,
+                            wall / st.virtual_s.max(1e-9),
+                            st.events,
+                            st.messages,
+                            st.jobs,
+                            st.verified
+                        );
+                        println!("state hash: {}", run.state_hash);
+                        run.log
+                    }
                     Runtime::Process => {
                         use byzgossip_testnet::process::{self, Outcome, ProcessOptions};
                         let options = ProcessOptions::new(byzgossip.clone(), dir.join("processes"), verbose)?;

@@ -30,12 +30,22 @@ pub(crate) struct Shared {
     pub disrupted_until: AtomicU64,
     pub verbose: bool,
     pub t0: AtomicU64,
+    /// The simulator's virtual clock (ms since the Unix epoch); the wall clock when `None`.
+    pub clock: Option<std::sync::Arc<AtomicU64>>,
 }
 
 impl Shared {
+    /// Now, by the run's clock.
+    pub fn now(&self) -> u64 {
+        match &self.clock {
+            Some(clock) => clock.load(Ordering::Relaxed),
+            None => now_ms(),
+        }
+    }
+
     /// Records a timeline event (and prints it when verbose).
     pub fn event(&self, what: String) {
-        let t = now_ms();
+        let t = self.now();
         if self.verbose {
             eprintln!("[{:>7.2} s] {what}", t.saturating_sub(self.t0.load(Ordering::Relaxed)) as f64 / 1000.0);
         }
@@ -44,7 +54,7 @@ impl Shared {
 
     /// Marks now as disrupted (timed invariants are measured from the last disruption).
     pub fn disrupted(&self) {
-        self.disrupted_until.fetch_max(now_ms(), Ordering::Relaxed);
+        self.disrupted_until.fetch_max(self.now(), Ordering::Relaxed);
     }
 
     /// The run log: the records so far, with the runtime's node and traffic records.

@@ -367,6 +367,55 @@ impl Default for Attack {
     }
 }
 
+/// Link conditions of the deterministic simulator (`run --runtime sim`): every directed link
+/// gets a latency of `latency_ms` plus a fixed extra drawn from the seed in
+/// `0..=latency_spread_ms`; every message adds a jitter in `0..=jitter_ms` (links stay
+/// FIFO, like a TCP stream), is lost with probability `loss`, and waits for the link's
+/// `bandwidth_mbps` (0: unlimited). The in-process and process runtimes run on real sockets
+/// and ignore this table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Links {
+    /// One-way base latency (ms).
+    pub latency_ms: f64,
+    /// Largest fixed extra latency of one directed link (ms), drawn once from the seed.
+    pub latency_spread_ms: f64,
+    /// Largest extra latency of one message (ms), drawn per message.
+    pub jitter_ms: f64,
+    /// Probability in `0..1` that a message (or a sync exchange) is lost.
+    pub loss: f64,
+    /// Bandwidth of each directed link (Mbit/s); 0 is unlimited.
+    pub bandwidth_mbps: f64,
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Self { latency_ms: 2.0, latency_spread_ms: 3.0, jitter_ms: 1.0, loss: 0.0, bandwidth_mbps: 0.0 }
+    }
+}
+
+impl Links {
+    /// Whether these are the defaults (not written to scenario files).
+    pub fn is_default(&self) -> bool {
+        *self == Links::default()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (name, v) in [("latency_ms", self.latency_ms), ("latency_spread_ms", self.latency_spread_ms), ("jitter_ms", self.jitter_ms)] {
+            if !(v.is_finite() && (0.0..=10_000.0).contains(&v)) {
+                return Err(format!("links.{name} must be in 0..=10000"));
+            }
+        }
+        if !(self.loss.is_finite() && (0.0..1.0).contains(&self.loss)) {
+            return Err("links.loss must be a probability in 0..1".into());
+        }
+        if !(self.bandwidth_mbps.is_finite() && self.bandwidth_mbps >= 0.0) {
+            return Err("links.bandwidth_mbps must be 0 (unlimited) or positive".into());
+        }
+        Ok(())
+    }
+}
+
 /// A complete scenario.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
@@ -401,6 +450,9 @@ pub struct Scenario {
     /// Attack knobs.
     #[serde(default)]
     pub attack: Attack,
+    /// Link conditions of the simulator (ignored by the other runtimes).
+    #[serde(default, skip_serializing_if = "Links::is_default")]
+    pub links: Links,
 }
 
 fn default_seed() -> u64 {
@@ -434,6 +486,7 @@ impl Scenario {
             faults: Vec::new(),
             deadlines: Deadlines::default(),
             attack: Attack::default(),
+            links: Links::default(),
         }
     }
 
@@ -489,6 +542,7 @@ impl Scenario {
             }
             fault.validate().map_err(ScenarioError::Invalid)?;
         }
+        self.links.validate().map_err(ScenarioError::Invalid)?;
         let t = &self.timeline;
         for (name, v) in [("warmup_s", t.warmup_s), ("attack_s", t.attack_s), ("cooldown_s", t.cooldown_s), ("drain_s", t.drain_s)] {
             if !(v.is_finite() && (0.0..=3600.0).contains(&v)) {

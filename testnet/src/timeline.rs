@@ -137,7 +137,7 @@ pub(crate) trait FaultTarget {
 
 /// What the driver keeps across actions.
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     cuts: Cuts,
     /// The degradation of every degraded node.
     degraded: BTreeMap<usize, Degradation>,
@@ -234,7 +234,8 @@ pub(crate) async fn run<T: FaultTarget>(target: &T, plan: Vec<(f64, Action)>, st
     }
 }
 
-async fn apply<T: FaultTarget>(target: &T, state: &mut State, action: Action) {
+/// Applies one action (the simulator calls it from its own event loop, in virtual time).
+pub(crate) async fn apply<T: FaultTarget>(target: &T, state: &mut State, action: Action) {
     let shared = target.shared();
     match action {
         Action::Arm(nodes) => {
