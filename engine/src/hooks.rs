@@ -1,4 +1,4 @@
-//! A generic extension point between the node and the wire.
+//! A generic extension point between a driver (the node, the simulator) and the wire.
 //!
 //! An [`Interceptor`] sees every envelope the node is about to publish and every message it
 //! received before admission (gossipsub messages, and sync responses), and may replace, add,
@@ -15,7 +15,7 @@
 //! retransmission or sync bring an honest message back.
 
 use byzgossip_crypto::Envelope;
-use libp2p::PeerId;
+use crate::Peer;
 use std::time::Duration;
 
 /// Most received messages held at once for [`Inbound::Delay`]. A delay of a few seconds at a
@@ -51,7 +51,7 @@ pub trait Interceptor: Send + 'static {
     }
 
     /// Called with each received gossipsub message before admission.
-    fn inbound(&mut self, _from: &PeerId, _bytes: &[u8]) -> Inbound {
+    fn inbound(&mut self, _from: &Peer, _bytes: &[u8]) -> Inbound {
         Inbound::Process
     }
 
@@ -59,7 +59,7 @@ pub trait Interceptor: Send + 'static {
     /// envelopes, or a value fetched by digest) from `from`, before any of it is applied.
     /// [`Inbound::Drop`] discards the whole response; [`Inbound::Delay`] holds it like a
     /// gossipsub message. Requests this node serves are not intercepted.
-    fn sync_response(&mut self, _from: &PeerId) -> Inbound {
+    fn sync_response(&mut self, _from: &Peer) -> Inbound {
         Inbound::Process
     }
 }

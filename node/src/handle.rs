@@ -46,6 +46,10 @@ pub enum NodeError {
     /// the request was refused (value too large, bad topic, ...)
     #[error("refused: {0}")]
     Refused(String),
+    /// backpressure: the request is fine but the node cannot take it now (its Bracha window
+    /// is full, or publishing is over its rate budget); retry shortly
+    #[error("busy: {0}")]
+    Busy(String),
     /// the node has stopped
     #[error("the node has stopped")]
     Stopped,

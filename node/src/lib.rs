@@ -6,9 +6,11 @@
 
 pub mod api;
 pub mod config;
-pub mod gossip;
+/// Gossip bodies and recent gossip: the engine's (re-exported where they always were).
+pub use byzgossip_engine::gossip;
 mod handle;
-pub mod hooks;
+/// The interceptor hook: the engine's, shared by every driver (re-exported).
+pub use byzgossip_engine::hooks;
 pub mod identity;
 pub mod metrics;
 pub mod network;
@@ -22,4 +24,6 @@ pub use handle::{
     COMMAND_QUEUE, Delivered, DeliveryEvent, EVENT_BUFFER, GossipMessage, NodeBuilder, NodeError, NodeHandle, PeerInfo,
     RawTopic, Status,
 };
-pub use runtime::{MAX_OPERATOR_BLOCKS, now_ms};
+pub use byzgossip_engine::blocks::MAX_OPERATOR_BLOCKS;
+pub use byzgossip_engine::{Engine, EngineConfig, Peer};
+pub use runtime::now_ms;

@@ -9,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use byzgossip_engine::Metric;
+use byzgossip_reputation::PeerStatus;
 use std::sync::{Arc, Mutex};
 
 /// Label set: one (name, value) pair per label.
@@ -129,6 +131,62 @@ impl Metrics {
     /// Counts one message of `len` bytes handed to gossipsub on `topic` (bracha or gossip).
     pub fn count_sent(&self, topic: &str, len: usize) {
         count(&self.sent, &self.sent_bytes, topic, len);
+    }
+
+    /// Counts (and, for status changes and faults that matter to an operator, logs) one
+    /// engine [`Metric`]: the one place the driver turns engine outputs into metrics.
+    pub fn record(&self, metric: &Metric) {
+        match metric {
+            Metric::Message { kind, outcome } => self.message(kind, outcome),
+            Metric::Rejected { reason } => {
+                Self::inc(&self.rejections, "reason", reason);
+                tracing::debug!(reason, "message rejected");
+            }
+            Metric::AdmissionLatency { ms } => self.admission_seconds.observe(*ms as f64 / 1000.0),
+            Metric::RelaySkipped => {
+                self.relay_skipped.inc();
+            }
+            Metric::Delivered { latency_ms } => {
+                self.bracha_deliveries.inc();
+                if let Some(ms) = latency_ms {
+                    self.bracha_latency_seconds.observe(*ms as f64 / 1000.0);
+                }
+            }
+            Metric::Published { kind } => Self::inc(&self.published, "kind", kind),
+            Metric::Sync { kind } => Self::inc(&self.sync, "kind", kind),
+            Metric::Fault { kind } => Self::inc(&self.faults, "kind", kind),
+            Metric::StatusChange(change) => {
+                self.status_changes
+                    .get_or_create(&vec![("to", change.to.label().to_owned()), ("reason", change.event.label().to_owned())])
+                    .inc();
+                let peer = crate::identity::peer_id(&change.peer).map(|p| p.to_string()).unwrap_or_default();
+                match change.to {
+                    PeerStatus::Banned { until_ms } => {
+                        tracing::warn!(%peer, until_ms, reason = change.event.label(), score = change.score, bans = change.bans, "peer banned")
+                    }
+                    PeerStatus::Excluded { evidence } => tracing::warn!(%peer, %evidence, "peer excluded for equivocation"),
+                    PeerStatus::Graylisted => {
+                        tracing::info!(%peer, reason = change.event.label(), score = change.score, "peer graylisted")
+                    }
+                    PeerStatus::Ok => tracing::info!(%peer, from = change.from.label(), "peer back in good standing"),
+                }
+            }
+            Metric::QueueDepth { queue, depth } => {
+                self.queue_depth.get_or_create(&vec![("queue", (*queue).to_owned())]).set(*depth as i64);
+            }
+            Metric::PeersByStatus { ok, graylisted, banned, excluded } => {
+                for (label, count) in [("ok", ok), ("graylisted", graylisted), ("banned", banned), ("excluded", excluded)] {
+                    self.peers.get_or_create(&vec![("status", label.to_owned())]).set(*count as i64);
+                }
+            }
+            Metric::PersistFailed { batch } => {
+                Self::inc(&self.sync, "kind", "persist_failed");
+                tracing::error!(batch, "a persistence batch failed: its publishes and deliveries were dropped");
+            }
+            Metric::FilledLostBroadcast { seq } => {
+                tracing::warn!(seq, "broadcast lost in a crash before its SEND was stored; filling with an empty value")
+            }
+        }
     }
 
     /// Increments a one-label family.

@@ -13,7 +13,7 @@
 //! records ids only after a valid signature and catches true replays.
 
 use crate::sync::{PROTOCOL, SyncCodec};
-use byzgossip_crypto::{NetworkId, sha256_parts};
+use byzgossip_crypto::sha256_parts;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub, identify, identity, noise, ping,
@@ -45,45 +45,9 @@ pub struct Behaviour {
 }
 }
 
-/// Gossipsub topic names for one network.
-#[derive(Clone, Debug)]
-pub struct Topics {
-    prefix: String,
-}
-
-impl Topics {
-    /// Topics of the network `network` (its id is part of every name, so two testnets on one
-    /// machine never mix).
-    pub fn new(network: &NetworkId) -> Self {
-        Self { prefix: format!("byzgossip/{}", &network.to_hex()[..16]) }
-    }
-
-    /// The Bracha topic (SEND, ECHO, READY, evidence).
-    pub fn bracha(&self) -> gossipsub::IdentTopic {
-        gossipsub::IdentTopic::new(format!("{}/bracha", self.prefix))
-    }
-
-    /// The topic of an application gossip topic.
-    pub fn gossip(&self, topic: &str) -> gossipsub::IdentTopic {
-        gossipsub::IdentTopic::new(format!("{}/gossip/{topic}", self.prefix))
-    }
-
-    /// The application topic name of a gossipsub topic hash, if it is one of ours.
-    pub fn app_topic<'a>(&self, hash: &'a str) -> Option<&'a str> {
-        hash.strip_prefix(&self.prefix)?.strip_prefix("/gossip/")
-    }
-}
-
-/// Longest application topic name.
-pub const MAX_TOPIC_LEN: usize = 64;
-
-/// Topic names: 1 to 64 characters of `[A-Za-z0-9._-]`.
-pub fn check_topic_name(topic: &str) -> Result<(), String> {
-    let ok = !topic.is_empty()
-        && topic.len() <= MAX_TOPIC_LEN
-        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if ok { Ok(()) } else { Err(format!("topic {topic:?} must be 1-{MAX_TOPIC_LEN} characters of A-Z a-z 0-9 . _ -")) }
-}
+/// Topic names and the relay rule are the engine's: re-exported where they always were.
+pub use byzgossip_engine::relay::{DIRECT_RELAYS, relays_direct};
+pub use byzgossip_engine::topics::{MAX_TOPIC_LEN, Topics, check_topic_name};
 
 /// Mesh parameters, checked by us (gossipsub's builder does not check the default topic's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,30 +90,6 @@ impl MeshParams {
     }
 }
 
-/// How many committee members forward a message that reached them straight from its signer.
-///
-/// Every member publishes its own messages to all its peers at once (`flood_publish`), and
-/// committee members keep a connection to each other, so almost every copy gossipsub would
-/// forward from the signer's direct recipients is a duplicate: at n = 16 we counted about 89
-/// transmissions per message, 97% of them duplicates, and the send path (Noise, Yamux, a
-/// syscall and a hash per copy) cost more CPU than the signature checks. So a message that
-/// arrives straight from its signer is forwarded only by the signer's next
-/// `DIRECT_RELAYS` members in committee order (a repair path for links that are down);
-/// everyone else answers gossipsub `Ignore` after processing it. Messages that arrive
-/// through a relay are forwarded as usual, and sync covers what relays miss.
-pub const DIRECT_RELAYS: usize = 2;
-
-/// Whether member `me` forwards a message it received straight from member `signer` in a
-/// committee of `n`: it is one of the `DIRECT_RELAYS` members after `signer`, cyclically.
-/// Indices outside the committee relay as usual.
-pub fn relays_direct(n: usize, signer: usize, me: usize) -> bool {
-    if signer >= n || me >= n {
-        return true;
-    }
-    let distance = (me + n - signer) % n;
-    (1..=DIRECT_RELAYS).contains(&distance)
-}
-
 /// Gossipsub's score thresholds. Our application score (P5, weight 1) ranges over
 /// `byzgossip_reputation`'s scale, so a peer we graylist crosses `graylist_threshold` and one
 /// we ban is far below it.
@@ -185,6 +125,29 @@ pub fn score_params() -> gossipsub::PeerScoreParams {
     }
 }
 
+/// Largest control part (IHAVE, IWANT, IDONTWANT, GRAFT, PRUNE, subscriptions) of one RPC a
+/// peer accepts: gossipsub's default, kept explicit so a stock peer and we agree. A received
+/// RPC over it fails the whole inbound stream ("rpc control size exceeds max control message
+/// size"), and every message behind it on that stream is lost.
+pub const MAX_CONTROL_MESSAGE_SIZE: usize = 16 * 1024;
+
+/// Bytes one message id takes in an IHAVE or IWANT: our ids are SHA-256 (32 bytes) plus a
+/// protobuf tag and length byte.
+const ID_WIRE_LEN: usize = 32 + 2;
+
+/// Room kept for the topic name and framing of one control message (our longest topic is
+/// `byzgossip/<16 hex>/gossip/<64 characters>`, under 100 bytes).
+const CONTROL_OVERHEAD: usize = 256;
+
+/// Most message ids we put in one IHAVE (and ask for in IWANTs per heartbeat), chosen so that
+/// what we send always fits what a peer of ours accepts ([`MAX_CONTROL_MESSAGE_SIZE`]).
+///
+/// Gossipsub's default is 5,000 ids, about 170 KB with 32-byte ids, against a 16 KiB receive
+/// limit: at n = 16 under load an IHAVE carried more than 480 ids, the receiver failed the
+/// inbound stream, and every vote queued behind it on that stream was lost (the honest
+/// broadcasts lost at n = 16) or the link stalled for good (the wedged links of long runs).
+pub const MAX_IDS_PER_CONTROL: usize = (MAX_CONTROL_MESSAGE_SIZE - CONTROL_OVERHEAD) / ID_WIRE_LEN;
+
 /// The gossipsub config for a network of `n` nodes and messages up to `max_message_len`.
 pub fn gossipsub_config(n: usize, max_message_len: usize) -> Result<gossipsub::Config, String> {
     let mesh = MeshParams::for_network(n);
@@ -202,6 +165,8 @@ pub fn gossipsub_config(n: usize, max_message_len: usize) -> Result<gossipsub::C
         .gossip_lazy(mesh.gossip_lazy)
         .heartbeat_interval(Duration::from_millis(500))
         .max_transmit_size(max_message_len + 1024)
+        .max_control_message_size(MAX_CONTROL_MESSAGE_SIZE)
+        .max_control_messages_sent(MAX_IDS_PER_CONTROL)
         .duplicate_cache_time(Duration::from_secs(120))
         .flood_publish(true)
         .build()
@@ -269,26 +234,6 @@ mod tests {
         assert!(MeshParams { mesh_n: 4, mesh_n_low: 3, mesh_n_high: 8, mesh_outbound_min: 3, gossip_lazy: 4 }.validate().is_err());
     }
 
-    /// Each signer's direct messages are relayed by exactly `DIRECT_RELAYS` other members
-    /// (all of them in smaller committees), never by the signer, and relay duty is spread
-    /// evenly: every member relays for the same number of signers.
-    #[test]
-    fn direct_relays_are_the_next_members() {
-        for n in 1..=64usize {
-            let mut duty = vec![0usize; n];
-            for signer in 0..n {
-                let relays: Vec<usize> = (0..n).filter(|&me| relays_direct(n, signer, me)).collect();
-                assert_eq!(relays.len(), DIRECT_RELAYS.min(n - 1), "n = {n}, signer = {signer}");
-                assert!(!relays.contains(&signer));
-                for me in relays {
-                    duty[me] += 1;
-                }
-            }
-            assert!(duty.iter().all(|&d| d == DIRECT_RELAYS.min(n - 1)), "n = {n}: {duty:?}");
-        }
-        assert!(relays_direct(4, 9, 1), "a non-member signer's messages are relayed as usual");
-    }
-
     /// Our application score must move a peer across gossipsub's thresholds: a graylisted
     /// peer stops receiving gossip, a banned one is graylisted by gossipsub too.
     #[test]
@@ -318,15 +263,20 @@ mod tests {
         panic!("ten bad signatures never led to a ban");
     }
 
+    /// An IHAVE or IWANT at its id cap, on our longest topic, fits the control limit every
+    /// peer of ours applies; gossipsub's default cap (5,000 ids) did not.
     #[test]
-    fn topic_names_are_checked_and_mapped_back() {
-        let topics = Topics::new(&NetworkId([1; 32]));
-        assert!(check_topic_name("chat.v1").is_ok());
-        assert!(check_topic_name("").is_err());
-        assert!(check_topic_name("a/b").is_err());
-        assert!(check_topic_name(&"x".repeat(65)).is_err());
-        let hash = topics.gossip("chat").hash();
-        assert_eq!(topics.app_topic(hash.as_str()), Some("chat"));
-        assert_eq!(topics.app_topic(topics.bracha().hash().as_str()), None);
+    fn control_messages_we_send_fit_what_peers_accept() {
+        let topics = Topics::new(&byzgossip_crypto::NetworkId([7; 32]));
+        let longest = topics.gossip(&"x".repeat(MAX_TOPIC_LEN));
+        // protobuf: ControlIHave { topic (tag, len, bytes), ids (tag, len, 32 bytes) each },
+        // inside ControlMessage inside the RPC (a tag and a varint length of up to 3 bytes each).
+        let ihave = (1 + 2 + longest.len()) + MAX_IDS_PER_CONTROL * ID_WIRE_LEN + 2 * (1 + 3);
+        assert!(ihave <= MAX_CONTROL_MESSAGE_SIZE, "{ihave} > {MAX_CONTROL_MESSAGE_SIZE}");
+        assert!(5000 * ID_WIRE_LEN > MAX_CONTROL_MESSAGE_SIZE, "the default cap would not fit");
+        let config = gossipsub_config(16, 1 << 20).expect("config");
+        assert_eq!(config.max_control_messages_sent(), MAX_IDS_PER_CONTROL);
+        assert_eq!(config.max_control_message_size(), MAX_CONTROL_MESSAGE_SIZE);
+        assert!(MAX_IDS_PER_CONTROL >= 400, "enough ids for gossip repair: {MAX_IDS_PER_CONTROL}");
     }
 }

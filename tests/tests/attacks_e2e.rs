@@ -23,7 +23,7 @@ async fn garbage_and_forgeries_get_the_sender_banned_while_honest_traffic_contin
 
     let attacker_key = Keypair::from_secret_bytes(&[0xa7; 32]);
     let mut swarm = build_swarm(byzgossip_node::identity::libp2p_keypair(&attacker_key), 4, 1 << 20, 16, 2).expect("swarm");
-    let topic = Topics::new(&network).bracha();
+    let topic = libp2p::gossipsub::IdentTopic::new(Topics::new(&network).bracha());
     swarm.behaviour_mut().gossipsub.subscribe(&topic).expect("subscribe");
     swarm.dial(nodes[0].listen_addrs()[0].clone()).expect("dial");
 

@@ -31,115 +31,26 @@ pub use memory::MemoryStore;
 pub use redb_store::{DB_FILE_NAME, RedbStore, SCHEMA_VERSION};
 
 use byzgossip_crypto::codec::{MAX_BODY_LEN, MAX_ENVELOPE_LEN};
-use byzgossip_crypto::{Digest, Kind, PublicKey};
-use serde::{Deserialize, Serialize};
+use byzgossip_crypto::{Kind, PublicKey};
+// The persisted records are the engine's (it decides what must survive); this module stores them.
+pub use byzgossip_engine::store::{
+    Appended, Batch, Committed, DeliveryLog, FIRST_SEQ, OwnMessage, Recovered, SeqStream, StoredDelivery, Watermark,
+};
 
-/// The first seq [`Store::reserve_seq`] hands out in each stream; watermarks also count from it.
-pub const FIRST_SEQ: u64 = 0;
 /// Most deliveries one [`Store::deliveries_from`] call returns, whatever limit is asked.
 pub const MAX_DELIVERIES_PAGE: usize = 256;
+
 /// Largest own-message envelope accepted: the codec's envelope ceiling.
 pub const MAX_OWN_MESSAGE_LEN: usize = MAX_ENVELOPE_LEN;
+
 /// Largest delivered value accepted: the largest envelope body.
 pub const MAX_VALUE_LEN: usize = MAX_BODY_LEN;
+
 /// Largest delivery certificate accepted (2f+1 READY envelopes fit easily).
 pub const MAX_CERTIFICATE_LEN: usize = MAX_ENVELOPE_LEN;
+
 /// Longest application cursor name, in bytes.
 pub const MAX_APP_CURSOR_NAME_LEN: usize = 128;
-
-/// A sequence-number stream of this node's own messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum SeqStream {
-    /// Seqs of the Bracha instances this node originates.
-    Broadcast,
-    /// Seqs of this node's gossip messages.
-    Gossip,
-}
-
-impl SeqStream {
-    /// Both streams.
-    pub const ALL: [SeqStream; 2] = [SeqStream::Broadcast, SeqStream::Gossip];
-
-    /// A short fixed name, used as the database key.
-    pub fn label(self) -> &'static str {
-        match self {
-            SeqStream::Broadcast => "broadcast",
-            SeqStream::Gossip => "gossip",
-        }
-    }
-}
-
-/// One of this node's own signed Bracha messages, as recorded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnMessage {
-    /// Origin of the instance the message belongs to (not necessarily this node).
-    pub instance_origin: PublicKey,
-    /// Seq of the instance.
-    pub seq: u64,
-    /// SEND, ECHO or READY (any kind is accepted).
-    pub kind: Kind,
-    /// The encoded signed envelope.
-    pub envelope: Vec<u8>,
-}
-
-/// A delivered value with its certificate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredDelivery {
-    /// Origin of the Bracha instance.
-    pub origin: PublicKey,
-    /// Seq of the instance.
-    pub seq: u64,
-    /// Digest of `value`.
-    pub digest: Digest,
-    /// The delivered value.
-    pub value: Vec<u8>,
-    /// The delivery certificate (2f+1 signed READYs), opaque bytes encoded by the caller.
-    pub certificate: Vec<u8>,
-    /// When this node delivered it, in milliseconds since the Unix epoch (drives retention).
-    pub delivered_at_ms: u64,
-}
-
-/// What [`Store::insert_delivery`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Appended {
-    /// Stored now, under this new cursor: hand it to the application.
-    New(u64),
-    /// Already delivered under this cursor (its record may have been pruned since); nothing
-    /// was stored.
-    Existing(u64),
-    /// Already delivered and pruned below the origin's low watermark, so its cursor is
-    /// forgotten; nothing was stored.
-    Pruned,
-}
-
-impl Appended {
-    /// The cursor, unless it was pruned and forgotten.
-    pub fn cursor(self) -> Option<u64> {
-        match self {
-            Appended::New(cursor) | Appended::Existing(cursor) => Some(cursor),
-            Appended::Pruned => None,
-        }
-    }
-
-    /// Whether this call stored the delivery.
-    pub fn is_new(self) -> bool {
-        matches!(self, Appended::New(_))
-    }
-}
-
-/// Per-origin summary of what was delivered (pruned deliveries included), for anti-entropy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Watermark {
-    /// The origin.
-    pub origin: PublicKey,
-    /// Lowest seq (counting from [`FIRST_SEQ`]) not delivered: every seq below it was.
-    pub low: u64,
-    /// Highest seq delivered.
-    pub high: u64,
-    /// How many distinct seqs were delivered. Two nodes with equal `low`, `high` and `count`
-    /// delivered the same seqs of this origin.
-    pub count: u64,
-}
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -259,12 +170,56 @@ pub trait Store: Send + Sync {
     /// instance; returns how many deliveries were dropped. They still count as delivered.
     fn prune_deliveries(&self, before_ms: u64) -> Result<usize, StoreError>;
 
+    /// Commits an engine [`Batch`] (seq counters, own messages, deliveries, in that order) and
+    /// reports what each item did. [`RedbStore`] does it in one transaction; this default
+    /// applies the items one by one (enough for a store that cannot crash halfway).
+    fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
+        for (stream, next) in &batch.next_seq {
+            while self.peek_seq(*stream)? < *next {
+                self.reserve_seq(*stream)?;
+            }
+        }
+        let mut committed = Committed::default();
+        for own in &batch.own {
+            committed.own.push(self.record_own_message(own.instance_origin, own.seq, own.kind, &own.envelope)?);
+        }
+        for delivery in &batch.deliveries {
+            committed.deliveries.push(self.insert_delivery(delivery)?);
+        }
+        Ok(committed)
+    }
+
     /// Durably sets the application cursor `name` (at most [`MAX_APP_CURSOR_NAME_LEN`] bytes)
     /// to `cursor`, which may not be past [`Store::last_cursor`].
     fn set_app_cursor(&self, name: &str, cursor: u64) -> Result<(), StoreError>;
 
     /// The application cursor `name` (0 when unset).
     fn app_cursor(&self, name: &str) -> Result<u64, StoreError>;
+}
+
+/// What an engine needs from the store at start.
+pub fn recover(store: &dyn Store) -> Result<Recovered, StoreError> {
+    Ok(Recovered {
+        next_broadcast_seq: store.peek_seq(SeqStream::Broadcast)?,
+        next_gossip_seq: store.peek_seq(SeqStream::Gossip)?,
+        own: store.own_messages()?,
+        watermarks: store.high_watermarks()?,
+        last_cursor: store.last_cursor()?,
+    })
+}
+
+/// A store read as the engine's [`DeliveryLog`] (for sync serving plans). A read error reads
+/// as "not held": the requester asks someone else.
+pub struct StoreLog<'a>(pub &'a dyn Store);
+
+impl DeliveryLog for StoreLog<'_> {
+    fn delivery(&self, origin: &PublicKey, seq: u64) -> Option<StoredDelivery> {
+        self.0.delivery(*origin, seq).ok().flatten().map(|(_, d)| d)
+    }
+
+    fn watermarks(&self) -> Vec<Watermark> {
+        self.0.high_watermarks().unwrap_or_default()
+    }
 }
 
 /// Checks the size bounds of a delivery.

@@ -20,7 +20,7 @@
 //! takes an exclusive file lock, released when the store is dropped (or the process dies).
 
 use super::{
-    Appended, FIRST_SEQ, MAX_APP_CURSOR_NAME_LEN, MAX_DELIVERIES_PAGE, MAX_OWN_MESSAGE_LEN, OwnMessage, SeqStream,
+    Appended, Batch, Committed, FIRST_SEQ, MAX_APP_CURSOR_NAME_LEN, MAX_DELIVERIES_PAGE, MAX_OWN_MESSAGE_LEN, OwnMessage, SeqStream,
     Store, StoreError, StoredDelivery, Watermark, check_delivery, check_len, next_of,
 };
 use byzgossip_crypto::{Digest, Kind, PublicKey};
@@ -135,6 +135,73 @@ fn watermark_of(origin: [u8; 32], (low, high, count): (u64, u64, u64)) -> Waterm
     Watermark { origin: PublicKey(origin), low, high, count }
 }
 
+/// Records an own message in `txn` unless one is recorded for its slot (returned instead).
+fn record_own_in(
+    txn: &redb::WriteTransaction,
+    instance_origin: PublicKey,
+    seq: u64,
+    kind: Kind,
+    envelope: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let key = (instance_origin.0, seq, kind as u8);
+    let mut own = txn.open_table(OWN)?;
+    if let Some(first) = own.get(key)? {
+        return Ok(Some(first.value().to_vec()));
+    }
+    own.insert(key, envelope)?;
+    Ok(None)
+}
+
+/// Appends a delivery in `txn` at most once per `(origin, seq)`.
+fn insert_delivery_in(txn: &redb::WriteTransaction, delivery: &StoredDelivery) -> Result<Appended, StoreError> {
+    let (origin, seq) = (delivery.origin.0, delivery.seq);
+    let cursor = {
+        let mut delivered = txn.open_table(DELIVERED)?;
+        if let Some(cursor) = delivered.get((origin, seq))? {
+            return Ok(Appended::Existing(cursor.value()));
+        }
+        let mut watermarks = txn.open_table(WATERMARKS)?;
+        let mark = watermarks.get(origin)?.map(|v| watermark_of(origin, v.value()));
+        if mark.is_some_and(|w| seq < w.low) {
+            return Ok(Appended::Pruned);
+        }
+        let mut meta = txn.open_table(META)?;
+        let last = meta.get(KEY_LAST_CURSOR)?.map_or(0, |v| v.value());
+        let cursor = next_of(last, "delivery cursor")?;
+        meta.insert(KEY_LAST_CURSOR, cursor)?;
+        let mut deliveries = txn.open_table(DELIVERIES)?;
+        let row: DeliveryRow<'_> = (
+            origin,
+            seq,
+            delivery.digest.0,
+            delivery.delivered_at_ms,
+            &delivery.value,
+            &delivery.certificate,
+        );
+        deliveries.insert(cursor, row)?;
+        delivered.insert((origin, seq), cursor)?;
+        txn.open_table(BY_TIME)?.insert((delivery.delivered_at_ms, cursor), ())?;
+        let mut mark =
+            mark.unwrap_or(Watermark { origin: delivery.origin, low: FIRST_SEQ, high: seq, count: 0 });
+        mark.count += 1;
+        mark.high = mark.high.max(seq);
+        if seq == mark.low {
+            // Advance over seqs delivered earlier, dropping pruned ones' index entries.
+            while mark.low < u64::MAX {
+                mark.low += 1;
+                let Some(next) = delivered.get((origin, mark.low))?.map(|v| v.value()) else { break };
+                if deliveries.get(next)?.is_none() {
+                    delivered.remove((origin, mark.low))?;
+                }
+            }
+        }
+        watermarks.insert(origin, (mark.low, mark.high, mark.count))?;
+        cursor
+    };
+    Ok(Appended::New(cursor))
+}
+
+
 impl Store for RedbStore {
     fn reserve_seq(&self, stream: SeqStream) -> Result<u64, StoreError> {
         let txn = self.db.begin_write()?;
@@ -162,18 +229,12 @@ impl Store for RedbStore {
         envelope: &[u8],
     ) -> Result<Option<Vec<u8>>, StoreError> {
         check_len("own message", envelope.len(), MAX_OWN_MESSAGE_LEN)?;
-        let key = (instance_origin.0, seq, kind as u8);
         let txn = self.db.begin_write()?;
-        {
-            let mut own = txn.open_table(OWN)?;
-            if let Some(first) = own.get(key)? {
-                // Nothing written: aborting on drop is enough.
-                return Ok(Some(first.value().to_vec()));
-            }
-            own.insert(key, envelope)?;
+        let first = record_own_in(&txn, instance_origin, seq, kind, envelope)?;
+        if first.is_none() {
+            txn.commit()?;
         }
-        txn.commit()?;
-        Ok(None)
+        Ok(first)
     }
 
     fn own_message(&self, instance_origin: PublicKey, seq: u64, kind: Kind) -> Result<Option<Vec<u8>>, StoreError> {
@@ -217,53 +278,39 @@ impl Store for RedbStore {
 
     fn insert_delivery(&self, delivery: &StoredDelivery) -> Result<Appended, StoreError> {
         check_delivery(delivery)?;
-        let (origin, seq) = (delivery.origin.0, delivery.seq);
         let txn = self.db.begin_write()?;
-        let cursor = {
-            let mut delivered = txn.open_table(DELIVERED)?;
-            if let Some(cursor) = delivered.get((origin, seq))? {
-                return Ok(Appended::Existing(cursor.value()));
-            }
-            let mut watermarks = txn.open_table(WATERMARKS)?;
-            let mark = watermarks.get(origin)?.map(|v| watermark_of(origin, v.value()));
-            if mark.is_some_and(|w| seq < w.low) {
-                return Ok(Appended::Pruned);
-            }
+        let appended = insert_delivery_in(&txn, delivery)?;
+        if appended.is_new() {
+            txn.commit()?;
+        }
+        Ok(appended)
+    }
+
+    fn commit(&self, batch: &Batch) -> Result<Committed, StoreError> {
+        for own in &batch.own {
+            check_len("own message", own.envelope.len(), MAX_OWN_MESSAGE_LEN)?;
+        }
+        for delivery in &batch.deliveries {
+            check_delivery(delivery)?;
+        }
+        // One transaction, one fsync, for everything one engine poll wrote.
+        let txn = self.db.begin_write()?;
+        {
             let mut meta = txn.open_table(META)?;
-            let last = meta.get(KEY_LAST_CURSOR)?.map_or(0, |v| v.value());
-            let cursor = next_of(last, "delivery cursor")?;
-            meta.insert(KEY_LAST_CURSOR, cursor)?;
-            let mut deliveries = txn.open_table(DELIVERIES)?;
-            let row: DeliveryRow<'_> = (
-                origin,
-                seq,
-                delivery.digest.0,
-                delivery.delivered_at_ms,
-                &delivery.value,
-                &delivery.certificate,
-            );
-            deliveries.insert(cursor, row)?;
-            delivered.insert((origin, seq), cursor)?;
-            txn.open_table(BY_TIME)?.insert((delivery.delivered_at_ms, cursor), ())?;
-            let mut mark =
-                mark.unwrap_or(Watermark { origin: delivery.origin, low: FIRST_SEQ, high: seq, count: 0 });
-            mark.count += 1;
-            mark.high = mark.high.max(seq);
-            if seq == mark.low {
-                // Advance over seqs delivered earlier, dropping pruned ones' index entries.
-                while mark.low < u64::MAX {
-                    mark.low += 1;
-                    let Some(next) = delivered.get((origin, mark.low))?.map(|v| v.value()) else { break };
-                    if deliveries.get(next)?.is_none() {
-                        delivered.remove((origin, mark.low))?;
-                    }
-                }
+            for (stream, next) in &batch.next_seq {
+                let current = meta.get(seq_key(*stream))?.map_or(FIRST_SEQ, |v| v.value());
+                meta.insert(seq_key(*stream), current.max(*next))?;
             }
-            watermarks.insert(origin, (mark.low, mark.high, mark.count))?;
-            cursor
-        };
+        }
+        let mut committed = Committed::default();
+        for own in &batch.own {
+            committed.own.push(record_own_in(&txn, own.instance_origin, own.seq, own.kind, &own.envelope)?);
+        }
+        for delivery in &batch.deliveries {
+            committed.deliveries.push(insert_delivery_in(&txn, delivery)?);
+        }
         txn.commit()?;
-        Ok(Appended::New(cursor))
+        Ok(committed)
     }
 
     fn deliveries_from(&self, cursor: u64, limit: usize) -> Result<Vec<(u64, StoredDelivery)>, StoreError> {

@@ -2,6 +2,7 @@
 //! proptest checking that the two stores answer every operation sequence identically.
 
 use super::*;
+use byzgossip_crypto::Digest;
 use proptest::prelude::*;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -33,6 +34,30 @@ fn each_store(check: fn(&dyn Store)) {
 }
 
 // ---- The generic suite ----
+
+fn check_a_batch_commits_like_its_items_and_recovers(store: &dyn Store) {
+    let own = |seq, body: &[u8]| OwnMessage { instance_origin: key(1), seq, kind: Kind::BrachaEcho, envelope: body.to_vec() };
+    let batch = Batch {
+        id: 1,
+        next_seq: vec![(SeqStream::Broadcast, 3), (SeqStream::Gossip, 1)],
+        own: vec![own(0, b"first"), own(0, b"second"), own(1, b"other")],
+        deliveries: vec![delivery(1, 0, 10), delivery(1, 0, 10), delivery(2, 5, 11)],
+    };
+    let committed = store.commit(&batch).expect("commit");
+    assert_eq!(committed.own, vec![None, Some(b"first".to_vec()), None], "the first own message of a slot wins");
+    assert_eq!(committed.deliveries, vec![Appended::New(1), Appended::Existing(1), Appended::New(2)]);
+    // Seq counters only rise.
+    store.commit(&Batch { id: 2, next_seq: vec![(SeqStream::Broadcast, 1)], ..Batch::default() }).expect("commit");
+    let recovered = recover(store).expect("recover");
+    assert_eq!((recovered.next_broadcast_seq, recovered.next_gossip_seq, recovered.last_cursor), (3, 1, 2));
+    assert_eq!(recovered.own.len(), 2);
+    assert_eq!(recovered.watermarks.iter().find(|w| w.origin == key(1)).map(|w| w.low), Some(1));
+}
+
+#[test]
+fn a_batch_commits_like_its_items_and_recovers() {
+    each_store(check_a_batch_commits_like_its_items_and_recovers);
+}
 
 fn check_seqs_are_dense_per_stream(store: &dyn Store) {
     assert_eq!(store.peek_seq(SeqStream::Broadcast).expect("peek"), FIRST_SEQ);

@@ -607,7 +607,7 @@ impl World {
 
     fn act(&mut self, i: usize, output: Output) {
         match output {
-            Output::Subscribe { .. } | Output::AppScore { .. } | Output::Metric(_) => {}
+            Output::Subscribe { .. } | Output::AppScore { .. } | Output::Metric(_) | Output::Broadcast { .. } => {}
             Output::Validation { token, acceptance } => {
                 let Some(pending) = self.nodes[i].validations.remove(&token) else { return };
                 self.nodes[i].pending_ids.remove(&pending.id);

@@ -1,0 +1,1133 @@
+//! The engine: every protocol decision of a node, as a sans-IO state machine.
+//!
+//! Inputs are method calls that take `now_ms` (a message from a peer on a topic, a finished
+//! signature check, a sync request or response, a committed batch, a connection change, a
+//! timer, an application command); outputs are polled with [`Engine::poll`], and
+//! [`Engine::poll_timeout`] says when to call [`Engine::handle_timeout`] next (quinn-proto's
+//! shape). The engine reads no clock, spawns nothing, does no IO and draws randomness only
+//! from the seed in its config, so the same inputs always give the same outputs: the
+//! simulator runs it in virtual time and the node runs it on tokio, unchanged.
+//!
+//! # Data path of a received message
+//! `handle_message` -> `Admission::precheck` (decode, stateless checks, window, seen-set,
+//! reputation gate, rate budget) -> topic/kind rule -> [`Output::Verify`] (bounded per
+//! [`Line`]; a full line answers `Ignore` at once) -> `handle_verified` ->
+//! `Admission::complete` -> [`Output::Validation`] -> Bracha or gossip delivery.
+//!
+//! # Durability
+//! Writes go into one [`Batch`] per poll (group commit); the outputs that must not happen
+//! before them (own SEND/ECHO/READY publishes, deliveries, gossip publishes whose seq was
+//! reserved) are held until [`Engine::handle_committed`]. A broadcast's seq and its SEND are
+//! in the same batch, so a seq is never reserved without its SEND.
+
+use crate::blocks::Blocks;
+use crate::budget::PublishBudget;
+use crate::gossip::{GossipBody, RecentGossip};
+use crate::output::{Delivered, GossipMessage, Metric, Output, PeerAction};
+use crate::peer::Peer;
+use crate::redial::Redial;
+use crate::relay::relays_direct;
+use crate::retransmit::{RETRANSMIT_BACKOFF_QUEUE, Retransmit};
+use crate::store::{Appended, Batch, Committed, OwnMessage, Recovered, SeqStream, StoredDelivery};
+use crate::sync::{MAX_DIGEST_ORIGINS, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse};
+use crate::topics::{Topics, check_topic_name};
+use crate::verify::{Done, Job, Line, Origin, Outcome, Work};
+use byzgossip_bracha::{Bracha, Certificate, Evidence, FaultKind, InstanceId, Message, Step};
+use byzgossip_crypto::codec::{self, MAX_ENVELOPE_LEN};
+use byzgossip_crypto::{
+    Committee, Digest, Envelope, Genesis, GossipPolicy, Keypair, Kind, MessageId, NetworkId, PublicKey, VerifiedEnvelope,
+};
+use byzgossip_reputation::{
+    Acceptance, Admission, AdmissionConfig, Event, PeerSnapshot, PeerStatus, Verdict,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// The Bracha line of verification holds this many times `validation_queue` jobs: dropping
+/// a vote costs a retransmission round, dropping gossip costs little.
+pub const BRACHA_QUEUE_FACTOR: usize = 4;
+/// Most instances tracked for latency (first sight to delivery); when full, entries older
+/// than [`LATENCY_FORGET_MS`] are dropped (instances of a Byzantine origin never complete).
+pub const MAX_TRACKED_LATENCY: usize = 8192;
+/// Age after which a tracked instance may be forgotten when the table is full.
+pub const LATENCY_FORGET_MS: u64 = 60_000;
+/// Most outstanding sync requests.
+pub const MAX_SYNC_IN_FLIGHT: usize = 64;
+
+/// Everything an engine needs to start.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The network's genesis (committee, f, policy).
+    pub genesis: Genesis,
+    /// This node's key.
+    pub keypair: Keypair,
+    /// Admission limits, windows, reputation.
+    pub admission: AdmissionConfig,
+    /// Bracha window, retention and value limits.
+    pub bracha: byzgossip_bracha::Config,
+    /// Application gossip topics subscribed at start.
+    pub topics: Vec<String>,
+    /// How often to tick Bracha, retransmission, reputation, bans and redials (ms).
+    pub tick_interval_ms: u64,
+    /// How often to send a sync digest to a random connected peer (ms).
+    pub sync_interval_ms: u64,
+    /// Bound of the gossip verification line; the Bracha line holds
+    /// [`BRACHA_QUEUE_FACTOR`] times as many.
+    pub validation_queue: usize,
+    /// Delay before redialling a bootstrap peer that dropped (ms); doubles up to 30 s.
+    pub redial_backoff_ms: u64,
+    /// Peers to keep connected to (redialled with backoff when they drop).
+    pub bootstrap: Vec<Peer>,
+    /// Seed of the engine's only randomness (which peer to sync with).
+    pub seed: u64,
+}
+
+/// Why a command was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The configuration is not usable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Only committee members broadcast (and, under the committee policy, publish).
+    #[error("this node is not a committee member")]
+    NotAMember,
+    /// The command is not valid (too large, bad topic, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// Backpressure: the command is valid but must wait; retry shortly.
+    #[error("{0}")]
+    Busy(String),
+}
+
+/// One peer as this node sees it.
+#[derive(Clone, Debug)]
+pub struct PeerView {
+    /// The peer.
+    pub peer: Peer,
+    /// Reputation state (score, trust, status).
+    pub reputation: PeerSnapshot,
+    /// Whether a connection is open now.
+    pub connected: bool,
+    /// Committee index, if a member.
+    pub member: Option<usize>,
+}
+
+/// A summary of the engine's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineStatus {
+    /// Committee index, if a member.
+    pub member: Option<usize>,
+    /// Committee size.
+    pub n: usize,
+    /// Fault bound.
+    pub f: usize,
+    /// Peers connected now.
+    pub connected_peers: usize,
+    /// Last delivery cursor.
+    pub last_cursor: u64,
+    /// Bracha instances open now.
+    pub open_instances: usize,
+    /// Messages waiting for verification.
+    pub validation_queue: usize,
+    /// Own messages waiting to be retransmitted.
+    pub retransmitting: usize,
+    /// Peers blocked at the transport now.
+    pub blocked_peers: usize,
+}
+
+/// An output held until the batch it depends on is committed.
+#[derive(Debug)]
+enum Gated {
+    /// An own Bracha message, recorded as `own[index]` of the batch.
+    Bracha { index: usize, instance: InstanceId, kind: Kind, envelope: Envelope },
+    /// An own gossip message whose seq the batch reserves.
+    Gossip { topic: String, envelope: Envelope },
+    /// A delivery, appended as `deliveries[index]` of the batch.
+    Deliver { index: usize, delivered: Delivered },
+    /// A broadcast whose seq and SEND the batch makes durable.
+    Broadcast { instance: InstanceId },
+}
+
+/// What an outbound sync request was for.
+#[derive(Clone, Copy, Debug)]
+enum SyncPurpose {
+    Digest,
+    Value { instance: InstanceId },
+}
+
+/// First-sight-to-delivery latency of instances, and its smoothed value.
+#[derive(Default)]
+struct Latency {
+    first_seen: BTreeMap<InstanceId, u64>,
+    ewma_ms: u64,
+}
+
+impl Latency {
+    fn seen(&mut self, instance: InstanceId, now_ms: u64) {
+        if self.first_seen.len() >= MAX_TRACKED_LATENCY {
+            self.first_seen.retain(|_, at| now_ms.saturating_sub(*at) < LATENCY_FORGET_MS);
+        }
+        if self.first_seen.len() < MAX_TRACKED_LATENCY {
+            self.first_seen.entry(instance).or_insert(now_ms);
+        }
+    }
+
+    fn delivered(&mut self, instance: &InstanceId, now_ms: u64) -> Option<u64> {
+        let start = self.first_seen.remove(instance)?;
+        let latency = now_ms.saturating_sub(start);
+        // Smoothed with weight 1/8 per sample.
+        self.ewma_ms = (self.ewma_ms * 7 + latency) / 8;
+        Some(latency)
+    }
+}
+
+/// The node's protocol engine. See the module docs.
+pub struct Engine {
+    network: NetworkId,
+    committee: Arc<Committee>,
+    keypair: Keypair,
+    me: PublicKey,
+    member: Option<usize>,
+    policy: GossipPolicy,
+    topics: Topics,
+    admission: Admission,
+    bracha: Option<Bracha>,
+    max_message_len: usize,
+    max_value_len: usize,
+    subscribed: BTreeSet<String>,
+    recent_gossip: RecentGossip,
+    connected: BTreeSet<Peer>,
+    blocks: Blocks,
+    redial: Redial,
+    retransmit: Retransmit,
+    latency: Latency,
+    in_flight_bracha: usize,
+    in_flight_gossip: usize,
+    validation_queue: usize,
+    next_broadcast_seq: u64,
+    next_gossip_seq: u64,
+    last_cursor: u64,
+    batch: Batch,
+    gated: Vec<Gated>,
+    next_batch_id: u64,
+    awaiting: VecDeque<(u64, Vec<Gated>)>,
+    sync_requests: BTreeMap<u64, SyncPurpose>,
+    next_request_id: u64,
+    outputs: VecDeque<Output>,
+    tick_ms: u64,
+    sync_ms: u64,
+    next_tick_ms: u64,
+    next_sync_ms: u64,
+    rng: ChaCha20Rng,
+    publish_budget: PublishBudget,
+}
+
+impl Engine {
+    /// Starts an engine from its config and what the driver recovered from its store:
+    /// restores watermarks and own votes (a restarted node never votes differently) and fills
+    /// broadcast seqs reserved before a crash whose SEND was never stored (with an empty
+    /// value, so the origin's window never stalls on a gap).
+    pub fn new(config: EngineConfig, recovered: Recovered, now_ms: u64) -> Result<Engine, EngineError> {
+        let cfg = |e: &dyn std::fmt::Display| EngineError::Config(e.to_string());
+        if config.tick_interval_ms == 0 || config.sync_interval_ms == 0 {
+            return Err(EngineError::Config("tick and sync intervals must be positive".into()));
+        }
+        let committee = config.genesis.committee().map_err(|e| cfg(&e))?;
+        let network = config.genesis.network_id();
+        let me = config.keypair.public();
+        let member = committee.index_of(&me);
+        let admission = Admission::new(config.admission.clone(), network, committee.clone(), config.genesis.policy)
+            .map_err(|e| cfg(&e))?;
+        let bracha = match member {
+            Some(_) => Some(Bracha::new(committee.clone(), config.keypair.clone(), network, config.bracha.clone()).map_err(|e| cfg(&e))?),
+            None => None,
+        };
+        for topic in &config.topics {
+            check_topic_name(topic).map_err(EngineError::Refused)?;
+        }
+        let topics = Topics::new(&network);
+        let mut engine = Engine {
+            network,
+            committee: Arc::new(committee),
+            keypair: config.keypair.clone(),
+            me,
+            member,
+            policy: config.genesis.policy,
+            topics,
+            admission,
+            bracha,
+            max_message_len: config.admission.max_message_len,
+            max_value_len: config.bracha.max_value_len,
+            subscribed: BTreeSet::new(),
+            recent_gossip: RecentGossip::default(),
+            connected: BTreeSet::new(),
+            blocks: Blocks::default(),
+            redial: Redial::new(config.bootstrap.clone(), config.redial_backoff_ms),
+            retransmit: Retransmit::default(),
+            latency: Latency::default(),
+            in_flight_bracha: 0,
+            in_flight_gossip: 0,
+            validation_queue: config.validation_queue.max(1),
+            next_broadcast_seq: recovered.next_broadcast_seq,
+            next_gossip_seq: recovered.next_gossip_seq,
+            last_cursor: recovered.last_cursor,
+            batch: Batch::default(),
+            gated: Vec::new(),
+            next_batch_id: 1,
+            awaiting: VecDeque::new(),
+            sync_requests: BTreeMap::new(),
+            next_request_id: 1,
+            outputs: VecDeque::new(),
+            tick_ms: config.tick_interval_ms,
+            sync_ms: config.sync_interval_ms,
+            next_tick_ms: now_ms + config.tick_interval_ms,
+            next_sync_ms: now_ms + config.sync_interval_ms,
+            rng: ChaCha20Rng::seed_from_u64(config.seed),
+            publish_budget: PublishBudget::new(&config.admission.reputation.budget, now_ms),
+        };
+        engine.outputs.push_back(Output::Subscribe { topic: engine.topics.bracha() });
+        for topic in &config.topics {
+            engine.subscribe(topic)?;
+        }
+        engine.restore(recovered, now_ms)?;
+        Ok(engine)
+    }
+
+    fn restore(&mut self, recovered: Recovered, now_ms: u64) -> Result<(), EngineError> {
+        let Some(bracha) = self.bracha.as_mut() else { return Ok(()) };
+        for mark in &recovered.watermarks {
+            if self.committee.contains(&mark.origin) {
+                bracha.set_low_watermark(&mark.origin, mark.low).map_err(|e| EngineError::Config(e.to_string()))?;
+            }
+        }
+        let mut own_sends = BTreeSet::new();
+        let mut steps = Vec::new();
+        for message in recovered.own {
+            let Ok(envelope) = codec::decode_envelope(&message.envelope, MAX_ENVELOPE_LEN) else { continue };
+            if message.kind == Kind::BrachaSend && message.instance_origin == self.me {
+                own_sends.insert(message.seq);
+            }
+            if let Ok(step) = bracha.restore_own_vote(&envelope, now_ms) {
+                let instance = InstanceId { origin: message.instance_origin, seq: message.seq };
+                let open = bracha.retained(&instance).is_none()
+                    && bracha.low_watermark(&instance.origin).is_some_and(|low| instance.seq >= low);
+                if open {
+                    // Due at once: whoever missed it before the crash gets it now.
+                    self.retransmit.insert(instance, message.kind, envelope, now_ms, 0);
+                }
+                steps.push(step);
+            }
+        }
+        let low = bracha.low_watermark(&self.me).unwrap_or(0);
+        for seq in low..self.next_broadcast_seq {
+            if !own_sends.contains(&seq) {
+                self.outputs.push_back(Output::Metric(Metric::FilledLostBroadcast { seq }));
+                if let Ok(step) = bracha.broadcast_at(seq, Vec::new(), now_ms) {
+                    steps.push(step);
+                }
+            }
+        }
+        for step in steps {
+            self.apply_step(step, now_ms);
+        }
+        Ok(())
+    }
+
+    // ---- accessors ----
+
+    /// This node's key.
+    pub fn public_key(&self) -> PublicKey {
+        self.me
+    }
+
+    /// The committee.
+    pub fn committee(&self) -> &Committee {
+        &self.committee
+    }
+
+    /// The network id.
+    pub fn network(&self) -> NetworkId {
+        self.network
+    }
+
+    /// Wire topic names.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// The Bracha machine (members only).
+    pub fn bracha(&self) -> Option<&Bracha> {
+        self.bracha.as_ref()
+    }
+
+    /// The admission pipeline (reputation, replay guard).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// A summary of the engine's state.
+    pub fn status(&self) -> EngineStatus {
+        EngineStatus {
+            member: self.member,
+            n: self.committee.n(),
+            f: self.committee.f(),
+            connected_peers: self.connected.len(),
+            last_cursor: self.last_cursor,
+            open_instances: self.bracha.as_ref().map_or(0, |b| b.open_instances().count()),
+            validation_queue: self.in_flight_bracha + self.in_flight_gossip,
+            retransmitting: self.retransmit.len(),
+            blocked_peers: self.blocks.applied().len(),
+        }
+    }
+
+    /// Every known peer with its reputation.
+    pub fn peers(&self, now_ms: u64) -> Vec<PeerView> {
+        self.admission
+            .snapshot(now_ms)
+            .peers
+            .into_iter()
+            .map(|reputation| {
+                let peer = Peer::Key(reputation.peer);
+                PeerView {
+                    connected: self.connected.contains(&peer),
+                    member: self.committee.index_of(&reputation.peer),
+                    peer,
+                    reputation,
+                }
+            })
+            .collect()
+    }
+
+    /// Peers blocked at the transport now (bans, exclusions, blocks by hand, foreign ids).
+    pub fn blocked(&self) -> impl Iterator<Item = &Peer> {
+        self.blocks.applied().iter()
+    }
+
+    // ---- outputs and timers ----
+
+    /// The next action for the driver. Writes collected since the last call leave first, as
+    /// one [`Output::Persist`] (group commit).
+    pub fn poll(&mut self) -> Option<Output> {
+        self.flush();
+        self.outputs.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] is due next (ms).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        Some(self.next_tick_ms.min(self.next_sync_ms))
+    }
+
+    /// Runs the timers due at `now_ms`: the tick (Bracha ticks, retransmission, reputation,
+    /// application scores, the wanted block set, redials) and the sync digest.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if now_ms >= self.next_tick_ms {
+            self.next_tick_ms = now_ms + self.tick_ms;
+            self.on_tick(now_ms);
+        }
+        if now_ms >= self.next_sync_ms {
+            self.next_sync_ms = now_ms + self.sync_ms;
+            self.start_sync();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            // Nothing to write: whatever is gated (nothing, normally) is released with the
+            // next batch.
+            return;
+        }
+        let id = self.next_batch_id;
+        self.next_batch_id += 1;
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.id = id;
+        self.awaiting.push_back((id, std::mem::take(&mut self.gated)));
+        self.outputs.push_back(Output::Persist(batch));
+    }
+
+    /// The driver committed batch `id` (`Ok`) or could not (`Err`): release what it gated,
+    /// or drop it.
+    pub fn handle_committed(&mut self, now_ms: u64, id: u64, result: Result<Committed, String>) {
+        let Some(position) = self.awaiting.iter().position(|(b, _)| *b == id) else { return };
+        let Some((_, gated)) = self.awaiting.remove(position) else { return };
+        let committed = match result {
+            Ok(committed) => committed,
+            Err(_) => {
+                self.outputs.push_back(Output::Metric(Metric::PersistFailed { batch: id }));
+                return;
+            }
+        };
+        for item in gated {
+            match item {
+                Gated::Bracha { index, instance, kind, envelope } => {
+                    let envelope = match committed.own.get(index).cloned().flatten() {
+                        None => envelope,
+                        // Already stored (a restart): publish the stored vote, never another.
+                        Some(first) => match codec::decode_envelope(&first, MAX_ENVELOPE_LEN) {
+                            Ok(first) => first,
+                            Err(_) => continue,
+                        },
+                    };
+                    self.publish_envelope(self.topics.bracha(), envelope.clone());
+                    let open = self.bracha.as_ref().is_some_and(|b| b.retained(&instance).is_none());
+                    if open {
+                        let delay = Retransmit::first_delay(self.latency.ewma_ms);
+                        self.retransmit.insert(instance, kind, envelope, now_ms, delay);
+                    }
+                }
+                Gated::Gossip { topic, envelope } => self.publish_envelope(topic, envelope),
+                Gated::Broadcast { instance } => self.outputs.push_back(Output::Broadcast { instance }),
+                Gated::Deliver { index, mut delivered } => {
+                    let Some(Appended::New(cursor)) = committed.deliveries.get(index).copied() else { continue };
+                    self.last_cursor = self.last_cursor.max(cursor);
+                    delivered.cursor = cursor;
+                    let latency_ms = self.latency.delivered(&delivered.instance, now_ms);
+                    self.outputs.push_back(Output::Metric(Metric::Delivered { latency_ms }));
+                    self.outputs.push_back(Output::Deliver(delivered));
+                }
+            }
+        }
+    }
+
+    fn publish_envelope(&mut self, topic: String, envelope: Envelope) {
+        self.outputs.push_back(Output::Metric(Metric::Published { kind: envelope.header().kind.label() }));
+        self.outputs.push_back(Output::Publish { topic, envelope });
+    }
+
+    // ---- application commands ----
+
+    /// Starts a Bracha broadcast of `value`; [`Output::Broadcast`] says when its seq and
+    /// SEND are durable (answer the application then: an acknowledged broadcast survives a
+    /// crash, and its seq is never reused). Refused with [`EngineError::Busy`] while this
+    /// node's own window is full (before a seq is reserved: a reserved seq that is never
+    /// broadcast would stall the window).
+    pub fn broadcast(&mut self, now_ms: u64, value: Vec<u8>) -> Result<InstanceId, EngineError> {
+        let Some(bracha) = self.bracha.as_mut() else { return Err(EngineError::NotAMember) };
+        if value.len() > self.max_value_len {
+            return Err(EngineError::Refused(format!(
+                "value of {} bytes is over the limit of {}",
+                value.len(),
+                self.max_value_len
+            )));
+        }
+        let seq = self.next_broadcast_seq;
+        if let Some(window) = bracha.window(&self.me)
+            && !window.contains(&seq)
+        {
+            return Err(EngineError::Busy(format!(
+                "{} broadcasts are still being delivered; retry when one completes",
+                window.end - window.start
+            )));
+        }
+        let step = bracha.broadcast_at(seq, value, now_ms).map_err(|e| EngineError::Refused(e.to_string()))?;
+        self.next_broadcast_seq = seq + 1;
+        self.batch.next_seq.push((SeqStream::Broadcast, seq + 1));
+        let instance = InstanceId { origin: self.me, seq };
+        self.latency.seen(instance, now_ms);
+        self.apply_step(step, now_ms);
+        self.gated.push(Gated::Broadcast { instance });
+        Ok(instance)
+    }
+
+    /// Signs and publishes gossip on `topic` (after its seq is committed).
+    pub fn publish(&mut self, now_ms: u64, topic: &str, payload: Vec<u8>) -> Result<MessageId, EngineError> {
+        check_topic_name(topic).map_err(EngineError::Refused)?;
+        if self.policy == GossipPolicy::Committee && self.member.is_none() {
+            return Err(EngineError::NotAMember);
+        }
+        let body = GossipBody { topic: topic.to_owned(), payload }.encode();
+        if body.len() + codec::ENVELOPE_OVERHEAD > self.max_message_len {
+            return Err(EngineError::Refused(format!("message is over the limit of {} bytes", self.max_message_len)));
+        }
+        if !self.publish_budget.take(now_ms) {
+            return Err(EngineError::Busy(format!(
+                "publish rate over {:.0} messages/s (peers would drop the excess); retry shortly",
+                self.publish_budget.rate_per_s
+            )));
+        }
+        let seq = self.next_gossip_seq;
+        let envelope = Envelope::seal(&self.keypair, self.network, Kind::Gossip, seq, now_ms, body)
+            .map_err(|e| EngineError::Refused(e.to_string()))?;
+        self.next_gossip_seq = seq + 1;
+        self.batch.next_seq.push((SeqStream::Gossip, seq + 1));
+        let id = envelope.id();
+        self.recent_gossip.push(self.me, seq, codec::encode_envelope(&envelope));
+        self.gated.push(Gated::Gossip { topic: self.topics.gossip(topic), envelope });
+        Ok(id)
+    }
+
+    /// Subscribes to an application gossip topic.
+    pub fn subscribe(&mut self, topic: &str) -> Result<(), EngineError> {
+        check_topic_name(topic).map_err(EngineError::Refused)?;
+        if self.subscribed.insert(topic.to_owned()) {
+            self.outputs.push_back(Output::Subscribe { topic: self.topics.gossip(topic) });
+        }
+        Ok(())
+    }
+
+    /// Blocks `peer` by hand (an operator's quarantine), apart from reputation bans: lifting
+    /// one never lifts the other.
+    pub fn block(&mut self, now_ms: u64, peer: Peer) -> Result<(), EngineError> {
+        if peer == Peer::Key(self.me) {
+            return Err(EngineError::Refused("a node cannot block itself".into()));
+        }
+        self.blocks.block_by_hand(peer).map_err(EngineError::Refused)?;
+        self.reconcile_blocks(now_ms);
+        Ok(())
+    }
+
+    /// Lifts a block by hand. A reputation ban of the same peer stays in force; a bootstrap
+    /// peer is redialled at the next tick rather than after its grown backoff.
+    pub fn unblock(&mut self, now_ms: u64, peer: Peer) {
+        if self.blocks.unblock_by_hand(&peer) {
+            self.reconcile_blocks(now_ms);
+            if !self.connected.contains(&peer) {
+                self.redial.soon(&peer, now_ms);
+            }
+        }
+    }
+
+    // ---- connections ----
+
+    /// A first connection to `peer` is up.
+    pub fn handle_connected(&mut self, now_ms: u64, peer: Peer) {
+        self.redial.connected(&peer);
+        if matches!(peer, Peer::Foreign(_)) {
+            // Not an ed25519 identity: its messages could not be scored. Refuse it.
+            self.blocks.foreign(peer.clone());
+            self.reconcile_blocks(now_ms);
+        }
+        self.connected.insert(peer);
+    }
+
+    /// The last connection to `peer` closed.
+    pub fn handle_disconnected(&mut self, now_ms: u64, peer: Peer) {
+        self.connected.remove(&peer);
+        self.redial.disconnected(&peer, now_ms);
+    }
+
+    /// A dial to `peer` failed.
+    pub fn handle_dial_failed(&mut self, now_ms: u64, peer: Peer) {
+        if !self.connected.contains(&peer) {
+            self.redial.failed(&peer, now_ms);
+        }
+    }
+
+    // ---- received messages ----
+
+    /// A gossipsub message from `from` on wire topic `topic`. The engine answers
+    /// [`Output::Validation`] with `token` exactly once (now, or after verification).
+    pub fn handle_message(&mut self, now_ms: u64, from: Peer, token: u64, topic: &str, bytes: &[u8]) {
+        let Some(from) = from.key() else {
+            self.validation(token, Acceptance::Ignore);
+            return;
+        };
+        let pending = match self.admission.precheck(from, bytes, now_ms) {
+            Ok(pending) => pending,
+            Err(verdict) => {
+                self.finish_verdict(token, "unknown", verdict, now_ms, now_ms, true);
+                return;
+            }
+        };
+        // The kind must travel on its topic, and a gossip body must name the topic it came
+        // on: the forwarder could have checked both.
+        let header = *pending.envelope().header();
+        let topic_ok = match header.kind {
+            Kind::Gossip => GossipBody::decode(pending.envelope().body(), self.max_message_len)
+                .is_some_and(|b| self.topics.app_topic(topic) == Some(b.topic.as_str())),
+            _ => self.topics.is_bracha(topic),
+        };
+        if !topic_ok {
+            self.penalise(from, Event::Malformed, now_ms);
+            self.metric(Metric::Message { kind: header.kind.label(), outcome: "wrong_topic" });
+            self.metric(Metric::Rejected { reason: "wrong_topic" });
+            self.validation(token, Acceptance::Reject);
+            return;
+        }
+        let relay = self.relays(&header, &from);
+        let line = if header.kind == Kind::Gossip { Line::Gossip } else { Line::Bracha };
+        let (in_flight, capacity) = match line {
+            Line::Bracha => (self.in_flight_bracha, self.validation_queue * BRACHA_QUEUE_FACTOR),
+            Line::Gossip => (self.in_flight_gossip, self.validation_queue),
+        };
+        if in_flight >= capacity {
+            self.metric(Metric::Message { kind: header.kind.label(), outcome: "overloaded" });
+            self.validation(token, Acceptance::Ignore);
+            return;
+        }
+        self.submit(Job {
+            line,
+            origin: Origin::Gossip { token, received_ms: now_ms, relay },
+            from: Some(from),
+            work: Work::Envelope(Box::new(pending)),
+        });
+    }
+
+    fn submit(&mut self, job: Job) {
+        match job.line {
+            Line::Bracha => self.in_flight_bracha += 1,
+            Line::Gossip => self.in_flight_gossip += 1,
+        }
+        self.outputs.push_back(Output::Verify(job));
+        self.queue_depths();
+    }
+
+    fn queue_depths(&mut self) {
+        self.metric(Metric::QueueDepth { queue: "validation_bracha", depth: self.in_flight_bracha });
+        self.metric(Metric::QueueDepth { queue: "validation_gossip", depth: self.in_flight_gossip });
+    }
+
+    /// Whether gossipsub may forward an accepted message with this header that arrived from
+    /// `source`: always, unless it came straight from its signer, a committee member, in
+    /// which case only the signer's designated relays forward it ([`relays_direct`]).
+    fn relays(&self, header: &byzgossip_crypto::Header, source: &PublicKey) -> bool {
+        if *source != header.origin {
+            return true;
+        }
+        match (self.committee.index_of(&header.origin), self.member) {
+            (Some(signer), Some(me)) => relays_direct(self.committee.n(), signer, me),
+            _ => true,
+        }
+    }
+
+    /// A signature check finished.
+    pub fn handle_verified(&mut self, now_ms: u64, done: Done) {
+        let Done { job, outcome } = done;
+        match job.line {
+            Line::Bracha => self.in_flight_bracha = self.in_flight_bracha.saturating_sub(1),
+            Line::Gossip => self.in_flight_gossip = self.in_flight_gossip.saturating_sub(1),
+        }
+        match (job.work, outcome) {
+            (Work::Envelope(pending), Outcome::Envelope(result)) => {
+                let kind = pending.envelope().header().kind.label();
+                let verdict = self.admission.complete(*pending, result, now_ms);
+                let accepted = verdict.accepted().cloned();
+                match job.origin {
+                    Origin::Gossip { token, received_ms, relay } => {
+                        self.finish_verdict(token, kind, verdict, received_ms, now_ms, relay);
+                    }
+                    Origin::Sync => {
+                        if accepted.is_some() {
+                            self.metric(Metric::Sync { kind: "envelope_admitted" });
+                        } else {
+                            self.metric(Metric::Message { kind: "sync", outcome: verdict.label() });
+                        }
+                        self.drain_status_changes(now_ms);
+                    }
+                }
+                if let Some(envelope) = accepted {
+                    self.on_admitted(envelope, now_ms);
+                }
+            }
+            (Work::Certificate { certificate, value, .. }, Outcome::Certificate(result)) => match result {
+                Ok(verified) => {
+                    if let Some(bracha) = self.bracha.as_mut() {
+                        let instance = certificate.instance;
+                        match bracha.handle_certificate(&verified, value, now_ms) {
+                            Ok(step) => {
+                                if !step.delivered.is_empty() {
+                                    self.metric(Metric::Sync { kind: "certificate_applied" });
+                                }
+                                self.latency.seen(instance, now_ms);
+                                self.apply_step(step, now_ms);
+                            }
+                            Err(_) => self.metric(Metric::Sync { kind: "certificate_not_applied" }),
+                        }
+                    }
+                }
+                Err(_) => {
+                    self.metric(Metric::Sync { kind: "certificate_invalid" });
+                    if let Some(from) = job.from {
+                        self.penalise(from, Event::BadSignature, now_ms);
+                    }
+                }
+            },
+            (Work::Evidence { evidence, gossip, .. }, Outcome::Evidence(result)) => match result {
+                Ok(offender) => {
+                    self.penalise(offender, Event::Equivocation { evidence: evidence.digest() }, now_ms);
+                    if gossip {
+                        if let Ok(envelope) = Envelope::seal(&self.keypair, self.network, Kind::Evidence, 0, now_ms, evidence.encode()) {
+                            self.publish_envelope(self.topics.bracha(), envelope);
+                        }
+                    }
+                }
+                Err(_) => self.metric(Metric::Message { kind: "evidence", outcome: "invalid_evidence" }),
+            },
+            // A job always comes back with the outcome of its own kind of work.
+            _ => {}
+        }
+    }
+
+    /// Reports a verdict to gossipsub (an `Accept` this node does not relay goes to gossipsub
+    /// as `Ignore`: processed here, not forwarded), counts it, and applies status changes.
+    fn finish_verdict(&mut self, token: u64, kind: &'static str, verdict: Verdict, received_ms: u64, now_ms: u64, relay: bool) {
+        self.metric(Metric::AdmissionLatency { ms: now_ms.saturating_sub(received_ms) });
+        self.metric(Metric::Message { kind, outcome: verdict.label() });
+        if let Verdict::Reject(reason, _) = &verdict {
+            self.metric(Metric::Rejected { reason: reason.label() });
+        }
+        let acceptance = match verdict.acceptance() {
+            Acceptance::Accept if !relay => {
+                self.metric(Metric::RelaySkipped);
+                Acceptance::Ignore
+            }
+            other => other,
+        };
+        self.validation(token, acceptance);
+        self.drain_status_changes(now_ms);
+    }
+
+    fn validation(&mut self, token: u64, acceptance: Acceptance) {
+        self.outputs.push_back(Output::Validation { token, acceptance });
+    }
+
+    fn metric(&mut self, metric: Metric) {
+        self.outputs.push_back(Output::Metric(metric));
+    }
+
+    /// Reports status changes; a new ban or exclusion is applied at the transport at once.
+    fn drain_status_changes(&mut self, now_ms: u64) {
+        let mut block = false;
+        while let Some(change) = self.admission.poll_status_change() {
+            block |= matches!(change.to, PeerStatus::Banned { .. } | PeerStatus::Excluded { .. });
+            self.metric(Metric::StatusChange(change));
+        }
+        if block {
+            self.reconcile_blocks(now_ms);
+        }
+    }
+
+    fn penalise(&mut self, peer: PublicKey, event: Event, now_ms: u64) {
+        if let Some(change) = self.admission.record(peer, event, now_ms) {
+            let block = matches!(change.to, PeerStatus::Banned { .. } | PeerStatus::Excluded { .. });
+            self.metric(Metric::StatusChange(change));
+            if block {
+                self.reconcile_blocks(now_ms);
+            }
+        }
+    }
+
+    /// Acts on an admitted envelope.
+    fn on_admitted(&mut self, envelope: VerifiedEnvelope, now_ms: u64) {
+        match envelope.header().kind {
+            Kind::Gossip => self.on_gossip_admitted(&envelope),
+            Kind::BrachaSend | Kind::BrachaEcho | Kind::BrachaReady => {
+                let Some(bracha) = self.bracha.as_mut() else { return };
+                if envelope.header().kind == Kind::BrachaSend
+                    && let Ok(Message::Send { instance, .. }) = Message::from_envelope(envelope.envelope(), self.max_value_len)
+                {
+                    self.latency.seen(instance, now_ms);
+                }
+                let step = bracha.handle(&envelope, now_ms);
+                self.apply_step(step, now_ms);
+            }
+            Kind::Evidence => {
+                let Ok(evidence) = Evidence::decode(envelope.body(), self.max_message_len) else { return };
+                self.verify_evidence(evidence, false);
+            }
+        }
+    }
+
+    fn verify_evidence(&mut self, evidence: Evidence, gossip: bool) {
+        self.submit(Job {
+            line: Line::Bracha,
+            origin: Origin::Sync,
+            from: None,
+            work: Work::Evidence { evidence: Box::new(evidence), committee: self.committee.clone(), network: self.network, gossip },
+        });
+    }
+
+    fn on_gossip_admitted(&mut self, envelope: &VerifiedEnvelope) {
+        let Some(body) = GossipBody::decode(envelope.body(), self.max_message_len) else { return };
+        let header = envelope.header();
+        self.recent_gossip.push(header.origin, header.seq, codec::encode_envelope(envelope.envelope()));
+        if self.subscribed.contains(&body.topic) {
+            self.outputs.push_back(Output::Gossip(GossipMessage {
+                topic: body.topic,
+                origin: header.origin,
+                seq: header.seq,
+                timestamp_ms: header.timestamp_ms,
+                id: envelope.id(),
+                payload: body.payload,
+            }));
+        }
+    }
+
+    // ---- Bracha steps ----
+
+    fn apply_step(&mut self, step: Step, now_ms: u64) {
+        for envelope in step.outgoing {
+            let Ok(message) = Message::from_envelope(&envelope, self.max_value_len) else { continue };
+            let instance = *message.instance();
+            let kind = envelope.header().kind;
+            let index = self.batch.own.len();
+            self.batch.own.push(OwnMessage {
+                instance_origin: instance.origin,
+                seq: instance.seq,
+                kind,
+                envelope: codec::encode_envelope(&envelope),
+            });
+            self.gated.push(Gated::Bracha { index, instance, kind, envelope });
+        }
+        for fetch in step.fetches {
+            let target = fetch
+                .from
+                .iter()
+                .filter_map(|i| self.committee.member(*i))
+                .map(|key| Peer::Key(*key))
+                .find(|p| self.connected.contains(p))
+                .or_else(|| self.connected.iter().next().cloned());
+            if let Some(peer) = target {
+                let request = SyncRequest::Value { origin: fetch.instance.origin, seq: fetch.instance.seq, digest: fetch.digest };
+                self.send_sync(peer, request, SyncPurpose::Value { instance: fetch.instance });
+            }
+        }
+        for delivery in step.delivered {
+            self.retransmit.remove_instance(&delivery.instance);
+            let certificate = delivery.certificate.encode();
+            let index = self.batch.deliveries.len();
+            self.batch.deliveries.push(StoredDelivery {
+                origin: delivery.instance.origin,
+                seq: delivery.instance.seq,
+                digest: delivery.digest,
+                value: delivery.value.clone(),
+                certificate: certificate.clone(),
+                delivered_at_ms: now_ms,
+            });
+            self.gated.push(Gated::Deliver {
+                index,
+                delivered: Delivered {
+                    cursor: 0,
+                    instance: delivery.instance,
+                    value: delivery.value,
+                    digest: delivery.digest,
+                    certificate,
+                    delivered_at_ms: now_ms,
+                },
+            });
+        }
+        for evidence in step.evidence {
+            self.verify_evidence(evidence, true);
+        }
+        for fault in step.faults {
+            self.metric(Metric::Fault { kind: fault.kind.label() });
+            // Equivocation is punished once its evidence verified; other provable faults are
+            // malformed votes.
+            if fault.kind.is_provable() && !matches!(fault.kind, FaultKind::Equivocation) {
+                self.penalise(fault.member, Event::Malformed, now_ms);
+            }
+        }
+    }
+
+    // ---- the tick ----
+
+    fn on_tick(&mut self, now_ms: u64) {
+        if let Some(bracha) = self.bracha.as_mut() {
+            let step = bracha.tick(now_ms);
+            self.apply_step(step, now_ms);
+        }
+        self.retransmit_due(now_ms);
+        self.drain_status_changes(now_ms);
+        // Our scores go to gossipsub as the application score (P5).
+        let scores: Vec<(Peer, f64)> = self
+            .connected
+            .iter()
+            .filter_map(|peer| peer.key().map(|key| (peer.clone(), self.admission.reputation().app_score(&key, now_ms))))
+            .collect();
+        for (peer, score) in scores {
+            self.outputs.push_back(Output::AppScore { peer, score });
+        }
+        self.reconcile_blocks(now_ms);
+        let blocked = self.blocks.applied().clone();
+        for peer in self.redial.due(now_ms, |p| blocked.contains(p)) {
+            self.outputs.push_back(Output::Peer(PeerAction::Dial(peer)));
+        }
+    }
+
+    /// Computes the wanted block set and emits the difference with what the transport has
+    /// (level-triggered: an expired ban unblocks here); also counts peers by status.
+    fn reconcile_blocks(&mut self, now_ms: u64) {
+        let snapshot = self.admission.snapshot(now_ms);
+        let (mut ok, mut graylisted, mut banned, mut excluded) = (0, 0, 0, 0);
+        let mut wanted = Vec::new();
+        for peer in &snapshot.peers {
+            match peer.status {
+                PeerStatus::Ok => ok += 1,
+                PeerStatus::Graylisted => graylisted += 1,
+                PeerStatus::Banned { .. } => {
+                    banned += 1;
+                    wanted.push(Peer::Key(peer.peer));
+                }
+                PeerStatus::Excluded { .. } => {
+                    excluded += 1;
+                    wanted.push(Peer::Key(peer.peer));
+                }
+            }
+        }
+        self.metric(Metric::PeersByStatus { ok, graylisted, banned, excluded });
+        for action in self.blocks.reconcile(wanted) {
+            if let PeerAction::Unblock(peer) = &action
+                && !self.connected.contains(peer)
+            {
+                self.redial.soon(peer, now_ms);
+            }
+            self.outputs.push_back(Output::Peer(action));
+        }
+    }
+
+    /// Re-signs and republishes own messages of instances not yet delivered here. Entries of
+    /// instances the Bracha machine no longer holds open (delivered, or below a watermark)
+    /// are dropped, so the table stays within the machine's windows.
+    fn retransmit_due(&mut self, now_ms: u64) {
+        let Some(bracha) = self.bracha.as_ref() else { return };
+        self.retransmit.retain_open(|instance| {
+            bracha.retained(instance).is_none() && bracha.window(&instance.origin).is_some_and(|w| w.contains(&instance.seq))
+        });
+        if self.in_flight_bracha > RETRANSMIT_BACKOFF_QUEUE {
+            return;
+        }
+        for envelope in self.retransmit.due(now_ms) {
+            let Ok(message) = Message::from_envelope(&envelope, self.max_value_len) else { continue };
+            let Ok(fresh) = message.seal(&self.keypair, self.network, now_ms) else { continue };
+            self.metric(Metric::Published { kind: "retransmit" });
+            self.outputs.push_back(Output::Publish { topic: self.topics.bracha(), envelope: fresh });
+        }
+    }
+
+    // ---- sync ----
+
+    fn send_sync(&mut self, peer: Peer, request: SyncRequest, purpose: SyncPurpose) {
+        if self.sync_requests.len() >= MAX_SYNC_IN_FLIGHT {
+            return;
+        }
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        self.sync_requests.insert(request_id, purpose);
+        let kind = match purpose {
+            SyncPurpose::Digest => "digest_sent",
+            SyncPurpose::Value { .. } => "value_sent",
+        };
+        self.metric(Metric::Sync { kind });
+        self.outputs.push_back(Output::SyncRequest { peer, request_id, request });
+    }
+
+    /// Sends a digest of what this node has to a random connected peer.
+    fn start_sync(&mut self) {
+        let candidates: Vec<Peer> = self.connected.iter().filter(|p| p.key().is_some()).cloned().collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let peer = candidates[(self.rng.next_u64() % candidates.len() as u64) as usize].clone();
+        let mut bracha: Vec<OriginMark> = match self.bracha.as_ref() {
+            Some(machine) => self
+                .committee
+                .members()
+                .iter()
+                .filter_map(|origin| machine.low_watermark(origin).map(|next| OriginMark { origin: *origin, next }))
+                .collect(),
+            None => Vec::new(),
+        };
+        bracha.truncate(MAX_DIGEST_ORIGINS / 2);
+        let mut gossip: Vec<OriginMark> = self.recent_gossip.marks().map(|(origin, next)| OriginMark { origin, next }).collect();
+        gossip.sort_by_key(|m| m.origin);
+        gossip.truncate(MAX_DIGEST_ORIGINS / 2);
+        self.send_sync(peer, SyncRequest::Digest { bracha, gossip }, SyncPurpose::Digest);
+    }
+
+    /// A sync request from `from`; the engine answers [`Output::SyncServe`] or
+    /// [`Output::SyncRefuse`] with `token`.
+    pub fn handle_sync_request(&mut self, _now_ms: u64, from: Peer, token: u64, request: SyncRequest) {
+        if from.key().is_none() || !request.within_bounds() {
+            self.outputs.push_back(Output::SyncRefuse { token });
+            return;
+        }
+        let plan = match request {
+            SyncRequest::Value { origin, seq, digest } => {
+                self.metric(Metric::Sync { kind: "value_served" });
+                let instance = InstanceId { origin, seq };
+                let held = self.bracha.as_ref().and_then(|b| b.value(&instance, &digest)).map(<[u8]>::to_vec);
+                ServePlan::value(origin, seq, digest, held)
+            }
+            SyncRequest::Digest { bracha, gossip } => {
+                self.metric(Metric::Sync { kind: "digest_served" });
+                let theirs: HashMap<PublicKey, u64> = bracha.iter().map(|m| (m.origin, m.next)).collect();
+                let marks: HashMap<PublicKey, u64> = gossip.iter().map(|m| (m.origin, m.next)).collect();
+                let (mut items, mut bytes) = (0usize, 0usize);
+                let mut envelopes = Vec::new();
+                for envelope in self.recent_gossip.missing(&marks) {
+                    if items >= MAX_SYNC_ITEMS || bytes + envelope.len() > SYNC_RESPONSE_BUDGET {
+                        break;
+                    }
+                    items += 1;
+                    bytes += envelope.len();
+                    envelopes.push(envelope.clone());
+                }
+                ServePlan::catchup(theirs, self.committee.members().to_vec(), envelopes)
+            }
+        };
+        self.outputs.push_back(Output::SyncServe { token, plan });
+    }
+
+    /// The answer to sync request `request_id` from `from` (`None`: it failed).
+    pub fn handle_sync_response(&mut self, now_ms: u64, from: Peer, request_id: u64, response: Option<SyncResponse>) {
+        let purpose = self.sync_requests.remove(&request_id);
+        let Some(response) = response else {
+            self.metric(Metric::Sync { kind: "failed" });
+            return;
+        };
+        let Some(from) = from.key() else { return };
+        match (purpose, response) {
+            (Some(SyncPurpose::Value { instance }), SyncResponse::Value(Some(value))) => {
+                if let Some(bracha) = self.bracha.as_mut() {
+                    let step = bracha.supply_value(&instance, value.into_vec(), now_ms);
+                    self.apply_step(step, now_ms);
+                }
+            }
+            (Some(SyncPurpose::Digest), SyncResponse::Catchup { deliveries, gossip }) => {
+                for delivery in deliveries {
+                    self.synced_delivery(from, delivery.certificate, delivery.value, now_ms);
+                }
+                for bytes in gossip {
+                    match self.admission.precheck_sync(from, &bytes, now_ms) {
+                        Ok(pending) => {
+                            let line = if pending.envelope().header().kind == Kind::Gossip { Line::Gossip } else { Line::Bracha };
+                            self.submit(Job { line, origin: Origin::Sync, from: Some(from), work: Work::Envelope(Box::new(pending)) });
+                        }
+                        Err(verdict) => self.metric(Metric::Message { kind: "sync", outcome: verdict.label() }),
+                    }
+                }
+                self.drain_status_changes(now_ms);
+            }
+            _ => {}
+        }
+    }
+
+    /// A certificate and value from sync: cheap checks here, the signatures in a job.
+    fn synced_delivery(&mut self, from: PublicKey, certificate: Vec<u8>, value: Vec<u8>, now_ms: u64) {
+        if self.bracha.is_none() {
+            return;
+        }
+        let Ok(certificate) = Certificate::decode(&certificate, MAX_ENVELOPE_LEN) else {
+            self.penalise(from, Event::Malformed, now_ms);
+            return;
+        };
+        if Digest::of(&value) != certificate.digest {
+            self.penalise(from, Event::BadHash, now_ms);
+            return;
+        }
+        // Already delivered here: nothing to check.
+        if self.bracha.as_ref().is_some_and(|b| {
+            b.retained(&certificate.instance).is_some()
+                || b.low_watermark(&certificate.instance.origin).is_some_and(|low| certificate.instance.seq < low)
+        }) {
+            return;
+        }
+        self.submit(Job {
+            line: Line::Bracha,
+            origin: Origin::Sync,
+            from: Some(from),
+            work: Work::Certificate { certificate: Box::new(certificate), value, committee: self.committee.clone(), network: self.network },
+        });
+    }
+}

@@ -1,0 +1,48 @@
+//! The byzgossip node's protocol policy as a pure, sans-IO state machine (DESIGN.md
+//! section 1, `engine`).
+//!
+//! [`Engine`] owns admission, the Bracha machine, retransmission, relay choice, the
+//! topic/kind rule, evidence, sync policy (what to request, what to serve and under which
+//! bounds), the delivery log cursor, crash recovery decisions, latency tracking and the wanted
+//! set of blocked peers. A driver feeds it inputs with the current time and carries out its
+//! [`Output`]s: the node (tokio, libp2p, redb) and the testnet's deterministic simulator run
+//! the same engine.
+//!
+//! # IO contract
+//! No clock (every input takes `now_ms`), no IO, no threads, no global randomness (the only
+//! randomness is a ChaCha stream seeded from [`EngineConfig::seed`]), no random-state hash
+//! map whose order reaches an output: the same inputs give the same outputs, which the
+//! simulator's state hash checks.
+//!
+//! # Bounds
+//! Verification jobs in flight: `validation_queue` gossip, [`BRACHA_QUEUE_FACTOR`] times that
+//! Bracha (beyond, a message is answered `Ignore`); outstanding sync requests
+//! [`MAX_SYNC_IN_FLIGHT`]; tracked latencies [`MAX_TRACKED_LATENCY`]; retransmissions follow
+//! the Bracha windows; blocks by hand [`blocks::MAX_OPERATOR_BLOCKS`]; foreign identities
+//! [`blocks::MAX_FOREIGN_BLOCKS`]; recent gossip [`gossip::RECENT_GOSSIP_ENTRIES`] and
+//! [`gossip::RECENT_GOSSIP_BYTES`]; sync plans [`sync::MAX_SYNC_LOOKUPS`] reads.
+
+pub mod blocks;
+mod budget;
+mod engine;
+pub mod gossip;
+pub mod hooks;
+pub mod output;
+mod peer;
+mod redial;
+pub mod relay;
+pub mod retransmit;
+pub mod store;
+pub mod sync;
+pub mod topics;
+pub mod verify;
+
+pub use engine::{
+    BRACHA_QUEUE_FACTOR, Engine, EngineConfig, EngineError, EngineStatus, LATENCY_FORGET_MS, MAX_SYNC_IN_FLIGHT,
+    MAX_TRACKED_LATENCY, PeerView,
+};
+pub use output::{Delivered, GossipMessage, Metric, Output, PeerAction};
+pub use peer::Peer;
+pub use store::{Appended, Batch, Committed, DeliveryLog, OwnMessage, Recovered, SeqStream, StoredDelivery, Watermark};
+pub use sync::{ServePlan, SyncRequest, SyncResponse};
+pub use verify::{Done, Job, Line, Outcome};

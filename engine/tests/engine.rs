@@ -1,0 +1,666 @@
+//! Deterministic tests of the engine in virtual time: no sleeps, no sockets. Each test is
+//! named after the property it checks. A small virtual network ([`Net`]) delivers every
+//! published envelope to every other engine after a fixed latency, commits batches at once
+//! into an in-memory log, and runs verification jobs inline.
+
+use byzgossip_bracha::InstanceId;
+use byzgossip_crypto::codec;
+use byzgossip_crypto::{Envelope, Genesis, GossipPolicy, Keypair, Kind, PublicKey};
+use byzgossip_engine::{
+    Appended, Batch, Committed, DeliveryLog, Engine, EngineConfig, Metric, Output, Peer, PeerAction, Recovered, SeqStream,
+    StoredDelivery, Watermark,
+};
+use byzgossip_reputation::{Acceptance, AdmissionConfig};
+use std::collections::{BTreeMap, VecDeque};
+
+const T0: u64 = 1_700_000_000_000;
+const LATENCY: u64 = 5;
+
+fn key(i: usize) -> Keypair {
+    Keypair::from_secret_bytes(&[i as u8 + 1; 32])
+}
+
+fn genesis(n: usize) -> Genesis {
+    Genesis {
+        name: "engine-tests".into(),
+        f: None,
+        policy: GossipPolicy::Committee,
+        members: (0..n).map(|i| key(i).public()).collect(),
+        bootstrap: vec![],
+    }
+}
+
+fn config(n: usize, i: usize) -> EngineConfig {
+    EngineConfig {
+        genesis: genesis(n),
+        keypair: key(i),
+        admission: AdmissionConfig::default(),
+        bracha: byzgossip_bracha::Config { window: 8, ..Default::default() },
+        topics: vec!["load".into()],
+        tick_interval_ms: 100,
+        sync_interval_ms: 300,
+        validation_queue: 64,
+        redial_backoff_ms: 500,
+        bootstrap: (0..n).filter(|&j| j != i).map(|j| Peer::Key(key(j).public())).collect(),
+        seed: i as u64,
+    }
+}
+
+/// The in-memory delivery log and own-message record of one node (the node crate's
+/// `MemoryStore` semantics, reduced to what these tests need).
+#[derive(Default, Clone)]
+struct Log {
+    next_seq: BTreeMap<SeqStream, u64>,
+    own: BTreeMap<(PublicKey, u64, u8), Vec<u8>>,
+    deliveries: BTreeMap<u64, StoredDelivery>,
+    index: BTreeMap<(PublicKey, u64), u64>,
+}
+
+impl Log {
+    fn commit(&mut self, batch: &Batch) -> Committed {
+        for (stream, next) in &batch.next_seq {
+            let entry = self.next_seq.entry(*stream).or_default();
+            *entry = (*entry).max(*next);
+        }
+        let mut committed = Committed::default();
+        for own in &batch.own {
+            let slot = (own.instance_origin, own.seq, own.kind as u8);
+            committed.own.push(self.own.get(&slot).cloned());
+            self.own.entry(slot).or_insert_with(|| own.envelope.clone());
+        }
+        for d in &batch.deliveries {
+            if let Some(cursor) = self.index.get(&(d.origin, d.seq)) {
+                committed.deliveries.push(Appended::Existing(*cursor));
+                continue;
+            }
+            let cursor = self.deliveries.len() as u64 + 1;
+            self.deliveries.insert(cursor, d.clone());
+            self.index.insert((d.origin, d.seq), cursor);
+            committed.deliveries.push(Appended::New(cursor));
+        }
+        committed
+    }
+
+    fn recovered(&self) -> Recovered {
+        let mut watermarks: BTreeMap<PublicKey, Watermark> = BTreeMap::new();
+        for (origin, seq) in self.index.keys() {
+            let mark = watermarks.entry(*origin).or_insert(Watermark { origin: *origin, low: 0, high: 0, count: 0 });
+            mark.count += 1;
+            mark.high = mark.high.max(*seq);
+        }
+        for mark in watermarks.values_mut() {
+            while self.index.contains_key(&(mark.origin, mark.low)) {
+                mark.low += 1;
+            }
+        }
+        Recovered {
+            next_broadcast_seq: self.next_seq.get(&SeqStream::Broadcast).copied().unwrap_or(0),
+            next_gossip_seq: self.next_seq.get(&SeqStream::Gossip).copied().unwrap_or(0),
+            own: self
+                .own
+                .iter()
+                .map(|((origin, seq, kind), envelope)| byzgossip_engine::OwnMessage {
+                    instance_origin: *origin,
+                    seq: *seq,
+                    kind: Kind::from_u8(*kind).expect("kind"),
+                    envelope: envelope.clone(),
+                })
+                .collect(),
+            watermarks: watermarks.into_values().collect(),
+            last_cursor: self.deliveries.len() as u64,
+        }
+    }
+}
+
+impl DeliveryLog for Log {
+    fn delivery(&self, origin: &PublicKey, seq: u64) -> Option<StoredDelivery> {
+        self.index.get(&(*origin, seq)).and_then(|c| self.deliveries.get(c)).cloned()
+    }
+    fn watermarks(&self) -> Vec<Watermark> {
+        self.recovered().watermarks
+    }
+}
+
+/// One node of the virtual network.
+struct Node {
+    engine: Engine,
+    log: Log,
+    delivered: Vec<(u64, InstanceId, Vec<u8>)>,
+    published: Vec<Envelope>,
+    actions: Vec<PeerAction>,
+    verdicts: BTreeMap<u64, Acceptance>,
+    up: bool,
+}
+
+/// A message in flight.
+enum Event {
+    Message { to: usize, from: usize, topic: String, bytes: Vec<u8> },
+    SyncRequest { to: usize, from: usize, request_id: u64, request: byzgossip_engine::SyncRequest },
+    SyncResponse { to: usize, from: usize, request_id: u64, response: byzgossip_engine::SyncResponse },
+}
+
+struct Net {
+    now: u64,
+    nodes: Vec<Node>,
+    queue: VecDeque<(u64, Event)>,
+    next_token: u64,
+    /// Links cut in both directions.
+    cut: Vec<(usize, usize)>,
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        let nodes = (0..n)
+            .map(|i| Node {
+                engine: Engine::new(config(n, i), Recovered::default(), T0).expect("engine"),
+                log: Log::default(),
+                delivered: Vec::new(),
+                published: Vec::new(),
+                actions: Vec::new(),
+                verdicts: BTreeMap::new(),
+                up: true,
+            })
+            .collect();
+        let mut net = Net { now: T0, nodes, queue: VecDeque::new(), next_token: 0, cut: Vec::new() };
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    net.nodes[i].engine.handle_connected(T0, Peer::Key(key(j).public()));
+                }
+            }
+        }
+        net.drain_all();
+        net
+    }
+
+    fn index_of(&self, peer: &Peer) -> Option<usize> {
+        let key = peer.key()?;
+        (0..self.nodes.len()).find(|&i| self.nodes[i].engine.public_key() == key)
+    }
+
+    fn linked(&self, a: usize, b: usize) -> bool {
+        !self.cut.contains(&(a, b)) && !self.cut.contains(&(b, a))
+    }
+
+    /// Carries out every output of node `i`.
+    fn drain(&mut self, i: usize) {
+        while let Some(output) = self.nodes[i].engine.poll() {
+            let now = self.now;
+            match output {
+                Output::Publish { topic, envelope } => {
+                    let bytes = codec::encode_envelope(&envelope);
+                    self.nodes[i].published.push(envelope);
+                    for to in 0..self.nodes.len() {
+                        if to != i && self.linked(i, to) {
+                            self.queue.push_back((now + LATENCY, Event::Message { to, from: i, topic: topic.clone(), bytes: bytes.clone() }));
+                        }
+                    }
+                }
+                Output::Verify(job) => {
+                    let done = job.run();
+                    self.nodes[i].engine.handle_verified(now, done);
+                }
+                Output::Persist(batch) => {
+                    let committed = self.nodes[i].log.commit(&batch);
+                    self.nodes[i].engine.handle_committed(now, batch.id, Ok(committed));
+                }
+                Output::Deliver(d) => self.nodes[i].delivered.push((d.cursor, d.instance, d.value)),
+                Output::Validation { token, acceptance } => {
+                    self.nodes[i].verdicts.insert(token, acceptance);
+                }
+                Output::Peer(action) => self.nodes[i].actions.push(action),
+                Output::SyncRequest { peer, request_id, request } => match self.index_of(&peer) {
+                    Some(to) if self.linked(i, to) => {
+                        self.queue.push_back((now + LATENCY, Event::SyncRequest { to, from: i, request_id, request }));
+                    }
+                    _ => self.nodes[i].engine.handle_sync_response(now, peer, request_id, None),
+                },
+                Output::SyncServe { token, plan } => {
+                    // Tokens of sync requests encode (requester, request id).
+                    let (from, request_id) = ((token >> 32) as usize, token & 0xffff_ffff);
+                    let response = plan.execute(&self.nodes[i].log);
+                    self.queue.push_back((now + LATENCY, Event::SyncResponse { to: from, from: i, request_id, response }));
+                }
+                Output::SyncRefuse { .. }
+                | Output::Broadcast { .. }
+                | Output::Subscribe { .. }
+                | Output::Gossip(_)
+                | Output::AppScore { .. }
+                | Output::Metric(_) => {}
+            }
+        }
+    }
+
+    fn drain_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].up {
+                self.drain(i);
+            }
+        }
+    }
+
+    /// Runs the network until `until` (virtual ms): messages in order, timers every tick.
+    fn run_until(&mut self, until: u64) {
+        while self.now < until {
+            let next_timer = self.nodes.iter().filter(|n| n.up).filter_map(|n| n.engine.poll_timeout()).min().unwrap_or(until);
+            let next_message = self.queue.front().map(|(at, _)| *at).unwrap_or(u64::MAX);
+            let at = next_timer.min(next_message).min(until).max(self.now);
+            self.now = at;
+            if next_message <= at {
+                let (_, event) = self.queue.pop_front().expect("event");
+                self.deliver(event);
+            } else {
+                for i in 0..self.nodes.len() {
+                    if self.nodes[i].up && self.nodes[i].engine.poll_timeout().is_some_and(|t| t <= at) {
+                        self.nodes[i].engine.handle_timeout(at);
+                    }
+                }
+            }
+            self.drain_all();
+            if at == until && next_message > until {
+                break;
+            }
+        }
+    }
+
+    fn deliver(&mut self, event: Event) {
+        let now = self.now;
+        match event {
+            Event::Message { to, from, topic, bytes } => {
+                if !self.nodes[to].up || !self.linked(from, to) {
+                    return;
+                }
+                self.next_token += 1;
+                let token = self.next_token;
+                let peer = Peer::Key(key(from).public());
+                self.nodes[to].engine.handle_message(now, peer, token, &topic, &bytes);
+            }
+            Event::SyncRequest { to, from, request_id, request } => {
+                if !self.nodes[to].up {
+                    return;
+                }
+                let token = ((from as u64) << 32) | request_id;
+                self.nodes[to].engine.handle_sync_request(now, Peer::Key(key(from).public()), token, request);
+            }
+            Event::SyncResponse { to, from, request_id, response } => {
+                if self.nodes[to].up {
+                    self.nodes[to].engine.handle_sync_response(now, Peer::Key(key(from).public()), request_id, Some(response));
+                }
+            }
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        let n = self.nodes.len();
+        let recovered = self.nodes[i].log.recovered();
+        self.nodes[i].engine = Engine::new(config(n, i), recovered, self.now).expect("engine");
+        self.nodes[i].up = true;
+        for j in 0..n {
+            if j != i {
+                self.nodes[i].engine.handle_connected(self.now, Peer::Key(key(j).public()));
+            }
+        }
+        self.drain(i);
+    }
+}
+
+fn delivered_instances(node: &Node) -> Vec<InstanceId> {
+    let mut v: Vec<InstanceId> = node.delivered.iter().map(|(_, i, _)| *i).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_member_delivers_every_broadcast_with_dense_cursors() {
+    let mut net = Net::new(4);
+    let mut sent = Vec::new();
+    for round in 0..3u8 {
+        for i in 0..4 {
+            let instance = net.nodes[i].engine.broadcast(net.now, vec![round, i as u8]).expect("broadcast");
+            sent.push(instance);
+            net.drain(i);
+        }
+    }
+    net.run_until(T0 + 2_000);
+    sent.sort();
+    for (i, node) in net.nodes.iter().enumerate() {
+        assert_eq!(delivered_instances(node), sent, "node {i}");
+        let cursors: Vec<u64> = node.delivered.iter().map(|(c, _, _)| *c).collect();
+        assert_eq!(cursors, (1..=sent.len() as u64).collect::<Vec<_>>(), "node {i}: dense cursors from 1");
+    }
+}
+
+#[test]
+fn own_messages_are_published_only_after_their_batch_is_committed() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    while engine.poll().is_some() {}
+    engine.broadcast(T0, b"v".to_vec()).expect("broadcast");
+    let mut outputs = Vec::new();
+    while let Some(output) = engine.poll() {
+        outputs.push(output);
+    }
+    let batch = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Persist(batch) => Some(batch.clone()),
+            _ => None,
+        })
+        .expect("a batch");
+    assert!(outputs.iter().all(|o| !matches!(o, Output::Publish { .. })), "nothing is published before the commit");
+    assert_eq!(batch.next_seq, vec![(SeqStream::Broadcast, 1)], "the seq is reserved in the batch of its SEND");
+    // The SEND and this member's own ECHO of it.
+    let kinds: Vec<Kind> = batch.own.iter().map(|o| o.kind).collect();
+    assert_eq!(kinds, vec![Kind::BrachaSend, Kind::BrachaEcho]);
+    engine.handle_committed(T0 + 1, batch.id, Ok(Committed { own: vec![None, None], deliveries: vec![] }));
+    let published: Vec<Kind> = std::iter::from_fn(|| engine.poll())
+        .filter_map(|o| match o {
+            Output::Publish { envelope, .. } => Some(envelope.header().kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(published, vec![Kind::BrachaSend, Kind::BrachaEcho]);
+}
+
+#[test]
+fn a_broadcast_is_acknowledged_only_once_its_batch_is_durable() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    while engine.poll().is_some() {}
+    let instance = engine.broadcast(T0, b"v".to_vec()).expect("broadcast");
+    let outputs: Vec<Output> = std::iter::from_fn(|| engine.poll()).collect();
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Broadcast { .. })));
+    let id = outputs.iter().find_map(|o| if let Output::Persist(b) = o { Some(b.id) } else { None }).expect("batch");
+    engine.handle_committed(T0 + 1, id, Ok(Committed { own: vec![None, None], deliveries: vec![] }));
+    assert!(std::iter::from_fn(|| engine.poll()).any(|o| matches!(o, Output::Broadcast { instance: i } if i == instance)));
+}
+
+#[test]
+fn a_failed_commit_publishes_nothing_it_gated() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    while engine.poll().is_some() {}
+    engine.broadcast(T0, b"v".to_vec()).expect("broadcast");
+    let batch = std::iter::from_fn(|| engine.poll())
+        .find_map(|o| match o {
+            Output::Persist(batch) => Some(batch),
+            _ => None,
+        })
+        .expect("batch");
+    engine.handle_committed(T0 + 1, batch.id, Err("disk full".into()));
+    let outputs: Vec<Output> = std::iter::from_fn(|| engine.poll()).collect();
+    assert!(outputs.iter().all(|o| !matches!(o, Output::Publish { .. })));
+    assert!(outputs.iter().any(|o| matches!(o, Output::Metric(Metric::PersistFailed { .. }))));
+}
+
+#[test]
+fn a_restarted_node_publishes_its_stored_vote_never_a_different_one() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    while engine.poll().is_some() {}
+    engine.broadcast(T0, b"new".to_vec()).expect("broadcast");
+    let batch = std::iter::from_fn(|| engine.poll())
+        .find_map(|o| match o {
+            Output::Persist(batch) => Some(batch),
+            _ => None,
+        })
+        .expect("batch");
+    // The store already holds another SEND for this slot (signed before a crash).
+    let first = Envelope::seal(&key(0), genesis(4).network_id(), Kind::BrachaSend, 0, T0 - 10, b"old body".to_vec()).expect("seal");
+    let stored = codec::encode_envelope(&first);
+    engine.handle_committed(T0 + 1, batch.id, Ok(Committed { own: vec![Some(stored.clone()), None], deliveries: vec![] }));
+    let published: Vec<Vec<u8>> = std::iter::from_fn(|| engine.poll())
+        .filter_map(|o| match o {
+            Output::Publish { envelope, .. } => Some(codec::encode_envelope(&envelope)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(published.first(), Some(&stored), "the stored SEND, not the new one");
+    assert_eq!(published.len(), 2, "and the ECHO");
+}
+
+#[test]
+fn retransmission_resends_undelivered_own_messages_with_a_doubling_interval() {
+    // Node 0 alone: its SEND can never be delivered, so it is retransmitted.
+    let mut net = Net::new(4);
+    for i in 1..4 {
+        net.nodes[i].up = false;
+    }
+    net.nodes[0].engine.broadcast(net.now, b"v".to_vec()).expect("broadcast");
+    net.drain(0);
+    net.run_until(T0 + 16_000);
+    let sends: Vec<u64> =
+        net.nodes[0].published.iter().filter(|e| e.header().kind == Kind::BrachaSend).map(|e| e.header().timestamp_ms - T0).collect();
+    assert!(sends.len() >= 4, "{sends:?}");
+    assert_eq!(sends[0], 0, "published at once");
+    let gaps: Vec<u64> = sends.windows(2).map(|w| w[1] - w[0]).collect();
+    // First after 2 s, then 4 s, then 8 s (timers run every 100 ms).
+    assert!((2_000..2_200).contains(&gaps[0]), "{gaps:?}");
+    assert!((4_000..4_200).contains(&gaps[1]), "{gaps:?}");
+    assert!((8_000..8_200).contains(&gaps[2]), "{gaps:?}");
+    let bodies: std::collections::BTreeSet<_> =
+        net.nodes[0].published.iter().filter(|e| e.header().kind == Kind::BrachaSend).map(|e| e.header().body_hash).collect();
+    assert_eq!(bodies.len(), 1, "the same SEND, re-signed");
+}
+
+#[test]
+fn retransmission_stops_once_the_instance_is_delivered() {
+    let mut net = Net::new(4);
+    net.nodes[0].engine.broadcast(net.now, b"v".to_vec()).expect("broadcast");
+    net.drain(0);
+    net.run_until(T0 + 20_000);
+    let sends = net.nodes[0].published.iter().filter(|e| e.header().kind == Kind::BrachaSend).count();
+    assert_eq!(sends, 1, "delivered within milliseconds: never retransmitted");
+    assert_eq!(net.nodes[0].engine.status().retransmitting, 0);
+}
+
+#[test]
+fn a_lagging_member_catches_up_through_certificates_served_by_sync() {
+    let mut net = Net::new(4);
+    net.nodes[3].up = false;
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        sent.push(net.nodes[i].engine.broadcast(net.now, vec![i as u8; 8]).expect("broadcast"));
+        net.drain(i);
+    }
+    net.run_until(T0 + 1_000);
+    assert!(net.nodes[3].delivered.is_empty());
+    net.nodes[3].up = true;
+    // Node 3 missed every message; only sync (digest -> certificates) can close the gap.
+    net.run_until(T0 + 5_000);
+    sent.sort();
+    assert_eq!(delivered_instances(&net.nodes[3]), sent);
+}
+
+#[test]
+fn messages_straight_from_their_signer_are_relayed_only_by_its_designated_relays() {
+    let mut net = Net::new(7);
+    net.nodes[0].engine.broadcast(net.now, b"v".to_vec()).expect("broadcast");
+    net.drain(0);
+    net.run_until(T0 + 6);
+    // Node 0's SEND reached every other member straight from its signer: relays are 1 and 2.
+    for i in 1..7 {
+        let verdict = net.nodes[i].verdicts.values().next().copied();
+        let expected = if i <= 2 { Acceptance::Accept } else { Acceptance::Ignore };
+        assert_eq!(verdict, Some(expected), "node {i}");
+    }
+}
+
+#[test]
+fn a_full_verification_line_answers_ignore_at_once() {
+    let n = 4;
+    let mut cfg = config(n, 0);
+    cfg.validation_queue = 2;
+    cfg.genesis.policy = GossipPolicy::Committee;
+    let mut engine = Engine::new(cfg, Recovered::default(), T0).expect("engine");
+    while engine.poll().is_some() {}
+    let network = genesis(n).network_id();
+    let topic = engine.topics().gossip("load");
+    let mut verify = 0;
+    let mut ignored = 0;
+    for seq in 0..5u64 {
+        let body = byzgossip_engine::gossip::GossipBody { topic: "load".into(), payload: vec![seq as u8] }.encode();
+        let envelope = Envelope::seal(&key(1), network, Kind::Gossip, seq, T0, body).expect("seal");
+        engine.handle_message(T0, Peer::Key(key(2).public()), seq, &topic, &codec::encode_envelope(&envelope));
+        while let Some(output) = engine.poll() {
+            match output {
+                Output::Verify(_) => verify += 1,
+                Output::Validation { acceptance: Acceptance::Ignore, .. } => ignored += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!((verify, ignored), (2, 3), "two jobs queued, the rest refused without verifying");
+}
+
+/// Sends garbage from `attacker` to node 0 until it is blocked; returns the block time.
+fn ban(engine: &mut Engine, attacker: &Peer, now: &mut u64, token: &mut u64) -> u64 {
+    let topic = engine.topics().bracha();
+    for _ in 0..1000 {
+        *token += 1;
+        *now += 1;
+        engine.handle_message(*now, attacker.clone(), *token, &topic, b"garbage");
+        while let Some(output) = engine.poll() {
+            if let Output::Peer(PeerAction::Block(p)) = output
+                && p == *attacker
+            {
+                return *now;
+            }
+        }
+    }
+    panic!("never banned");
+}
+
+/// Ticks `engine` every 100 ms until it unblocks `peer`; returns when.
+fn unblocked_at(engine: &mut Engine, peer: &Peer, now: &mut u64, limit: u64) -> u64 {
+    while *now < limit {
+        *now += 100;
+        engine.handle_timeout(*now);
+        while let Some(output) = engine.poll() {
+            if let Output::Peer(PeerAction::Unblock(p)) = output
+                && p == *peer
+            {
+                return *now;
+            }
+        }
+    }
+    panic!("never unblocked before {limit}");
+}
+
+#[test]
+fn an_expired_ban_unblocks_the_peer_and_a_repeat_ban_lasts_twice_as_long() {
+    let mut cfg = config(4, 0);
+    cfg.admission.reputation.ban_base_ms = 10_000;
+    let mut engine = Engine::new(cfg, Recovered::default(), T0).expect("engine");
+    while engine.poll().is_some() {}
+    let attacker = Peer::Key(key(9).public());
+    engine.handle_connected(T0, attacker.clone());
+    let (mut now, mut token) = (T0, 0);
+    let first_ban = ban(&mut engine, &attacker, &mut now, &mut token);
+    let first_lift = unblocked_at(&mut engine, &attacker, &mut now, first_ban + 60_000);
+    let first = first_lift - first_ban;
+    assert!((10_000..10_200).contains(&first), "first ban lasted {first} ms");
+    let second_ban = ban(&mut engine, &attacker, &mut now, &mut token);
+    let second_lift = unblocked_at(&mut engine, &attacker, &mut now, second_ban + 120_000);
+    let second = second_lift - second_ban;
+    assert!((20_000..20_200).contains(&second), "second ban lasted {second} ms");
+}
+
+#[test]
+fn a_block_by_hand_outlives_an_expired_ban_and_lifting_it_keeps_a_ban() {
+    let mut cfg = config(4, 0);
+    cfg.admission.reputation.ban_base_ms = 10_000;
+    let mut engine = Engine::new(cfg, Recovered::default(), T0).expect("engine");
+    while engine.poll().is_some() {}
+    let peer = Peer::Key(key(9).public());
+    let (mut now, mut token) = (T0, 0);
+    ban(&mut engine, &peer, &mut now, &mut token);
+    engine.block(now, peer.clone()).expect("block");
+    engine.unblock(now, peer.clone());
+    let actions: Vec<Output> = std::iter::from_fn(|| engine.poll()).collect();
+    assert!(!actions.iter().any(|o| matches!(o, Output::Peer(PeerAction::Unblock(_)))), "the ban still holds");
+    engine.block(now, peer.clone()).expect("block");
+    // Well past the ban: the block by hand still holds.
+    for _ in 0..300 {
+        now += 100;
+        engine.handle_timeout(now);
+        while let Some(output) = engine.poll() {
+            assert!(!matches!(output, Output::Peer(PeerAction::Unblock(_))), "unblocked while blocked by hand");
+        }
+    }
+    engine.unblock(now, peer.clone());
+    assert!(std::iter::from_fn(|| engine.poll()).any(|o| matches!(o, Output::Peer(PeerAction::Unblock(ref p)) if *p == peer)));
+}
+
+#[test]
+fn a_peer_without_an_ed25519_identity_is_blocked_on_connect() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    while engine.poll().is_some() {}
+    let foreign = Peer::Foreign(vec![0, 1, 2]);
+    engine.handle_connected(T0, foreign.clone());
+    assert!(std::iter::from_fn(|| engine.poll()).any(|o| matches!(o, Output::Peer(PeerAction::Block(ref p)) if *p == foreign)));
+}
+
+#[test]
+fn an_equivocating_origin_is_excluded_by_every_honest_member() {
+    let mut net = Net::new(4);
+    let network = genesis(4).network_id();
+    // Member 3 signs two different SENDs for its seq 0 and sends one to each half.
+    let send = |value: &[u8]| {
+        byzgossip_bracha::Message::Send { instance: InstanceId { origin: key(3).public(), seq: 0 }, value: value.to_vec() }
+            .seal(&key(3), network, T0)
+            .expect("seal")
+    };
+    let (a, b) = (codec::encode_envelope(&send(b"a")), codec::encode_envelope(&send(b"b")));
+    let topic = net.nodes[0].engine.topics().bracha();
+    for (to, bytes) in [(0, &a), (1, &b), (2, &a), (0, &b)] {
+        net.queue.push_back((T0 + 1, Event::Message { to, from: 3, topic: topic.clone(), bytes: bytes.clone() }));
+    }
+    net.run_until(T0 + 2_000);
+    for i in 0..3 {
+        let excluded = net.nodes[i].engine.blocked().any(|p| *p == Peer::Key(key(3).public()));
+        assert!(excluded, "node {i} does not exclude the equivocator");
+    }
+}
+
+#[test]
+fn a_seq_reserved_before_a_crash_without_its_send_is_filled_with_an_empty_value() {
+    let mut net = Net::new(4);
+    // Node 0's store says seq 0 was reserved, but no SEND was stored (an old data dir).
+    net.nodes[0].log.next_seq.insert(SeqStream::Broadcast, 1);
+    net.restart(0);
+    net.run_until(T0 + 2_000);
+    for i in 0..4 {
+        let values: Vec<&Vec<u8>> = net.nodes[i].delivered.iter().map(|(_, _, v)| v).collect();
+        assert_eq!(values, vec![&Vec::<u8>::new()], "node {i}");
+    }
+    // And the next broadcast gets seq 1.
+    let next = net.nodes[0].engine.broadcast(net.now, b"after".to_vec()).expect("broadcast");
+    assert_eq!(next.seq, 1);
+}
+
+#[test]
+fn a_restarted_member_keeps_its_votes_and_delivers_nothing_twice() {
+    let mut net = Net::new(4);
+    net.nodes[0].engine.broadcast(net.now, b"x".to_vec()).expect("broadcast");
+    net.drain(0);
+    net.run_until(T0 + 1_000);
+    assert_eq!(net.nodes[1].delivered.len(), 1);
+    net.restart(1);
+    net.nodes[2].engine.broadcast(net.now, b"y".to_vec()).expect("broadcast");
+    net.drain(2);
+    net.run_until(T0 + 5_000);
+    // Node 1 delivered x before the restart and y after: each once, cursors 1 and 2.
+    let cursors: Vec<u64> = net.nodes[1].delivered.iter().map(|(c, _, _)| *c).collect();
+    assert_eq!(cursors, vec![1, 2]);
+}
+
+#[test]
+fn the_same_inputs_give_the_same_outputs() {
+    let run = || {
+        let mut net = Net::new(4);
+        for i in 0..4 {
+            net.nodes[i].engine.broadcast(net.now, vec![i as u8]).expect("broadcast");
+            net.drain(i);
+        }
+        net.run_until(T0 + 3_000);
+        net.nodes.iter().map(|n| (n.delivered.clone(), n.published.len())).collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
