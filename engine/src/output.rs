@@ -97,24 +97,26 @@ pub enum PeerAction {
 }
 
 /// A Bracha delivery with its cursor in the node's delivery log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Delivered {
     /// Position in the delivery log (dense, from 1).
     pub cursor: u64,
     /// Which broadcast.
     pub instance: InstanceId,
     /// The delivered value.
+    #[serde(with = "hex_bytes")]
     pub value: Vec<u8>,
     /// SHA-256 of the value.
     pub digest: Digest,
     /// The encoded delivery certificate (2f+1 signed READYs).
+    #[serde(with = "hex_bytes")]
     pub certificate: Vec<u8>,
     /// When this node delivered it (ms since the Unix epoch).
     pub delivered_at_ms: u64,
 }
 
 /// A best-effort gossip message that passed admission.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct GossipMessage {
     /// The topic named in the signed body.
     pub topic: String,
@@ -127,7 +129,15 @@ pub struct GossipMessage {
     /// The message id.
     pub id: MessageId,
     /// The application bytes.
+    #[serde(with = "hex_bytes")]
     pub payload: Vec<u8>,
+}
+
+/// Bytes as a hex string in JSON (the HTTP API's delivery stream).
+mod hex_bytes {
+    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(bytes))
+    }
 }
 
 /// Something to count (and, for some, log). Labels are fixed strings, so metric cardinality

@@ -8,7 +8,7 @@ use crate::config::NodeConfig;
 use crate::hooks::Interceptor;
 use crate::storage::Store;
 use byzgossip_bracha::InstanceId;
-use byzgossip_crypto::{Digest, MessageId, PublicKey};
+use byzgossip_crypto::{MessageId, PublicKey};
 use byzgossip_reputation::PeerSnapshot;
 use futures::Stream;
 use libp2p::{Multiaddr, PeerId};
@@ -58,42 +58,8 @@ pub enum NodeError {
     Network(String),
 }
 
-/// A Bracha delivery, with its cursor in the node's delivery log.
-#[derive(Clone, Debug, Serialize)]
-pub struct Delivered {
-    /// Position in the delivery log (dense, from 1); pass it back to resume.
-    pub cursor: u64,
-    /// Which broadcast.
-    pub instance: InstanceId,
-    /// The delivered value.
-    #[serde(with = "hex_bytes")]
-    pub value: Vec<u8>,
-    /// SHA-256 of the value.
-    pub digest: Digest,
-    /// The encoded delivery certificate (2f+1 signed READYs).
-    #[serde(with = "hex_bytes")]
-    pub certificate: Vec<u8>,
-    /// When this node delivered it (ms since the Unix epoch).
-    pub delivered_at_ms: u64,
-}
-
-/// A best-effort gossip message that passed admission.
-#[derive(Clone, Debug, Serialize)]
-pub struct GossipMessage {
-    /// The topic named in the signed body.
-    pub topic: String,
-    /// The signer.
-    pub origin: PublicKey,
-    /// The signer's sequence number.
-    pub seq: u64,
-    /// The signer's timestamp (ms).
-    pub timestamp_ms: u64,
-    /// The message id.
-    pub id: MessageId,
-    /// The application bytes.
-    #[serde(with = "hex_bytes")]
-    pub payload: Vec<u8>,
-}
+/// Deliveries and gossip messages as the engine hands them out (re-exported).
+pub use byzgossip_engine::{Delivered, GossipMessage};
 
 /// What `deliveries()` yields.
 #[derive(Clone, Debug, Serialize)]
@@ -325,11 +291,5 @@ impl NodeHandle {
         {
             task.abort();
         }
-    }
-}
-
-mod hex_bytes {
-    pub fn serialize<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&hex::encode(bytes))
     }
 }

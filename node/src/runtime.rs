@@ -21,7 +21,7 @@
 
 use crate::config::NodeConfig;
 use crate::handle::{
-    Command, Delivered, DeliveryEvent, EVENT_BUFFER, GossipMessage, NodeBuilder, NodeError, NodeHandle, NodeInfo,
+    Command, Delivered, DeliveryEvent, EVENT_BUFFER, NodeBuilder, NodeError, NodeHandle, NodeInfo,
     PeerInfo, RawTopic, Status,
 };
 use crate::hooks::{Inbound, Interceptor, MAX_PARKED, MAX_PARKED_BYTES};
@@ -495,24 +495,10 @@ impl Runtime {
             }
             Output::Deliver(d) => {
                 tracing::debug!(instance = ?d.instance, cursor = d.cursor, "delivered");
-                let _ = self.events.send(DeliveryEvent::Bracha(Delivered {
-                    cursor: d.cursor,
-                    instance: d.instance,
-                    value: d.value,
-                    digest: d.digest,
-                    certificate: d.certificate,
-                    delivered_at_ms: d.delivered_at_ms,
-                }));
+                let _ = self.events.send(DeliveryEvent::Bracha(d));
             }
             Output::Gossip(m) => {
-                let _ = self.events.send(DeliveryEvent::Gossip(GossipMessage {
-                    topic: m.topic,
-                    origin: m.origin,
-                    seq: m.seq,
-                    timestamp_ms: m.timestamp_ms,
-                    id: m.id,
-                    payload: m.payload,
-                }));
+                let _ = self.events.send(DeliveryEvent::Gossip(m));
             }
             Output::Peer(action) => self.peer_action(action),
             Output::SyncRequest { peer, request_id, request } => match to_peer_id(&peer) {
