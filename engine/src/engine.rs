@@ -647,11 +647,7 @@ impl Engine {
         }
         let relay = self.relays(&header, &from);
         let line = if header.kind == Kind::Gossip { Line::Gossip } else { Line::Bracha };
-        let (in_flight, capacity) = match line {
-            Line::Bracha => (self.in_flight_bracha, self.validation_queue * BRACHA_QUEUE_FACTOR),
-            Line::Gossip => (self.in_flight_gossip, self.validation_queue),
-        };
-        if in_flight >= capacity {
+        if self.line_full(line) {
             self.metric(Metric::Message { kind: header.kind.label(), outcome: "overloaded" });
             self.validation(token, Acceptance::Ignore);
             return;
@@ -662,6 +658,16 @@ impl Engine {
             from: Some(from),
             work: Work::Envelope(Box::new(pending)),
         });
+    }
+
+    /// Whether `line` holds as many jobs as it may (gossip: `validation_queue`; Bracha:
+    /// [`BRACHA_QUEUE_FACTOR`] times that). Beyond, received messages and synced items are
+    /// dropped unverified: gossip, retransmission or the next sync bring honest ones back.
+    fn line_full(&self, line: Line) -> bool {
+        match line {
+            Line::Bracha => self.in_flight_bracha >= self.validation_queue * BRACHA_QUEUE_FACTOR,
+            Line::Gossip => self.in_flight_gossip >= self.validation_queue,
+        }
     }
 
     fn submit(&mut self, job: Job) {
@@ -1092,6 +1098,10 @@ impl Engine {
                     match self.admission.precheck_sync(from, &bytes, now_ms) {
                         Ok(pending) => {
                             let line = if pending.envelope().header().kind == Kind::Gossip { Line::Gossip } else { Line::Bracha };
+                            if self.line_full(line) {
+                                self.metric(Metric::Message { kind: "sync", outcome: "overloaded" });
+                                continue;
+                            }
                             self.submit(Job { line, origin: Origin::Sync, from: Some(from), work: Work::Envelope(Box::new(pending)) });
                         }
                         Err(verdict) => self.metric(Metric::Message { kind: "sync", outcome: verdict.label() }),
@@ -1121,6 +1131,10 @@ impl Engine {
             b.retained(&certificate.instance).is_some()
                 || b.low_watermark(&certificate.instance.origin).is_some_and(|low| certificate.instance.seq < low)
         }) {
+            return;
+        }
+        if self.line_full(Line::Bracha) {
+            self.metric(Metric::Message { kind: "sync", outcome: "overloaded" });
             return;
         }
         self.submit(Job {
