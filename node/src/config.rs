@@ -1,6 +1,7 @@
 //! Node configuration: a plain struct with documented fields, `Default`-like construction from
 //! a genesis and key, and `validate()` for cross-field rules (raft-rs style).
 
+use crate::api::ApiToken;
 use byzgossip_crypto::{Genesis, Keypair};
 use byzgossip_reputation::AdmissionConfig;
 use libp2p::Multiaddr;
@@ -37,8 +38,15 @@ pub struct NodeConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Whether to dial the genesis bootstrap addresses.
     pub use_genesis_bootstrap: bool,
-    /// HTTP API address; `None` runs no HTTP server.
+    /// HTTP API address; `None` runs no HTTP server. Keep it on loopback: reads are open to
+    /// anyone who reaches the port, and the token of the mutating calls travels in clear.
     pub api_listen: Option<SocketAddr>,
+    /// The bearer token the HTTP API's mutating calls need (see [`crate::api`]). Default: a
+    /// random one, held only in memory; set it (for example with
+    /// [`ApiToken::load_or_create`]) to give clients a token they can find.
+    pub api_token: ApiToken,
+    /// Most `/deliveries` event streams open at once ([`crate::api::MAX_SUBSCRIBERS`]).
+    pub api_max_subscribers: usize,
     /// Admission limits, windows, reputation.
     pub admission: AdmissionConfig,
     /// Bracha window, retention and value limits.
@@ -76,6 +84,8 @@ impl NodeConfig {
             bootstrap: Vec::new(),
             use_genesis_bootstrap: true,
             api_listen: None,
+            api_token: ApiToken::generate(),
+            api_max_subscribers: crate::api::MAX_SUBSCRIBERS,
             admission: {
                 let mut admission = AdmissionConfig::default();
                 // A per-process random seed, so nobody can precompute ids that collide in
@@ -111,6 +121,9 @@ impl NodeConfig {
         }
         if self.max_connections == 0 || self.max_connections_per_peer == 0 {
             return Err("connection limits must be positive".into());
+        }
+        if self.api_max_subscribers == 0 || self.api_max_subscribers > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err("api_max_subscribers must be positive".into());
         }
         for topic in &self.topics {
             crate::network::check_topic_name(topic)?;

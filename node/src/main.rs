@@ -3,6 +3,7 @@
 
 use anyhow::{Context, bail};
 use byzgossip_crypto::{Genesis, GossipPolicy, Keypair};
+use byzgossip_node::api::{API_TOKEN_FILE, ApiToken};
 use byzgossip_node::identity::peer_id;
 use byzgossip_node::testnet_keys::{TestnetSpec, write_testnet};
 use byzgossip_node::{NodeBuilder, NodeConfig};
@@ -61,6 +62,8 @@ enum Command {
         /// The node's HTTP API address.
         #[arg(long, default_value = "127.0.0.1:8100")]
         api: SocketAddr,
+        #[command(flatten)]
+        auth: ClientAuth,
         /// The value (UTF-8 text).
         value: String,
     },
@@ -69,6 +72,8 @@ enum Command {
         /// The node's HTTP API address.
         #[arg(long, default_value = "127.0.0.1:8100")]
         api: SocketAddr,
+        #[command(flatten)]
+        auth: ClientAuth,
         /// The topic.
         #[arg(long)]
         topic: String,
@@ -82,6 +87,38 @@ enum Command {
         api: SocketAddr,
     },
 }
+
+/// Where a client command finds the node's API token, for calls that change something. The
+/// flags win over the environment variable `BYZGOSSIP_API_TOKEN` (the token itself, kept out
+/// of the command line so it does not show in `ps`).
+#[derive(clap::Args)]
+struct ClientAuth {
+    /// File holding the node's API token (the node's `--api-token-file`).
+    #[arg(long, conflicts_with = "data")]
+    api_token_file: Option<PathBuf>,
+    /// The node's data directory: its `api-token` file holds the token.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+impl ClientAuth {
+    /// The token, or `None` when neither flag nor `BYZGOSSIP_API_TOKEN` gives one.
+    fn token(&self) -> anyhow::Result<Option<ApiToken>> {
+        if let Some(path) = &self.api_token_file {
+            return Ok(Some(ApiToken::load(path)?));
+        }
+        if let Some(dir) = &self.data {
+            return Ok(Some(ApiToken::load(&dir.join(API_TOKEN_FILE))?));
+        }
+        match std::env::var(TOKEN_ENV) {
+            Ok(text) => Ok(Some(ApiToken::parse(&text).map_err(|e| anyhow::anyhow!("{TOKEN_ENV}: {e}"))?)),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// The environment variable a client reads the API token from.
+const TOKEN_ENV: &str = "BYZGOSSIP_API_TOKEN";
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Policy {
@@ -116,9 +153,14 @@ struct RunArgs {
     /// Listen address (repeatable), e.g. /ip4/127.0.0.1/tcp/7100.
     #[arg(long)]
     listen: Vec<String>,
-    /// HTTP API address, e.g. 127.0.0.1:8100.
+    /// HTTP API address, e.g. 127.0.0.1:8100 (omitted: no HTTP API). Keep it on loopback.
     #[arg(long)]
     api: Option<SocketAddr>,
+    /// File holding the HTTP API's bearer token for mutating calls; created (mode 0600) if
+    /// missing. Default: `api-token` in the data directory, or, without --data, a token for
+    /// this run only, printed to stderr.
+    #[arg(long)]
+    api_token_file: Option<PathBuf>,
     /// Extra peer to dial (repeatable), a multiaddr ending in /p2p/<peer id>.
     #[arg(long)]
     bootstrap: Vec<String>,
@@ -156,6 +198,7 @@ struct FileConfig {
     #[serde(default)]
     listen: Vec<String>,
     api: Option<SocketAddr>,
+    api_token_file: Option<PathBuf>,
     #[serde(default)]
     bootstrap: Vec<String>,
     #[serde(default)]
@@ -202,8 +245,8 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Run(args) => run(args)?,
-        Command::Broadcast { api, value } => client(api, "broadcast", Some(value.into_bytes()))?,
-        Command::Publish { api, topic, message } => client(api, &format!("publish/{topic}"), Some(message.into_bytes()))?,
+        Command::Broadcast { api, auth, value } => client(api, "broadcast", Some((auth, value.into_bytes())))?,
+        Command::Publish { api, auth, topic, message } => client(api, &format!("publish/{topic}"), Some((auth, message.into_bytes())))?,
         Command::Status { api } => {
             client(api, "status", None)?;
             client(api, "peers", None)?;
@@ -249,6 +292,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         config.listen = listen.iter().map(|a| a.parse().with_context(|| format!("listen address {a}"))).collect::<Result<_, _>>()?;
     }
     config.api_listen = args.api.or(file.api);
+    if let Some(api) = config.api_listen {
+        if !api.ip().is_loopback() {
+            tracing::warn!(%api, "the HTTP API listens beyond loopback: its reads are open and its token travels in clear");
+        }
+        config.api_token = api_token(args.api_token_file.or(file.api_token_file), config.data_dir.as_deref())?;
+    }
     let bootstrap = if args.bootstrap.is_empty() { file.bootstrap } else { args.bootstrap };
     config.bootstrap = bootstrap.iter().map(|a| a.parse().with_context(|| format!("bootstrap address {a}"))).collect::<Result<_, _>>()?;
     config.topics = if args.topic.is_empty() { file.topics } else { args.topic };
@@ -279,6 +328,23 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         node.shutdown().await;
         anyhow::Ok(())
     })
+}
+
+/// The HTTP API's token: from `file` if given, else from `<data>/api-token`, either created
+/// on first use and then shown once on stderr (stdout is for scripts); without both, a token
+/// for this run only, shown on stderr at every start. Shown, not logged: log lines are often
+/// collected and kept where the token file's mode does not protect them.
+fn api_token(file: Option<PathBuf>, data: Option<&std::path::Path>) -> anyhow::Result<ApiToken> {
+    let Some(path) = file.or_else(|| data.map(|d| d.join(API_TOKEN_FILE))) else {
+        let token = ApiToken::generate();
+        eprintln!("API token for this run only (no --data or --api-token-file): {}", token.as_str());
+        return Ok(token);
+    };
+    let (token, created) = ApiToken::load_or_create(&path)?;
+    if created {
+        eprintln!("API token written to {} (mode 0600): {}", path.display(), token.as_str());
+    }
+    Ok(token)
 }
 
 /// Ctrl-C (SIGINT) or, on Unix, SIGTERM: both shut the node down cleanly.
@@ -327,20 +393,37 @@ async fn stdin_closed() {
     }
 }
 
-fn client(api: SocketAddr, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<()> {
+/// Calls the node: a GET without a body, or a POST of the body with the API token when the
+/// client has one.
+fn client(api: SocketAddr, path: &str, post: Option<(ClientAuth, Vec<u8>)>) -> anyhow::Result<()> {
+    let (token, body) = match post {
+        Some((auth, body)) => (auth.token()?, Some(body)),
+        None => (None, None),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let client = reqwest::Client::new();
         let url = format!("http://{api}/{path}");
-        let request = match body {
+        let mut request = match body {
             Some(body) => client.post(&url).body(body),
             None => client.get(&url),
         };
+        if let Some(token) = &token {
+            request = request.bearer_auth(token.as_str());
+        }
         let response = request.send().await.with_context(|| format!("cannot reach the node at {url}"))?;
         let status = response.status();
+        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let text = response.text().await?;
         if !status.is_success() {
-            bail!("{url}: {status}: {text}");
+            let hint = match retry_after {
+                _ if status == reqwest::StatusCode::UNAUTHORIZED && token.is_none() => {
+                    format!("\nno API token given: pass --data DIR or --api-token-file PATH, or set {TOKEN_ENV}")
+                }
+                Some(seconds) => format!(" (retry after {seconds} s)"),
+                None => String::new(),
+            };
+            bail!("{url}: {status}: {text}{hint}");
         }
         let pretty = serde_json::from_str::<serde_json::Value>(&text)
             .ok()

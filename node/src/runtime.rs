@@ -401,7 +401,7 @@ pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError>
         task: Arc::new(std::sync::Mutex::new(Some(task))),
     };
     if let Some(listener) = api_listener {
-        tokio::spawn(crate::api::serve(listener, handle.clone(), metrics));
+        tokio::spawn(crate::api::serve(listener, handle.clone(), metrics, crate::api::ApiOptions::from_config(&config)));
     }
     tracing::info!(%peer_id, member = ?committee.index_of(&me), api = ?api_addr, "node started");
     Ok(handle)

@@ -116,3 +116,189 @@ fn run_exits_cleanly_when_stdin_closes_under_the_supervisor_flag() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// A `byzgossip run` child for the API token tests: killed when dropped, its stderr kept.
+struct Running {
+    child: std::process::Child,
+    api: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Running {
+    /// Starts `byzgossip run ARGS --exit-on-stdin-eof` and waits (bounded) for its API address.
+    fn start(args: &[&str]) -> Running {
+        use std::io::{BufRead, Read};
+        use std::process::Stdio;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_byzgossip"))
+            .arg("run")
+            .args(args)
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--exit-on-stdin-eof"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starts");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (mut pipe, kept) = (child.stderr.take().expect("stderr"), stderr.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                kept.lock().expect("lock").push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("HTTP API on http://") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(api) => Running { child, api, stderr },
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the node did not start: {}", stderr.lock().expect("lock"));
+            }
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+
+    /// The stderr so far once it contains `text` (bounded wait: the pipe is read on a thread).
+    fn stderr_with(&self, text: &str) -> String {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let stderr = self.stderr();
+            if stderr.contains(text) || std::time::Instant::now() >= end {
+                return stderr;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Closes stdin and waits (bounded) for a clean exit.
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < end {
+            if self.child.try_wait().expect("wait").is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the node did not stop");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a client command with the environment variable `BYZGOSSIP_API_TOKEN` set or removed.
+fn client(args: &[&str], env_token: Option<&str>) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_byzgossip"));
+    command.args(args).env("RUST_BACKTRACE", "0");
+    match env_token {
+        Some(token) => command.env("BYZGOSSIP_API_TOKEN", token),
+        None => command.env_remove("BYZGOSSIP_API_TOKEN"),
+    };
+    let out = command.output().expect("runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("panicked"), "{text}");
+    (out.status.success(), text)
+}
+
+/// The token lives in `<data>/api-token`: created on first start with mode 0600 and shown on
+/// stderr once, the same token on restart (not shown again). `broadcast` and `publish` send
+/// it when told where it is (`--data`, `--api-token-file`, `BYZGOSSIP_API_TOKEN`) and fail
+/// with a hint without it.
+#[test]
+fn api_token_is_created_0600_in_the_data_dir_reused_on_restart_and_read_by_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().to_str().expect("utf8");
+    let (ok, _) = byzgossip(&["genesis", "--nodes", "1", "--out", &format!("{base}/net")]);
+    assert!(ok);
+    let (genesis, key, data) = (format!("{base}/net/genesis.toml"), format!("{base}/net/node-0.key"), format!("{base}/data"));
+    let node_args = ["--genesis", genesis.as_str(), "--key", key.as_str(), "--data", data.as_str(), "--api", "127.0.0.1:0"];
+    let node = Running::start(&node_args);
+    let token_path = format!("{data}/api-token");
+    let token = std::fs::read_to_string(&token_path).expect("token file").trim().to_owned();
+    assert_eq!(token.len(), 64, "{token}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&token_path).expect("meta").permissions().mode() & 0o777, 0o600);
+    }
+    assert_eq!(node.stderr_with(&token).matches(&token).count(), 1, "{}", node.stderr());
+
+    let api = node.api.clone();
+    let (ok, text) = client(&["broadcast", "--api", &api, "no token"], None);
+    assert!(!ok && text.contains("401") && text.contains("--data"), "{text}");
+    let (ok, text) = client(&["broadcast", "--api", &api, "--data", &data, "with --data"], None);
+    assert!(ok && text.contains("\"seq\""), "{text}");
+    let (ok, text) = client(&["publish", "--api", &api, "--topic", "news", "--api-token-file", &token_path, "hi"], None);
+    assert!(ok && text.contains("\"id\""), "{text}");
+    let (ok, text) = client(&["broadcast", "--api", &api, "from the environment"], Some(&token));
+    assert!(ok, "{text}");
+    let (ok, text) = client(&["broadcast", "--api", &api, "wrong"], Some(&"0".repeat(64)));
+    assert!(!ok && text.contains("401") && text.contains("wrong API token"), "{text}");
+    // Reads need no token.
+    let (ok, text) = client(&["status", "--api", &api], None);
+    assert!(ok, "{text}");
+    node.stop();
+
+    let node = Running::start(&node_args);
+    let again = std::fs::read_to_string(&token_path).expect("token file").trim().to_owned();
+    assert_eq!(again, token, "the token changed on restart");
+    assert!(!node.stderr().contains(&token), "shown again: {}", node.stderr());
+    let (ok, text) = client(&["broadcast", "--api", &node.api, "--data", &data, "after restart"], None);
+    assert!(ok, "{text}");
+    node.stop();
+}
+
+/// `api_token_file` in the config file (or `--api-token-file`) names where the token lives,
+/// with or without a data directory.
+#[test]
+fn api_token_file_from_the_config_file_is_created_and_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().to_str().expect("utf8");
+    let (ok, _) = byzgossip(&["genesis", "--nodes", "1", "--out", &format!("{base}/net")]);
+    assert!(ok);
+    let token_path = format!("{base}/secrets/token");
+    let config = format!("{base}/node.toml");
+    std::fs::write(
+        &config,
+        format!("genesis = \"{base}/net/genesis.toml\"\nkey = \"{base}/net/node-0.key\"\napi = \"127.0.0.1:0\"\napi_token_file = \"{token_path}\"\n"),
+    )
+    .expect("write config");
+    let node = Running::start(&["--config", &config]);
+    let token = std::fs::read_to_string(&token_path).expect("token file").trim().to_owned();
+    assert!(node.stderr_with(&token).contains(&token), "{}", node.stderr());
+    let (ok, text) = client(&["broadcast", "--api", &node.api, "--api-token-file", &token_path, "v"], None);
+    assert!(ok, "{text}");
+    // --api-token-file and --data name the same thing twice: refused.
+    let (ok, text) = client(&["broadcast", "--api", &node.api, "--api-token-file", &token_path, "--data", base, "v"], None);
+    assert!(!ok && text.contains("cannot be used with"), "{text}");
+    node.stop();
+
+    // Without a data directory or token file: a token for this run, shown on stderr.
+    let node = Running::start(&["--genesis", &format!("{base}/net/genesis.toml"), "--key", &format!("{base}/net/node-0.key"), "--api", "127.0.0.1:0"]);
+    let shown = node.stderr_with("API token for this run only");
+    let token = shown.split("--api-token-file): ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or_else(|| panic!("{shown}"));
+    let (ok, text) = client(&["broadcast", "--api", &node.api, "v"], Some(token));
+    assert!(ok, "{text}");
+    node.stop();
+}

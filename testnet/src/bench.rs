@@ -269,7 +269,7 @@ async fn bracha_measure(testnet: &Testnet, window: Duration, warmup: Duration, r
                         accepted += 1;
                     }
                     // Window full (or the node is busy): retry shortly.
-                    Ok(Err(NodeError::Refused(_))) => tokio::time::sleep(Duration::from_millis(2)).await,
+                    Ok(Err(NodeError::Busy(_))) => tokio::time::sleep(Duration::from_millis(2)).await,
                     Ok(Err(_)) | Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
             }

@@ -47,6 +47,7 @@ use crate::scenario::{Degradation, FaultKind, Role, Scenario};
 use crate::timeline::{self, FaultTarget};
 use anyhow::Context;
 use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair};
+use byzgossip_node::api::API_TOKEN_FILE;
 use byzgossip_node::storage::MemoryStore;
 use byzgossip_node::testnet_keys::{TestnetSpec, write_testnet};
 use byzgossip_node::{NodeBuilder, NodeConfig, NodeError, now_ms};
@@ -249,6 +250,8 @@ impl Net {
             let mut c = tokio::process::Command::new(&self.options.byzgossip);
             c.arg("run").arg("--genesis").arg(&self.genesis_path).arg("--key").arg(&node.key_path);
             c.arg("--data").arg(&node.data).args(["--listen", &listen, "--api", "127.0.0.1:0", "--topic", LOAD_TOPIC]);
+            // One API token for every child, sent by `self.http` (see `setup`).
+            c.arg("--api-token-file").arg(self.options.dir.join(API_TOKEN_FILE));
             // The held stdin pipe ties the child's life to ours (see the module docs).
             c.arg("--exit-on-stdin-eof");
             // The same timers as in-process nodes, so both runtimes catch up alike.
@@ -758,6 +761,12 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
     }
     let scenario_path = options.dir.join("scenario.toml");
     std::fs::write(&scenario_path, scenario.to_toml())?;
+    // The `byzgossip` children's API token (their POSTs need it): one file they all read, and
+    // one client that sends it with every call.
+    let (token, _) = byzgossip_node::api::ApiToken::load_or_create(&options.dir.join(API_TOKEN_FILE))?;
+    let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.as_str()))?;
+    auth.set_sensitive(true);
+    let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
     let mut nodes = Vec::new();
     for (i, role) in roles.iter().enumerate() {
         let key = Keypair::load(&key_paths[i])?;
@@ -788,7 +797,7 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
         scenario_path,
         nodes,
         shared: Arc::new(Shared { verbose: options.verbose, ..Default::default() }),
-        http: reqwest::Client::builder().connect_timeout(CALL_TIMEOUT).build()?,
+        http: reqwest::Client::builder().connect_timeout(CALL_TIMEOUT).default_headers(headers).build()?,
         options,
     }))
 }

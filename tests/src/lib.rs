@@ -113,7 +113,7 @@ pub async fn broadcast_many(nodes: &[NodeHandle], origins: &[usize], count: usiz
         loop {
             match nodes[origin].broadcast(value.clone()).await {
                 Ok(_) => break,
-                Err(byzgossip_node::NodeError::Refused(_)) if tokio::time::Instant::now() < deadline => {
+                Err(byzgossip_node::NodeError::Busy(_)) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(e) => panic!("broadcast from {origin} failed: {e}"),
