@@ -51,6 +51,24 @@ impl Blocks {
         self.foreign.push_back(peer);
     }
 
+    /// The action (if any) that brings one peer's transport block in line with what is wanted
+    /// of it (`banned`: reputation bans or excludes it), without recomputing the whole set:
+    /// an operator blocking thousands of peers one by one costs one step each.
+    pub(crate) fn reconcile_one(&mut self, peer: &Peer, banned: bool) -> Option<PeerAction> {
+        let wanted = banned || self.by_hand.contains(peer) || self.foreign.contains(peer);
+        match (wanted, self.applied.contains(peer)) {
+            (true, false) => {
+                self.applied.insert(peer.clone());
+                Some(PeerAction::Block(peer.clone()))
+            }
+            (false, true) => {
+                self.applied.remove(peer);
+                Some(PeerAction::Unblock(peer.clone()))
+            }
+            _ => None,
+        }
+    }
+
     /// The actions that take the transport from what it was told to `wanted` (the
     /// reputation's banned and excluded peers) plus blocks by hand and foreign peers.
     pub(crate) fn reconcile(&mut self, banned: impl IntoIterator<Item = Peer>) -> Vec<PeerAction> {

@@ -572,16 +572,26 @@ impl Engine {
         if peer == Peer::Key(self.me) {
             return Err(EngineError::Refused("a node cannot block itself".into()));
         }
-        self.blocks.block_by_hand(peer).map_err(EngineError::Refused)?;
-        self.reconcile_blocks(now_ms);
+        self.blocks.block_by_hand(peer.clone()).map_err(EngineError::Refused)?;
+        self.reconcile_peer(&peer, now_ms);
         Ok(())
+    }
+
+    /// Brings one peer's transport block in line with what is wanted of it.
+    fn reconcile_peer(&mut self, peer: &Peer, now_ms: u64) {
+        let banned = peer.key().is_some_and(|key| {
+            matches!(self.admission.reputation().status(&key, now_ms), PeerStatus::Banned { .. } | PeerStatus::Excluded { .. })
+        });
+        if let Some(action) = self.blocks.reconcile_one(peer, banned) {
+            self.outputs.push_back(Output::Peer(action));
+        }
     }
 
     /// Lifts a block by hand. A reputation ban of the same peer stays in force; a bootstrap
     /// peer is redialled at the next tick rather than after its grown backoff.
     pub fn unblock(&mut self, now_ms: u64, peer: Peer) {
         if self.blocks.unblock_by_hand(&peer) {
-            self.reconcile_blocks(now_ms);
+            self.reconcile_peer(&peer, now_ms);
             if !self.connected.contains(&peer) {
                 self.redial.soon(&peer, now_ms);
             }
@@ -596,7 +606,7 @@ impl Engine {
         if matches!(peer, Peer::Foreign(_)) {
             // Not an ed25519 identity: its messages could not be scored. Refuse it.
             self.blocks.foreign(peer.clone());
-            self.reconcile_blocks(now_ms);
+            self.reconcile_peer(&peer, now_ms);
         }
         self.connected.insert(peer);
     }
