@@ -62,6 +62,9 @@ pub fn random_scenario(seed: u64, min: usize, max: usize) -> Scenario {
             None => groups.push(Group { role, count: 1 }),
         }
     }
+    if rng.random_bool(0.2) {
+        groups.push(Group { role: Role::Sybil, count: rng.random_range(1..=4) });
+    }
     // An eclipse cuts its victim, an honest observer, from every other node for the attack
     // window, so the victim cannot convict a detectable attacker within the detection
     // deadline: with a detectable attacker, the eclipsers go silent instead.
@@ -75,16 +78,15 @@ pub fn random_scenario(seed: u64, min: usize, max: usize) -> Scenario {
         }
     }
     groups.sort_by_key(|g| g.role);
-    if rng.random_bool(0.2) {
-        groups.push(Group { role: Role::Sybil, count: rng.random_range(1..=4) });
-    }
     let mut s = Scenario::new(&format!("explore-{seed}"), "a random scenario drawn by `explore`", n, groups);
     s.seed = seed;
     s.workload.broadcasts_per_s = round(rng.random_range(2.0..20.0), 0.5);
     s.workload.gossip_per_s = round(rng.random_range(0.0..20.0), 0.5);
     s.workload.value_size = rng.random_range(32..=1024);
     s.attack.rate_per_s = round(rng.random_range(5.0..40.0), 1.0);
-    s.attack.flood_per_s = round(rng.random_range(200.0..2000.0), 10.0);
+    // A flood is a flood (and detectable) only above a trusted origin's budget of 1,000/s
+    // (`byzgossip_reputation::BudgetConfig`): an attacker honest through the warm-up is trusted.
+    s.attack.flood_per_s = round(rng.random_range(1500.0..3000.0), 10.0);
     s.timeline.attack_s = round(rng.random_range(2.0..6.0), 0.5);
     s.links = Links {
         latency_ms: round(rng.random_range(0.5..30.0), 0.5),
