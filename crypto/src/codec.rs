@@ -128,9 +128,11 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes a body value from exactly `bytes`, refusing more than `max_len` bytes up front and
-/// trailing bytes after. Owned byte fields inside `T` may allocate what their length prefix
-/// claims, bounded by [`MAX_ENVELOPE_LEN`]; bodies are only decoded after their envelope's
-/// signature verified.
+/// trailing bytes after. Owned byte fields inside `T` may allocate what their length prefixes
+/// claim, at most [`MAX_ENVELOPE_LEN`] together, and serde reserves up to 1 MiB for a
+/// sequence from its count prefix (per level of nesting; no wire type nests sequences): one
+/// decode briefly allocates at most about twice [`MAX_ENVELOPE_LEN`] beyond its input,
+/// whatever the prefixes claim (the decoder property tests check this bound).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], max_len: usize) -> Result<T, DecodeError> {
     let limit = max_len.min(MAX_ENVELOPE_LEN);
     if bytes.len() > limit {

@@ -173,7 +173,7 @@ pub enum GenesisError {
         error: KeyError,
     },
     /// n < 3f + 1
-    #[error("committee of {n} cannot tolerate f = {f} faults (needs n >= 3f + 1 = {})", 3 * f + 1)]
+    #[error("committee of {n} cannot tolerate f = {f} faults (needs n >= 3f + 1 = {})", 3 * (*f as u128) + 1)]
     TooManyFaults {
         /// committee size
         n: usize,

@@ -115,7 +115,8 @@ impl Committee {
         if n == 0 {
             return Err(GenesisError::EmptyCommittee);
         }
-        if n < 3 * f + 1 {
+        // n >= 3f + 1, written so that a huge f from a file cannot overflow.
+        if f > (n - 1) / 3 {
             return Err(GenesisError::TooManyFaults { n, f });
         }
         let mut index = HashMap::with_capacity(n);

@@ -210,6 +210,15 @@ pub enum FaultKind {
 /// `pause` or a `partition`.
 pub const MAX_DEGRADE_DELAY_MS: u64 = 10_000;
 
+/// Most committee members, and most extra (Sybil) nodes, of a scenario: the Bracha machine
+/// refuses larger committees (`byzgossip_bracha::MAX_COMMITTEE`), and a run holds a role,
+/// and starts a node, per entry, so the bound is checked before anything is allocated.
+pub const MAX_SCENARIO_NODES: usize = byzgossip_bracha::MAX_COMMITTEE;
+
+/// Latest `at_s` of a fault: four phases of at most 3600 s each (no run is longer), and a
+/// bound that keeps every fault time a representable `Duration`.
+pub const MAX_FAULT_AT_S: f64 = 4.0 * 3600.0;
+
 /// Inbound loss and delay of a degraded node (a `degrade` fault).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Degradation {
@@ -301,6 +310,9 @@ impl Fault {
 
     /// Checks the fields of one fault (node indices are checked by [`Scenario::validate`]).
     fn validate(&self) -> Result<(), String> {
+        if !(self.at_s.is_finite() && (0.0..=MAX_FAULT_AT_S).contains(&self.at_s)) {
+            return Err(format!("a fault's at_s must be in 0..={MAX_FAULT_AT_S} seconds, not {}", self.at_s));
+        }
         if self.kind == FaultKind::Degrade {
             if !(self.loss.is_finite() && (0.0..=1.0).contains(&self.loss)) {
                 return Err(format!("a degrade fault's loss must be a probability in 0..=1, not {}", self.loss));
@@ -520,18 +532,28 @@ impl Scenario {
         if self.nodes < 1 {
             return bad("nodes must be at least 1".into());
         }
+        // Sizes first, without overflow: `roles()` allocates one entry per node.
+        if self.nodes > MAX_SCENARIO_NODES {
+            return bad(format!("nodes must be at most {MAX_SCENARIO_NODES}, not {}", self.nodes));
+        }
         let f = self.f();
-        if self.nodes < 3 * f + 1 {
+        if f > (self.nodes - 1) / 3 {
             return bad(format!("n = {} is below 3f + 1 for f = {f}", self.nodes));
+        }
+        let count = |committee: bool| {
+            self.groups.iter().filter(|g| g.role.in_committee() == committee).try_fold(0usize, |sum, g| sum.checked_add(g.count))
+        };
+        let seats = count(true).unwrap_or(usize::MAX);
+        if seats > self.nodes {
+            return bad(format!("groups take {seats} committee seats of {}", self.nodes));
+        }
+        if count(false).is_none_or(|extra| extra > MAX_SCENARIO_NODES) {
+            return bad(format!("at most {MAX_SCENARIO_NODES} nodes may be outside the committee"));
         }
         let roles = self.roles();
         let honest = roles.iter().filter(|r| **r == Role::Honest).count();
         if honest == 0 {
             return bad("at least one honest member is needed".into());
-        }
-        let seats: usize = self.groups.iter().filter(|g| g.role.in_committee()).map(|g| g.count).sum();
-        if seats > self.nodes {
-            return bad(format!("groups take {seats} committee seats of {}", self.nodes));
         }
         if self.attack.victim >= honest {
             return bad(format!("attack.victim {} is not an honest member (0..{honest})", self.attack.victim));
