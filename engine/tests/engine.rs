@@ -748,3 +748,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_origin_flooding_its_own_gossip_is_convicted_before_its_messages_are_verified() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    while engine.poll().is_some() {}
+    let flooder = key(1);
+    let peer = Peer::Key(flooder.public());
+    engine.handle_connected(T0, peer.clone());
+    let network = genesis(4).network_id();
+    let topic = engine.topics().gossip("load");
+    let mut convicted_at = None;
+    // 2,000 messages a second straight from their signer, far over any origin budget; the
+    // verification jobs are never run (a node whose verifiers cannot keep up).
+    for i in 0..4_000u64 {
+        let now = T0 + i / 2;
+        let body = byzgossip_engine::gossip::GossipBody { topic: "load".into(), payload: i.to_be_bytes().to_vec() }.encode();
+        let envelope = Envelope::seal(&flooder, network, Kind::Gossip, i, now, body).expect("seal");
+        engine.handle_message(now, peer.clone(), i, &topic, &codec::encode_envelope(&envelope));
+        if i % 50 == 0 {
+            engine.handle_timeout(now);
+        }
+        while let Some(output) = engine.poll() {
+            if let Output::Metric(Metric::StatusChange(change)) = output
+                && change.peer == flooder.public()
+                && convicted_at.is_none()
+                && !matches!(change.to, byzgossip_reputation::PeerStatus::Ok)
+            {
+                convicted_at = Some(now - T0);
+            }
+        }
+    }
+    let at = convicted_at.expect("the flooder was never graylisted or banned");
+    assert!(at < 2_000, "convicted after {at} ms");
+}
