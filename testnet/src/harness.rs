@@ -12,22 +12,21 @@
 //! and shutdown.
 
 use crate::adversary::{self, Agent, AgentInterceptor, DriverContext, HandleCell, LOAD_TOPIC, current};
-use crate::record::{
-    BroadcastRecord, DeliveryRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
-};
-use crate::recorder::{Shared, lock};
+use crate::record::{RunLog, TrafficRecord};
+use crate::recorder::{Shared, lock, traffic_record};
 use crate::scenario::{Role, Scenario};
-use crate::timeline::{self, FaultTarget};
+use crate::timeline::{self, Failure, FaultTarget, NodeApi};
 use anyhow::Context;
-use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair, PublicKey};
+use byzgossip_crypto::{Genesis, GossipPolicy, Keypair, PublicKey};
+use byzgossip_node::api::ApiToken;
+use byzgossip_reputation::PeerSnapshot;
 use byzgossip_node::storage::{MemoryStore, Store};
 use byzgossip_node::{DeliveryEvent, NodeBuilder, NodeConfig, NodeHandle, now_ms};
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -48,7 +47,8 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
 /// Options of a run that are not part of the scenario.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    /// Start each node's HTTP API on 127.0.0.1 (port 0).
+    /// Start each node's HTTP API on 127.0.0.1 (port 0), every node with the same bearer
+    /// token ([`NodeDescription::api_token`]).
     pub api: bool,
     /// Print timeline events as they happen.
     pub verbose: bool,
@@ -67,6 +67,9 @@ pub struct NodeDescription {
     pub listen: Vec<Multiaddr>,
     /// HTTP API address, if running.
     pub api: Option<std::net::SocketAddr>,
+    /// The bearer token of the API's POST endpoints (`Authorization: Bearer <token>`), when
+    /// the APIs run: one token for every node of the testnet.
+    pub api_token: Option<String>,
 }
 
 /// One node of the testnet, across restarts.
@@ -75,7 +78,6 @@ struct Slot {
     role: Role,
     keypair: Keypair,
     peer_id: PeerId,
-    member: Option<usize>,
     store: Arc<dyn Store>,
     agent: Arc<Agent>,
     cell: HandleCell,
@@ -83,7 +85,6 @@ struct Slot {
     tracker: Mutex<Option<JoinHandle<()>>>,
     addrs: Mutex<Vec<Multiaddr>>,
     armed_at: AtomicU64,
-    down: AtomicBool,
     /// The attack driver while armed (see [`Testnet::spawn_driver`]).
     driver: Mutex<Option<JoinHandle<()>>>,
 }
@@ -104,7 +105,8 @@ pub struct Testnet {
     genesis: Genesis,
     slots: Vec<Arc<Slot>>,
     shared: Arc<Shared>,
-    options: RunOptions,
+    /// The API token of every node (with [`RunOptions::api`]), the same across restarts.
+    api_token: Option<ApiToken>,
     background: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -142,7 +144,6 @@ impl Testnet {
                     role: *role,
                     keypair: keypair.clone(),
                     peer_id: byzgossip_node::identity::peer_id(&keypair.public()).expect("ed25519 key"),
-                    member: (index < n).then_some(index),
                     store: Arc::new(MemoryStore::new()),
                     agent: Agent::new(*role, keypair.clone(), network, censored),
                     cell: Arc::new(Mutex::new(None)),
@@ -150,7 +151,6 @@ impl Testnet {
                     tracker: Mutex::new(None),
                     addrs: Mutex::new(vec![]),
                     armed_at: AtomicU64::new(0),
-                    down: AtomicBool::new(false),
                     driver: Mutex::new(None),
                 })
             })
@@ -160,7 +160,7 @@ impl Testnet {
             genesis,
             slots,
             shared,
-            options,
+            api_token: options.api.then(ApiToken::generate),
             background: Mutex::new(vec![]),
         };
         for i in 0..testnet.slots.len() {
@@ -180,8 +180,9 @@ impl Testnet {
         config.tick_interval = TICK_INTERVAL;
         config.topics = vec![LOAD_TOPIC.to_owned()];
         config.verify_workers = 1;
-        if self.options.api {
+        if let Some(token) = &self.api_token {
             config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
+            config.api_token = token.clone();
         }
         config
     }
@@ -198,7 +199,6 @@ impl Testnet {
             .await?;
         *lock(&slot.addrs) = handle.listen_addrs();
         *lock(&slot.cell) = Some(handle.clone());
-        slot.down.store(false, Ordering::Relaxed);
         if slot.role.correct() {
             let shared = self.shared.clone();
             let h = handle.clone();
@@ -207,26 +207,9 @@ impl Testnet {
                 while let Some(event) = stream.next().await {
                     match event {
                         DeliveryEvent::Bracha(d) => {
-                            if lock(&shared.cursors).insert((i, d.cursor)) {
-                                let origin = d.instance.origin.to_hex();
-                                lock(&shared.delivered).entry(i).or_default().insert((origin.clone(), d.instance.seq));
-                                lock(&shared.deliveries).push(DeliveryRecord {
-                                    node: i,
-                                    origin,
-                                    seq: d.instance.seq,
-                                    digest: d.digest.to_hex(),
-                                    delivered_at_ms: d.delivered_at_ms,
-                                    cursor: d.cursor,
-                                });
-                            }
+                            shared.record_bracha(i, d.cursor, &d.instance.origin, d.instance.seq, &d.digest, d.delivered_at_ms);
                         }
-                        DeliveryEvent::Gossip(g) => lock(&shared.gossip).push(GossipRecord {
-                            node: i,
-                            incarnation,
-                            origin: g.origin.to_hex(),
-                            id: g.id.to_hex(),
-                            received_at_ms: now_ms(),
-                        }),
+                        DeliveryEvent::Gossip(g) => shared.record_gossip(i, incarnation, &g.origin, &g.id),
                     }
                 }
             });
@@ -260,7 +243,7 @@ impl Testnet {
         }
     }
 
-    /// Each node's index, role, peer id, listen addresses and HTTP API address.
+    /// Each node's index, role, peer id, listen addresses, HTTP API address and API token.
     pub fn describe(&self) -> Vec<NodeDescription> {
         self.slots
             .iter()
@@ -270,6 +253,7 @@ impl Testnet {
                 peer_id: s.peer_id.to_string(),
                 listen: s.addrs(),
                 api: s.handle().and_then(|h| h.api_addr()),
+                api_token: self.api_token.as_ref().map(|t| t.as_str().to_owned()),
             })
             .collect()
     }
@@ -305,7 +289,6 @@ impl Testnet {
             t.abort();
         }
         slot.incarnation.fetch_add(1, Ordering::Relaxed);
-        slot.down.store(true, Ordering::Relaxed);
     }
 
     /// Starts node `i` again from its store, dialling every live node it is not cut from.
@@ -342,116 +325,10 @@ impl Testnet {
         tokio::spawn(adversary::drive(slot.agent.clone(), ctx))
     }
 
-    // ---- background tasks ----
-
-    fn spawn_workload(self: &Arc<Self>, until: Instant) -> JoinHandle<()> {
-        let tn = self.clone();
-        tokio::spawn(async move {
-            let w = tn.scenario.workload.clone();
-            let origins: Vec<Arc<Slot>> = tn.slots.iter().filter(|s| s.role == Role::Honest).cloned().collect();
-            let mut rng = ChaCha20Rng::seed_from_u64(tn.scenario.seed ^ 0x10ad);
-            let started = Instant::now();
-            let (mut b_sent, mut g_sent) = (0u64, 0u64);
-            let mut inflight: Vec<JoinHandle<()>> = Vec::new();
-            let mut interval = tokio::time::interval(Duration::from_millis(10));
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            while Instant::now() < until {
-                interval.tick().await;
-                let t = started.elapsed().as_secs_f64();
-                while (b_sent as f64) < t * w.broadcasts_per_s {
-                    let slot = &origins[b_sent as usize % origins.len()];
-                    b_sent += 1;
-                    let Some(h) = slot.handle().filter(|_| !slot.agent.paused.load(Ordering::Relaxed)) else {
-                        tn.shared.failures.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    let mut value = vec![0u8; w.value_size];
-                    rng.fill_bytes(&mut value);
-                    let digest = Digest::of(&value).to_hex();
-                    let (shared, origin) = (tn.shared.clone(), slot.index);
-                    inflight.push(tokio::spawn(async move {
-                        let sent_at_ms = now_ms();
-                        match timed(h.broadcast(value)).await {
-                            Some(Ok(instance)) => {
-                                lock(&shared.broadcasts).push(BroadcastRecord { origin, seq: instance.seq, digest, sent_at_ms })
-                            }
-                            _ => {
-                                shared.failures.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }));
-                }
-                while (g_sent as f64) < t * w.gossip_per_s {
-                    let slot = &origins[g_sent as usize % origins.len()];
-                    g_sent += 1;
-                    let Some(h) = slot.handle().filter(|_| !slot.agent.paused.load(Ordering::Relaxed)) else { continue };
-                    let mut payload = vec![0u8; w.gossip_size];
-                    rng.fill_bytes(&mut payload);
-                    let (shared, origin) = (tn.shared.clone(), slot.index);
-                    inflight.push(tokio::spawn(async move {
-                        let sent_at_ms = now_ms();
-                        if let Some(Ok(id)) = timed(h.publish(LOAD_TOPIC, payload)).await {
-                            lock(&shared.publishes).push(PublishRecord { origin, id: id.to_hex(), sent_at_ms });
-                        }
-                    }));
-                }
-                inflight.retain(|t| !t.is_finished());
-            }
-            for t in inflight {
-                let _ = t.await;
-            }
-        })
-    }
-
-    fn spawn_sampler(self: &Arc<Self>) -> JoinHandle<()> {
-        let tn = self.clone();
-        tokio::spawn(async move {
-            let by_key: HashMap<PublicKey, usize> = tn.slots.iter().map(|s| (s.keypair.public(), s.index)).collect();
-            let mut interval = tokio::time::interval(SAMPLE_INTERVAL);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                interval.tick().await;
-                for slot in tn.slots.iter().filter(|s| s.role.correct()) {
-                    let Some(h) = slot.handle() else { continue };
-                    let Some(Ok(peers)) = timed(h.peers()).await else { continue };
-                    let t_ms = now_ms();
-                    let mut samples = lock(&tn.shared.samples);
-                    for p in peers {
-                        if let Some(&peer) = by_key.get(&p.reputation.peer) {
-                            samples.push(PeerSample {
-                                t_ms,
-                                observer: slot.index,
-                                peer,
-                                score: p.reputation.score,
-                                status: p.reputation.status.label().to_owned(),
-                            });
-                        }
-                    }
-                }
-            }
-        })
-    }
-
-    /// Whether every live correct node delivered every honest broadcast and every instance
-    /// any correct node delivered.
-    fn drained(&self) -> bool {
-        let keys: HashMap<usize, String> = self.slots.iter().map(|s| (s.index, s.keypair.public().to_hex())).collect();
-        let mut want: HashSet<(String, u64)> =
-            lock(&self.shared.broadcasts).iter().map(|b| (keys[&b.origin].clone(), b.seq)).collect();
-        let delivered = lock(&self.shared.delivered);
-        for set in delivered.values() {
-            want.extend(set.iter().cloned());
-        }
-        self.slots
-            .iter()
-            .filter(|s| s.role.correct() && !s.down.load(Ordering::Relaxed))
-            .all(|s| delivered.get(&s.index).is_some_and(|set| want.is_subset(set)))
-    }
-
     /// Runs the scenario's timeline on this testnet and returns the log.
     pub async fn run(self) -> anyhow::Result<RunLog> {
         let tn = Arc::new(self);
-        let timeline::RunMarks { t0_ms, load_end_ms, end_ms } = timeline::run_scenario(&tn, "nodes").await;
+        let marks = timeline::run_scenario(&tn, "nodes").await;
         for slot in &tn.slots {
             if let Some(d) = lock(&slot.driver).take() {
                 d.abort();
@@ -460,44 +337,9 @@ impl Testnet {
         for h in lock(&tn.background).drain(..) {
             h.abort();
         }
-        let log = tn.collect(t0_ms, load_end_ms, end_ms);
+        let log = timeline::collect(tn.as_ref(), &marks);
         tn.stop().await;
         Ok(log)
-    }
-
-    fn collect(&self, t0_ms: u64, load_end_ms: u64, end_ms: u64) -> RunLog {
-        let sc = &self.scenario;
-        let nodes = self
-            .slots
-            .iter()
-            .map(|s| {
-                let armed = s.armed_at.load(Ordering::Relaxed);
-                NodeRecord {
-                    index: s.index,
-                    role: s.role,
-                    key: s.keypair.public().to_hex(),
-                    peer_id: s.peer_id.to_string(),
-                    member: s.member,
-                    armed_at_ms: (armed > 0).then_some(armed),
-                    down_at_end: s.down.load(Ordering::Relaxed),
-                }
-            })
-            .collect();
-        let traffic = self
-            .slots
-            .iter()
-            .map(|s| {
-                let c = &s.agent.traffic;
-                TrafficRecord {
-                    node: s.index,
-                    msgs_in: c[0].load(Ordering::Relaxed),
-                    bytes_in: c[1].load(Ordering::Relaxed),
-                    msgs_out: c[2].load(Ordering::Relaxed),
-                    bytes_out: c[3].load(Ordering::Relaxed),
-                }
-            })
-            .collect();
-        self.shared.log(sc, nodes, traffic, (t0_ms, load_end_ms, end_ms))
     }
 
     /// Stops every node (graceful, then abort after [`CALL_TIMEOUT`]).
@@ -519,18 +361,47 @@ impl Testnet {
     }
 }
 
-impl timeline::Workload for Testnet {
+/// In process, a node is its handle.
+impl NodeApi for NodeHandle {
+    async fn broadcast(&self, value: Vec<u8>) -> Result<u64, Failure> {
+        NodeHandle::broadcast(self, value).await.map(|instance| instance.seq).map_err(|_| Failure::Failed)
+    }
+    async fn publish(&self, topic: &'static str, payload: Vec<u8>) -> Result<String, Failure> {
+        NodeHandle::publish(self, topic, payload).await.map(|id| id.to_hex()).map_err(|_| Failure::Failed)
+    }
+    async fn peers(&self) -> Result<Vec<PeerSnapshot>, Failure> {
+        let peers = NodeHandle::peers(self).await.map_err(|_| Failure::Failed)?;
+        Ok(peers.into_iter().map(|p| p.reputation).collect())
+    }
+}
+
+impl timeline::Runtime for Testnet {
+    type Node = NodeHandle;
     fn scenario(&self) -> &Scenario {
         &self.scenario
     }
-    fn spawn_workload(self: &Arc<Self>, until: Instant) -> JoinHandle<()> {
-        Testnet::spawn_workload(self, until)
+    fn role(&self, i: usize) -> Role {
+        self.slots[i].role
     }
-    fn spawn_sampler(self: &Arc<Self>) -> JoinHandle<()> {
-        Testnet::spawn_sampler(self)
+    fn key(&self, i: usize) -> PublicKey {
+        self.slots[i].keypair.public()
     }
-    fn drained(&self) -> bool {
-        Testnet::drained(self)
+    fn peer_id(&self, i: usize) -> PeerId {
+        self.slots[i].peer_id
+    }
+    fn node(&self, i: usize) -> Option<NodeHandle> {
+        self.slots[i].handle()
+    }
+    /// The interceptor drops everything; the node still answers its handle.
+    fn paused(&self, i: usize) -> bool {
+        self.slots[i].agent.paused.load(Ordering::Relaxed)
+    }
+    fn armed_at(&self, i: usize) -> u64 {
+        self.slots[i].armed_at.load(Ordering::Relaxed)
+    }
+    /// Counted by the node's interceptor.
+    fn traffic(&self, i: usize) -> TrafficRecord {
+        traffic_record(i, self.slots[i].agent.traffic.each_ref().map(|c| c.load(Ordering::Relaxed)))
     }
 }
 

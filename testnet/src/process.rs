@@ -26,7 +26,14 @@
 //! the scrape taken before its pause (it processed nothing since).
 //!
 //! The run produces the same [`RunLog`] as the in-process harness, so the invariants and the
-//! report are the same.
+//! report are the same: the workload, the peer sampler, the drain check and the collection are
+//! the ones in `crate::timeline`, shared with the in-process runtime.
+//!
+//! # Reading the API
+//! Every answer is read through the typed mirrors in [`api`], which fail closed: a missing or
+//! malformed field is a protocol error, counted and recorded as an event in the run log
+//! (`protocol error: ...`), never read as `"ok"`, `0` or the local clock. A broadcast whose
+//! answer is malformed also counts as a failed broadcast.
 //!
 //! # Bounds
 //! Every child is held by a [`Child`] guard that kills (SIGKILL) and reaps it on drop: on
@@ -38,15 +45,15 @@
 //! its API address).
 
 use crate::adversary::{self, Agent, AgentInterceptor, DriverContext, HandleCell, LOAD_TOPIC, current};
-use crate::harness::{CALL_TIMEOUT, CONNECT_DEADLINE, SAMPLE_INTERVAL};
-use crate::record::{
-    BroadcastRecord, DeliveryRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
-};
-use crate::recorder::{Shared, lock};
+use crate::harness::{CALL_TIMEOUT, CONNECT_DEADLINE};
+use crate::record::{RunLog, TrafficRecord};
+use crate::recorder::{Shared, lock, traffic_record};
 use crate::scenario::{Degradation, FaultKind, Role, Scenario};
-use crate::timeline::{self, FaultTarget};
+use crate::timeline::{self, Failure, FaultTarget, NodeApi};
 use anyhow::Context;
-use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair};
+use api::CallError;
+use byzgossip_crypto::{Genesis, GossipPolicy, Keypair};
+use byzgossip_reputation::PeerSnapshot;
 use byzgossip_node::api::API_TOKEN_FILE;
 use byzgossip_node::storage::MemoryStore;
 use byzgossip_node::testnet_keys::{TestnetSpec, write_testnet};
@@ -54,7 +61,6 @@ use byzgossip_node::{NodeBuilder, NodeConfig, NodeError, now_ms};
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -64,6 +70,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+pub mod api;
 
 /// Longest wait for a started process to print its HTTP API address.
 pub const START_DEADLINE: Duration = Duration::from_secs(15);
@@ -322,44 +330,58 @@ impl Net {
         Ok(())
     }
 
-    /// Follows a correct node's delivery stream (reconnecting from the last cursor).
+    /// Follows a correct node's delivery stream (reconnecting from the last cursor). A line
+    /// that is not a well-formed event is a protocol error in the run log, and skipped.
     fn track(&self, i: usize, incarnation: u32, addr: SocketAddr) -> JoinHandle<()> {
-        let (shared, http, node) = (self.shared.clone(), self.http.clone(), self.nodes[i].clone());
+        let (shared, node) = (self.shared.clone(), self.nodes[i].clone());
+        let api = api::Client::new(self.http.clone(), addr);
         tokio::spawn(async move {
             loop {
                 let cursor = node.cursor.load(Ordering::Relaxed) + 1;
-                let url = format!("http://{addr}/deliveries?cursor={cursor}");
-                if let Ok(response) = http.get(&url).send().await {
-                    let mut stream = response.bytes_stream();
-                    let mut buffer = Vec::new();
-                    while let Some(Ok(chunk)) = stream.next().await {
-                        buffer.extend_from_slice(&chunk);
-                        while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
-                            let line: Vec<u8> = buffer.drain(..=pos).collect();
-                            let Some(data) = std::str::from_utf8(&line).ok().and_then(|l| l.trim_end().strip_prefix("data:")) else { continue };
-                            let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) else { continue };
-                            record_event(&shared, &node, i, incarnation, &v);
+                match api.deliveries(cursor).await {
+                    Ok(response) => {
+                        let mut stream = response.bytes_stream();
+                        let mut buffer = Vec::new();
+                        while let Some(Ok(chunk)) = stream.next().await {
+                            buffer.extend_from_slice(&chunk);
+                            while let Some(pos) = buffer.iter().position(|b| *b == b'\n') {
+                                let line: Vec<u8> = buffer.drain(..=pos).collect();
+                                match api::parse_stream_line(&line) {
+                                    None => {}
+                                    Some(Ok(event)) => record_event(&shared, &node, i, incarnation, event),
+                                    Some(Err(e)) => shared.protocol_error(format!("node {i} deliveries: {e}")),
+                                }
+                            }
                         }
                     }
+                    Err(CallError::Protocol(e)) => shared.protocol_error(format!("node {i} deliveries: {e}")),
+                    Err(_) => {}
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
     }
 
-    async fn get_json(&self, addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
-        let r = self.http.get(format!("http://{addr}/{path}")).timeout(CALL_TIMEOUT).send().await.ok()?;
-        r.json().await.ok()
+    /// Node `i`'s API client, if it can answer now (not down, not stopped).
+    fn client(&self, i: usize) -> Option<api::Client> {
+        self.nodes[i].api().map(|addr| api::Client::new(self.http.clone(), addr))
     }
 
     async fn wait_connected(&self) {
-        let want = self.nodes.len().saturating_sub(1) as u64;
+        let want = self.nodes.len().saturating_sub(1);
         let end = Instant::now() + CONNECT_DEADLINE;
         loop {
             let mut ok = true;
             for node in self.nodes.iter().filter(|s| s.role.correct()) {
-                let Some(addr) = node.api() else { continue };
-                let connected = self.get_json(addr, "status").await.and_then(|s| s["connected_peers"].as_u64()).unwrap_or(0);
+                let Some(api) = self.client(node.index) else { continue };
+                let connected = match api.status().await {
+                    Ok(status) => status.connected_peers,
+                    Err(CallError::Protocol(e)) => {
+                        self.shared.protocol_error(format!("node {} status: {e}", node.index));
+                        0
+                    }
+                    Err(_) => 0,
+                };
                 if connected < want {
                     ok = false;
                     break;
@@ -402,10 +424,8 @@ impl Net {
     /// Reads node `i`'s traffic counters from its `/metrics` into its current-incarnation
     /// record; a node that is down, paused or does not answer keeps its last scrape.
     async fn scrape(&self, i: usize) {
-        let Some(addr) = self.nodes[i].api() else { return };
-        let request = self.http.get(format!("http://{addr}/metrics")).timeout(CALL_TIMEOUT).send();
-        let Ok(response) = request.await else { return };
-        if let Ok(text) = response.text().await {
+        let Some(api) = self.client(i) else { return };
+        if let Ok(text) = api.metrics().await {
             *lock(&self.nodes[i].traffic_now) = traffic_from_metrics(&text);
         }
     }
@@ -418,114 +438,6 @@ impl Net {
         for (d, n) in done.iter_mut().zip(now) {
             *d += n;
         }
-    }
-
-    fn spawn_workload(self: &Arc<Self>, until: Instant) -> JoinHandle<()> {
-        let net = self.clone();
-        tokio::spawn(async move {
-            let w = net.scenario.workload.clone();
-            let origins: Vec<Arc<Node>> = net.nodes.iter().filter(|s| s.role == Role::Honest).cloned().collect();
-            let mut rng = ChaCha20Rng::seed_from_u64(net.scenario.seed ^ 0x10ad);
-            let started = Instant::now();
-            let (mut b_sent, mut g_sent) = (0u64, 0u64);
-            let mut inflight: Vec<JoinHandle<()>> = Vec::new();
-            let mut interval = tokio::time::interval(Duration::from_millis(10));
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            while Instant::now() < until {
-                interval.tick().await;
-                let t = started.elapsed().as_secs_f64();
-                while (b_sent as f64) < t * w.broadcasts_per_s {
-                    let node = origins[b_sent as usize % origins.len()].clone();
-                    b_sent += 1;
-                    let Some(addr) = node.api() else {
-                        net.shared.failures.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    let mut value = vec![0u8; w.value_size];
-                    rng.fill_bytes(&mut value);
-                    let digest = Digest::of(&value).to_hex();
-                    let (shared, http) = (net.shared.clone(), net.http.clone());
-                    inflight.push(tokio::spawn(async move {
-                        let sent_at_ms = now_ms();
-                        let r = http.post(format!("http://{addr}/broadcast")).body(value).timeout(CALL_TIMEOUT).send().await;
-                        let seq = match r {
-                            Ok(r) if r.status().is_success() => r.json::<serde_json::Value>().await.ok().and_then(|v| v["seq"].as_u64()),
-                            _ => None,
-                        };
-                        match seq {
-                            Some(seq) => lock(&shared.broadcasts).push(BroadcastRecord { origin: node.index, seq, digest, sent_at_ms }),
-                            None => {
-                                shared.failures.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }));
-                }
-                while (g_sent as f64) < t * w.gossip_per_s {
-                    let node = origins[g_sent as usize % origins.len()].clone();
-                    g_sent += 1;
-                    let Some(addr) = node.api() else { continue };
-                    let mut payload = vec![0u8; w.gossip_size];
-                    rng.fill_bytes(&mut payload);
-                    let (shared, http) = (net.shared.clone(), net.http.clone());
-                    inflight.push(tokio::spawn(async move {
-                        let sent_at_ms = now_ms();
-                        let r = http.post(format!("http://{addr}/publish/{LOAD_TOPIC}")).body(payload).timeout(CALL_TIMEOUT).send().await;
-                        if let Ok(r) = r
-                            && r.status().is_success()
-                            && let Some(id) = r.json::<serde_json::Value>().await.ok().and_then(|v| v["id"].as_str().map(str::to_owned))
-                        {
-                            lock(&shared.publishes).push(PublishRecord { origin: node.index, id, sent_at_ms });
-                        }
-                    }));
-                }
-                inflight.retain(|t| !t.is_finished());
-            }
-            for t in inflight {
-                let _ = t.await;
-            }
-        })
-    }
-
-    fn spawn_sampler(self: &Arc<Self>) -> JoinHandle<()> {
-        let net = self.clone();
-        tokio::spawn(async move {
-            let by_key: HashMap<String, usize> = net.nodes.iter().map(|s| (s.key.public().to_hex(), s.index)).collect();
-            let mut interval = tokio::time::interval(SAMPLE_INTERVAL);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                interval.tick().await;
-                for node in net.nodes.iter().filter(|s| s.role.correct()) {
-                    let Some(addr) = node.api() else { continue };
-                    let Some(serde_json::Value::Array(peers)) = net.get_json(addr, "peers").await else { continue };
-                    let t_ms = now_ms();
-                    let mut samples = lock(&net.shared.samples);
-                    for p in peers {
-                        let Some(&peer) = p["peer"].as_str().and_then(|k| by_key.get(k)) else { continue };
-                        let status = p["status"]["status"].as_str().or_else(|| p["status"].as_str()).unwrap_or("ok");
-                        samples.push(PeerSample {
-                            t_ms,
-                            observer: node.index,
-                            peer,
-                            score: p["score"].as_f64().unwrap_or(0.0),
-                            status: status.to_owned(),
-                        });
-                    }
-                }
-            }
-        })
-    }
-
-    fn drained(&self) -> bool {
-        let keys: HashMap<usize, String> = self.nodes.iter().map(|s| (s.index, s.key.public().to_hex())).collect();
-        let mut want: HashSet<(String, u64)> = lock(&self.shared.broadcasts).iter().map(|b| (keys[&b.origin].clone(), b.seq)).collect();
-        let delivered = lock(&self.shared.delivered);
-        for set in delivered.values() {
-            want.extend(set.iter().cloned());
-        }
-        self.nodes
-            .iter()
-            .filter(|s| s.role.correct() && !s.down.load(Ordering::Relaxed))
-            .all(|s| delivered.get(&s.index).is_some_and(|set| want.is_subset(set)))
     }
 
     async fn stop_all(&self) {
@@ -543,18 +455,64 @@ impl Net {
     }
 }
 
-impl timeline::Workload for Net {
+/// A `byzgossip` process through its typed API client.
+#[derive(Clone)]
+struct HttpNode {
+    api: api::Client,
+    key: byzgossip_crypto::PublicKey,
+}
+
+/// A refusal, a timeout or an unreachable process is an ordinary failure; an answer that
+/// breaks the API's contract is a protocol error.
+fn failure(e: CallError) -> Failure {
+    match e {
+        CallError::Protocol(why) => Failure::Protocol(why),
+        CallError::Transport(_) | CallError::Refused { .. } => Failure::Failed,
+    }
+}
+
+impl NodeApi for HttpNode {
+    async fn broadcast(&self, value: Vec<u8>) -> Result<u64, Failure> {
+        self.api.broadcast(&self.key, value).await.map(|b| b.seq).map_err(failure)
+    }
+    async fn publish(&self, topic: &'static str, payload: Vec<u8>) -> Result<String, Failure> {
+        self.api.publish(topic, payload).await.map(|p| p.id.to_hex()).map_err(failure)
+    }
+    async fn peers(&self) -> Result<Vec<PeerSnapshot>, Failure> {
+        let peers = self.api.peers().await.map_err(failure)?;
+        Ok(peers.into_iter().map(|p| p.reputation).collect())
+    }
+}
+
+impl timeline::Runtime for Net {
+    type Node = HttpNode;
     fn scenario(&self) -> &Scenario {
         &self.scenario
     }
-    fn spawn_workload(self: &Arc<Self>, until: Instant) -> JoinHandle<()> {
-        Net::spawn_workload(self, until)
+    fn role(&self, i: usize) -> Role {
+        self.nodes[i].role
     }
-    fn spawn_sampler(self: &Arc<Self>) -> JoinHandle<()> {
-        Net::spawn_sampler(self)
+    fn key(&self, i: usize) -> byzgossip_crypto::PublicKey {
+        self.nodes[i].key.public()
     }
-    fn drained(&self) -> bool {
-        Net::drained(self)
+    fn peer_id(&self, i: usize) -> libp2p::PeerId {
+        self.nodes[i].peer_id
+    }
+    /// `None` while killed or stopped (SIGSTOP): a stopped process answers nothing.
+    fn node(&self, i: usize) -> Option<HttpNode> {
+        self.client(i).map(|api| HttpNode { api, key: self.nodes[i].key.public() })
+    }
+    fn paused(&self, i: usize) -> bool {
+        self.nodes[i].paused.load(Ordering::Relaxed)
+    }
+    fn armed_at(&self, i: usize) -> u64 {
+        self.nodes[i].armed_at.load(Ordering::Relaxed)
+    }
+    /// The finished incarnations' counters plus the current one's last scrape.
+    fn traffic(&self, i: usize) -> TrafficRecord {
+        let node = &self.nodes[i];
+        let (done, now) = (*lock(&node.traffic_done), *lock(&node.traffic_now));
+        traffic_record(i, std::array::from_fn(|k| done[k] + now[k]))
     }
 }
 
@@ -624,12 +582,14 @@ impl FaultTarget for Net {
             self.control(i, &format!("{verb} {peer_id}")).await;
             return;
         }
-        let Some(addr) = node.api() else { return };
-        let request = self.http.post(format!("http://{addr}/peers/{peer_id}/{verb}")).timeout(CALL_TIMEOUT).send();
-        match request.await {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => self.shared.event(format!("{verb} at node {i} refused: {}", r.status())),
-            Err(e) => self.shared.event(format!("{verb} at node {i} failed: {e}")),
+        let Some(api) = self.client(i) else { return };
+        match api.set_blocked(&peer_id, block).await {
+            Ok(_) => {}
+            Err(CallError::Refused { status, code, message }) => {
+                self.shared.event(format!("{verb} at node {i} refused: {status} {code}: {message}"))
+            }
+            Err(CallError::Protocol(e)) => self.shared.protocol_error(format!("node {i} {verb}: {e}")),
+            Err(e @ CallError::Transport(_)) => self.shared.event(format!("{verb} at node {i} failed: {e}")),
         }
     }
 
@@ -666,34 +626,14 @@ fn traffic_from_metrics(text: &str) -> [u64; 4] {
     out
 }
 
-fn record_event(shared: &Shared, node: &Node, i: usize, incarnation: u32, v: &serde_json::Value) {
-    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
-    match v["type"].as_str() {
-        Some("bracha") => {
-            let cursor = v["cursor"].as_u64().unwrap_or(0);
-            node.cursor.fetch_max(cursor, Ordering::Relaxed);
-            if lock(&shared.cursors).insert((i, cursor)) {
-                let origin = text(&v["instance"]["origin"]);
-                let seq = v["instance"]["seq"].as_u64().unwrap_or(0);
-                lock(&shared.delivered).entry(i).or_default().insert((origin.clone(), seq));
-                lock(&shared.deliveries).push(DeliveryRecord {
-                    node: i,
-                    origin,
-                    seq,
-                    digest: text(&v["digest"]),
-                    delivered_at_ms: v["delivered_at_ms"].as_u64().unwrap_or_else(now_ms),
-                    cursor,
-                });
-            }
+/// Records one event of correct node `i`'s delivery stream (in its `incarnation`).
+fn record_event(shared: &Shared, node: &Node, i: usize, incarnation: u32, event: api::DeliveryEvent) {
+    match event {
+        api::DeliveryEvent::Bracha(d) => {
+            node.cursor.fetch_max(d.cursor, Ordering::Relaxed);
+            shared.record_bracha(i, d.cursor, &d.instance.origin, d.instance.seq, &d.digest, d.delivered_at_ms);
         }
-        Some("gossip") => lock(&shared.gossip).push(GossipRecord {
-            node: i,
-            incarnation,
-            origin: text(&v["origin"]),
-            id: text(&v["id"]),
-            received_at_ms: now_ms(),
-        }),
-        _ => {}
+        api::DeliveryEvent::Gossip(g) => shared.record_gossip(i, incarnation, &g.origin, &g.id),
     }
 }
 
@@ -720,7 +660,7 @@ pub async fn measure_rss(nodes: usize, options: ProcessOptions, window: Duration
             net.spawn(i).await?;
         }
         net.wait_connected().await;
-        let workload = net.spawn_workload(Instant::now() + window);
+        let workload = timeline::spawn_workload(&net, Instant::now() + window);
         let _ = workload.await;
         let mut rss = Vec::new();
         for node in &net.nodes {
@@ -807,40 +747,10 @@ async fn run_net(net: &Arc<Net>) -> anyhow::Result<RunLog> {
         net.spawn(i).await?;
     }
     net.wait_connected().await;
-    let timeline::RunMarks { t0_ms, load_end_ms, end_ms } = timeline::run_scenario(net, "processes").await;
+    let marks = timeline::run_scenario(net, "processes").await;
     // Last traffic scrape, while every process still runs.
     futures::future::join_all((0..net.nodes.len()).map(|i| net.scrape(i))).await;
-    Ok(collect(net, t0_ms, load_end_ms, end_ms))
-}
-
-fn collect(net: &Net, t0_ms: u64, load_end_ms: u64, end_ms: u64) -> RunLog {
-    let sc = &net.scenario;
-    let nodes = net
-        .nodes
-        .iter()
-        .map(|s| {
-            let armed = s.armed_at.load(Ordering::Relaxed);
-            NodeRecord {
-                index: s.index,
-                role: s.role,
-                key: s.key.public().to_hex(),
-                peer_id: byzgossip_node::identity::peer_id(&s.key.public()).map(|p| p.to_string()).unwrap_or_default(),
-                member: (s.index < sc.nodes).then_some(s.index),
-                armed_at_ms: (armed > 0).then_some(armed),
-                down_at_end: s.down.load(Ordering::Relaxed),
-            }
-        })
-        .collect();
-    let traffic = net
-        .nodes
-        .iter()
-        .map(|s| {
-            let (done, now) = (*lock(&s.traffic_done), *lock(&s.traffic_now));
-            let total: Vec<u64> = done.iter().zip(now).map(|(d, n)| d + n).collect();
-            TrafficRecord { node: s.index, msgs_in: total[0], bytes_in: total[1], msgs_out: total[2], bytes_out: total[3] }
-        })
-        .collect();
-    net.shared.log(sc, nodes, traffic, (t0_ms, load_end_ms, end_ms))
+    Ok(timeline::collect(net.as_ref(), &marks))
 }
 
 /// Arguments of the hidden `adversary` subcommand.

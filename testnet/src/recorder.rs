@@ -5,6 +5,7 @@ use crate::record::{
     BroadcastRecord, DeliveryRecord, EventRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
 };
 use crate::scenario::Scenario;
+use byzgossip_crypto::{Digest, PublicKey};
 use byzgossip_node::now_ms;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -13,6 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Locks, recovering the data of a poisoned lock (a panicked task must not hide the records).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Node `node`'s traffic record from its counters in [`TrafficRecord`] order: messages in,
+/// bytes in, messages out, bytes out.
+pub(crate) fn traffic_record(node: usize, [msgs_in, bytes_in, msgs_out, bytes_out]: [u64; 4]) -> TrafficRecord {
+    TrafficRecord { node, msgs_in, bytes_in, msgs_out, bytes_out }
 }
 
 /// Records shared by the tasks of a run.
@@ -32,7 +39,13 @@ pub(crate) struct Shared {
     pub t0: AtomicU64,
     /// The simulator's virtual clock (ms since the Unix epoch); the wall clock when `None`.
     pub clock: Option<std::sync::Arc<AtomicU64>>,
+    /// Answers of a node's API that broke its contract (see [`Shared::protocol_error`]).
+    pub protocol_errors: AtomicU64,
 }
+
+/// Protocol errors recorded as events, one by one; beyond, they are only counted (a broken
+/// field would otherwise add an event per sample, every [`crate::harness::SAMPLE_INTERVAL`]).
+pub(crate) const MAX_PROTOCOL_ERROR_EVENTS: u64 = 20;
 
 impl Shared {
     /// Now, by the run's clock.
@@ -52,6 +65,35 @@ impl Shared {
         lock(&self.events).push(EventRecord { t_ms: t, what });
     }
 
+    /// Records that a node's API answered something it does not promise (a missing or
+    /// malformed field): counted, and an event in the run log (the first
+    /// [`MAX_PROTOCOL_ERROR_EVENTS`]; [`Shared::log`] adds the total). Never read as a default.
+    pub fn protocol_error(&self, what: String) {
+        let seen = self.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%what, "node API protocol error");
+        if seen < MAX_PROTOCOL_ERROR_EVENTS {
+            self.event(format!("protocol error: {what}"));
+        }
+    }
+
+    /// Records correct node `node`'s Bracha delivery at `cursor` (once per node and cursor: a
+    /// stream resumed from an earlier cursor repeats some). Returns whether it was new.
+    pub fn record_bracha(&self, node: usize, cursor: u64, origin: &PublicKey, seq: u64, digest: &Digest, delivered_at_ms: u64) -> bool {
+        if !lock(&self.cursors).insert((node, cursor)) {
+            return false;
+        }
+        let origin = origin.to_hex();
+        lock(&self.delivered).entry(node).or_default().insert((origin.clone(), seq));
+        lock(&self.deliveries).push(DeliveryRecord { node, origin, seq, digest: digest.to_hex(), delivered_at_ms, cursor });
+        true
+    }
+
+    /// Records a gossip message correct node `node` (in its `incarnation`) received now.
+    pub fn record_gossip(&self, node: usize, incarnation: u32, origin: &PublicKey, id: &byzgossip_crypto::MessageId) {
+        let record = GossipRecord { node, incarnation, origin: origin.to_hex(), id: id.to_hex(), received_at_ms: now_ms() };
+        lock(&self.gossip).push(record);
+    }
+
     /// Marks now as disrupted (timed invariants are measured from the last disruption).
     pub fn disrupted(&self) {
         self.disrupted_until.fetch_max(self.now(), Ordering::Relaxed);
@@ -67,6 +109,13 @@ impl Shared {
     ) -> RunLog {
         let t = &scenario.timeline;
         let ms = |s: f64| t0_ms + (s * 1000.0) as u64;
+        let mut events = lock(&self.events).clone();
+        let errors = self.protocol_errors.load(Ordering::Relaxed);
+        if errors > 0 {
+            let listed = errors.min(MAX_PROTOCOL_ERROR_EVENTS);
+            let what = format!("protocol errors: {errors} answers of node APIs broke their contract (the first {listed} are listed)");
+            events.push(EventRecord { t_ms: end_ms, what });
+        }
         let mut deliveries = lock(&self.deliveries).clone();
         deliveries.sort_by_key(|d| (d.node, d.cursor));
         RunLog {
@@ -87,7 +136,29 @@ impl Shared {
             gossip: lock(&self.gossip).clone(),
             peer_samples: lock(&self.samples).clone(),
             traffic,
-            events: lock(&self.events).clone(),
+            events,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every protocol error is counted; the first ones are events, and the log says how many
+    /// there were in all, so a broken field cannot pass unnoticed nor flood the events.
+    #[test]
+    fn protocol_errors_are_counted_listed_and_summed_in_the_log() {
+        let shared = Shared::default();
+        let scenario = crate::preset("baseline", 4).expect("preset");
+        assert!(shared.log(&scenario, vec![], vec![], (0, 0, 0)).events.is_empty(), "no errors, no event");
+        for k in 0..MAX_PROTOCOL_ERROR_EVENTS + 5 {
+            shared.protocol_error(format!("node 0 peers: missing field `status` ({k})"));
+        }
+        let log = shared.log(&scenario, vec![], vec![], (0, 0, 0));
+        let listed = log.events.iter().filter(|e| e.what.starts_with("protocol error: ")).count() as u64;
+        assert_eq!(listed, MAX_PROTOCOL_ERROR_EVENTS);
+        let total = log.events.last().expect("summary");
+        assert!(total.what.starts_with(&format!("protocol errors: {} ", MAX_PROTOCOL_ERROR_EVENTS + 5)), "{}", total.what);
     }
 }

@@ -5,6 +5,12 @@
 //! which links a partition or an eclipse cuts (also after a restart), is decided here, so the
 //! two runtimes cannot drift apart.
 //!
+//! The rest of a run is written once too, for both real runtimes: [`run_scenario`] (the
+//! schedule: workload, sampler, timeline, drain), [`spawn_workload`], [`spawn_sampler`],
+//! [`drained`] and [`collect`], over the [`Runtime`] trait (what a runtime shows of its nodes)
+//! and [`NodeApi`] (one node's broadcast, publish and peers: a `NodeHandle` in process, the
+//! typed HTTP client in process mode).
+//!
 //! # Cuts
 //! A partition or an eclipse cuts pairs of nodes: each side blocks the other by peer id (the
 //! node's block by hand, [`byzgossip_node::NodeHandle::disconnect`] or the HTTP API's
@@ -19,10 +25,17 @@
 //! cuts. Only a degradation that drops everything (`loss = 1`) is a disruption for the timed
 //! invariants (see [`Degradation::total`]).
 
-use crate::recorder::Shared;
+use crate::adversary::LOAD_TOPIC;
+use crate::harness::{CALL_TIMEOUT, SAMPLE_INTERVAL};
+use crate::record::{BroadcastRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord};
+use crate::recorder::{Shared, lock};
 use crate::scenario::{Degradation, FaultKind, Role, Scenario};
+use byzgossip_crypto::{Digest, PublicKey};
 use byzgossip_node::now_ms;
-use std::collections::{BTreeMap, HashSet};
+use byzgossip_reputation::PeerSnapshot;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -170,16 +183,189 @@ impl Cuts {
     }
 }
 
-/// What a runtime does besides faults: drive the scenario's workload and sample peer views.
-pub(crate) trait Workload {
+/// Why a call to a node gave no answer.
+pub(crate) enum Failure {
+    /// Refused, timed out or unreachable: an ordinary failure (a broadcast counts in
+    /// `broadcast_failures`).
+    Failed,
+    /// The node answered something its API does not promise (a missing or malformed field):
+    /// also recorded as a protocol error in the run log ([`Shared::protocol_error`]).
+    Protocol(String),
+}
+
+/// One running node as the workload and the sampler call it: a [`byzgossip_node::NodeHandle`]
+/// in process, an HTTP client in process mode. Each call's timeout is the caller's.
+pub(crate) trait NodeApi: Send + Sync + 'static {
+    /// Bracha broadcast of `value`; the instance's seq.
+    fn broadcast(&self, value: Vec<u8>) -> impl Future<Output = Result<u64, Failure>> + Send;
+    /// Signed gossip of `payload` on `topic`; the message id (hex).
+    fn publish(&self, topic: &'static str, payload: Vec<u8>) -> impl Future<Output = Result<String, Failure>> + Send;
+    /// The node's view of its peers.
+    fn peers(&self) -> impl Future<Output = Result<Vec<PeerSnapshot>, Failure>> + Send;
+}
+
+/// What a runtime shows of its nodes besides faults, so that the workload, the peer sampler,
+/// the drain check and the final collection are written once ([`spawn_workload`],
+/// [`spawn_sampler`], [`drained`], [`collect`]) for both real runtimes.
+pub(crate) trait Runtime: FaultTarget + Send + Sync + 'static {
+    /// How the workload and the sampler reach a node.
+    type Node: NodeApi;
     /// The scenario being run.
     fn scenario(&self) -> &Scenario;
-    /// Starts the workload, which stops at `until`.
-    fn spawn_workload(self: &Arc<Self>, until: Instant) -> JoinHandle<()>;
-    /// Starts sampling peer views (aborted by [`run_scenario`] at the end).
-    fn spawn_sampler(self: &Arc<Self>) -> JoinHandle<()>;
-    /// Whether every correct node delivered everything it should.
-    fn drained(&self) -> bool;
+    /// Node `i`'s role.
+    fn role(&self, i: usize) -> Role;
+    /// Node `i`'s signing key.
+    fn key(&self, i: usize) -> PublicKey;
+    /// Node `i`'s libp2p id.
+    fn peer_id(&self, i: usize) -> libp2p::PeerId;
+    /// Node `i`, if it can be called now (`None` while killed; a stopped process too).
+    fn node(&self, i: usize) -> Option<Self::Node>;
+    /// Whether node `i` is paused (the workload sends it nothing).
+    fn paused(&self, i: usize) -> bool;
+    /// When node `i` was last armed (ms since the epoch; 0 if never).
+    fn armed_at(&self, i: usize) -> u64;
+    /// Node `i`'s traffic so far.
+    fn traffic(&self, i: usize) -> TrafficRecord;
+}
+
+async fn timed<T>(f: impl Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(CALL_TIMEOUT, f).await.ok()
+}
+
+/// Starts the scenario's workload, which stops at `until`: honest members in turn broadcast
+/// `broadcasts_per_s` values and publish `gossip_per_s` payloads on [`LOAD_TOPIC`] (seeded
+/// bytes), each call in its own task; a broadcast to a node that is down or paused, or that
+/// fails, counts as a failure. Waits for the calls in flight before it ends.
+pub(crate) fn spawn_workload<T: Runtime>(target: &Arc<T>, until: Instant) -> JoinHandle<()> {
+    let target = target.clone();
+    tokio::spawn(async move {
+        let w = target.scenario().workload.clone();
+        let origins: Vec<usize> = (0..target.len()).filter(|&i| target.role(i) == Role::Honest).collect();
+        let mut rng = ChaCha20Rng::seed_from_u64(target.scenario().seed ^ 0x10ad);
+        let started = Instant::now();
+        let (mut b_sent, mut g_sent) = (0u64, 0u64);
+        let mut inflight: Vec<JoinHandle<()>> = Vec::new();
+        let mut interval = tokio::time::interval(Duration::from_millis(10));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while Instant::now() < until {
+            interval.tick().await;
+            let t = started.elapsed().as_secs_f64();
+            while (b_sent as f64) < t * w.broadcasts_per_s {
+                let origin = origins[b_sent as usize % origins.len()];
+                b_sent += 1;
+                let Some(node) = target.node(origin).filter(|_| !target.paused(origin)) else {
+                    target.shared().failures.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let mut value = vec![0u8; w.value_size];
+                rng.fill_bytes(&mut value);
+                let digest = Digest::of(&value).to_hex();
+                let target = target.clone();
+                inflight.push(tokio::spawn(async move {
+                    let sent_at_ms = now_ms();
+                    let shared = target.shared();
+                    match timed(node.broadcast(value)).await {
+                        Some(Ok(seq)) => lock(&shared.broadcasts).push(BroadcastRecord { origin, seq, digest, sent_at_ms }),
+                        failed => {
+                            shared.failures.fetch_add(1, Ordering::Relaxed);
+                            if let Some(Err(Failure::Protocol(why))) = failed {
+                                shared.protocol_error(format!("node {origin} broadcast: {why}"));
+                            }
+                        }
+                    }
+                }));
+            }
+            while (g_sent as f64) < t * w.gossip_per_s {
+                let origin = origins[g_sent as usize % origins.len()];
+                g_sent += 1;
+                let Some(node) = target.node(origin).filter(|_| !target.paused(origin)) else { continue };
+                let mut payload = vec![0u8; w.gossip_size];
+                rng.fill_bytes(&mut payload);
+                let target = target.clone();
+                inflight.push(tokio::spawn(async move {
+                    let sent_at_ms = now_ms();
+                    let shared = target.shared();
+                    match timed(node.publish(LOAD_TOPIC, payload)).await {
+                        Some(Ok(id)) => lock(&shared.publishes).push(PublishRecord { origin, id, sent_at_ms }),
+                        Some(Err(Failure::Protocol(why))) => shared.protocol_error(format!("node {origin} publish: {why}")),
+                        _ => {}
+                    }
+                }));
+            }
+            inflight.retain(|t| !t.is_finished());
+        }
+        for t in inflight {
+            let _ = t.await;
+        }
+    })
+}
+
+/// Starts sampling every correct node's view of its peers every [`SAMPLE_INTERVAL`]
+/// (aborted by [`run_scenario`] at the end); peers outside the testnet are left out.
+pub(crate) fn spawn_sampler<T: Runtime>(target: &Arc<T>) -> JoinHandle<()> {
+    let target = target.clone();
+    tokio::spawn(async move {
+        let by_key: HashMap<PublicKey, usize> = (0..target.len()).map(|i| (target.key(i), i)).collect();
+        let mut interval = tokio::time::interval(SAMPLE_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            interval.tick().await;
+            for observer in (0..target.len()).filter(|&i| target.correct(i)) {
+                let Some(node) = target.node(observer) else { continue };
+                let peers = match timed(node.peers()).await {
+                    Some(Ok(peers)) => peers,
+                    Some(Err(Failure::Protocol(why))) => {
+                        target.shared().protocol_error(format!("node {observer} peers: {why}"));
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let t_ms = now_ms();
+                let mut samples = lock(&target.shared().samples);
+                for p in peers {
+                    if let Some(&peer) = by_key.get(&p.peer) {
+                        samples.push(PeerSample { t_ms, observer, peer, score: p.score, status: p.status.label().to_owned() });
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Whether every live correct node delivered every honest broadcast and every instance any
+/// correct node delivered.
+pub(crate) fn drained<T: Runtime>(target: &T) -> bool {
+    let keys: Vec<String> = (0..target.len()).map(|i| target.key(i).to_hex()).collect();
+    let shared = target.shared();
+    let mut want: HashSet<(String, u64)> = lock(&shared.broadcasts).iter().map(|b| (keys[b.origin].clone(), b.seq)).collect();
+    let delivered = lock(&shared.delivered);
+    for set in delivered.values() {
+        want.extend(set.iter().cloned());
+    }
+    (0..target.len())
+        .filter(|&i| target.correct(i) && target.is_up(i))
+        .all(|i| delivered.get(&i).is_some_and(|set| want.is_subset(set)))
+}
+
+/// The run's log: every node's record and traffic, with what the run recorded.
+pub(crate) fn collect<T: Runtime>(target: &T, marks: &RunMarks) -> RunLog {
+    let sc = target.scenario();
+    let nodes = (0..target.len())
+        .map(|i| {
+            let armed = target.armed_at(i);
+            NodeRecord {
+                index: i,
+                role: target.role(i),
+                key: target.key(i).to_hex(),
+                peer_id: target.peer_id(i).to_string(),
+                member: (i < sc.nodes).then_some(i),
+                armed_at_ms: (armed > 0).then_some(armed),
+                down_at_end: !target.is_up(i),
+            }
+        })
+        .collect();
+    let traffic = (0..target.len()).map(|i| target.traffic(i)).collect();
+    target.shared().log(sc, nodes, traffic, (marks.t0_ms, marks.load_end_ms, marks.end_ms))
 }
 
 /// When a run started, when its load ended and when it ended (ms since the epoch).
@@ -196,7 +382,7 @@ pub(crate) struct RunMarks {
 /// the end of the load, then the drain (until every correct node is drained or the drain
 /// deadline), with events logged along the way. `unit` names the nodes in the start event
 /// ("nodes", "processes").
-pub(crate) async fn run_scenario<T: FaultTarget + Workload>(target: &Arc<T>, unit: &str) -> RunMarks {
+pub(crate) async fn run_scenario<T: Runtime>(target: &Arc<T>, unit: &str) -> RunMarks {
     let sc = target.scenario().clone();
     let t = &sc.timeline;
     let start = Instant::now();
@@ -206,20 +392,20 @@ pub(crate) async fn run_scenario<T: FaultTarget + Workload>(target: &Arc<T>, uni
     shared.event(format!("start: {} {unit}, scenario {}", target.len(), sc.name));
     let load_end = start + Duration::from_secs_f64(t.warmup_s + t.attack_s + t.cooldown_s);
     let hard_end = load_end + Duration::from_secs_f64(t.drain_s);
-    let workload = target.spawn_workload(load_end);
-    let sampler = target.spawn_sampler();
+    let workload = spawn_workload(target, load_end);
+    let sampler = spawn_sampler(target);
     run(target.as_ref(), plan(&sc), start).await;
     tokio::time::sleep_until(load_end).await;
     let _ = workload.await;
     let load_end_ms = now_ms();
     shared.event("workload ends; draining".into());
-    while Instant::now() < hard_end && !target.drained() {
+    while Instant::now() < hard_end && !drained(target.as_ref()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Let gossip and samples settle briefly.
     tokio::time::sleep(Duration::from_millis(300).min(hard_end.saturating_duration_since(Instant::now()))).await;
     let end_ms = now_ms();
-    shared.event(if target.drained() { "drained".into() } else { "drain deadline reached".into() });
+    shared.event(if drained(target.as_ref()) { "drained".into() } else { "drain deadline reached".into() });
     sampler.abort();
     RunMarks { t0_ms, load_end_ms, end_ms }
 }
