@@ -279,7 +279,9 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             for node in testnet.describe() {
                 let api = node.api.map_or("-".to_owned(), |a| format!("http://{a}"));
                 let addrs: Vec<String> = node.listen.iter().map(ToString::to_string).collect();
-                println!("node {}: api {api} peer {} listen {}", node.index, node.peer_id, addrs.join(" "));
+                // POST endpoints need `Authorization: Bearer <token>`.
+                let token = node.api_token.as_deref().unwrap_or("-");
+                println!("node {}: api {api} token {token} peer {} listen {}", node.index, node.peer_id, addrs.join(" "));
             }
             println!("testnet up ({nodes} nodes); Ctrl-C to stop");
             tokio::signal::ctrl_c().await?;
