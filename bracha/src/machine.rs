@@ -512,6 +512,10 @@ impl Bracha {
         if !matches!(envelope.header().kind, Kind::BrachaSend | Kind::BrachaEcho | Kind::BrachaReady) {
             return step;
         }
+        if envelope.header().network != self.ctx.network {
+            step.faults.push(Fault { member: signer, kind: FaultKind::WrongNetwork });
+            return step;
+        }
         let Some(from) = self.ctx.committee.index_of(&signer) else {
             step.faults.push(Fault { member: signer, kind: FaultKind::NotAMember });
             return step;

@@ -91,6 +91,10 @@ pub enum FaultKind {
     UnknownOrigin,
     /// Two conflicting signed messages for one instance; the proof is in `Step::evidence`.
     Equivocation,
+    /// The envelope was signed for another network: refused, never counted. Admission
+    /// checks the network first, so only a caller that skips it can hand one in; the signer
+    /// is not to blame for where a message was carried (not provable misbehaviour).
+    WrongNetwork,
     /// The instance is beyond the origin's open window (`seq >= low_watermark + window`):
     /// not stored. An honest member far ahead of this one can cause it, so it is weak
     /// evidence (see [`FaultKind::is_provable`]).
@@ -106,7 +110,7 @@ impl FaultKind {
     /// Whether the signed message alone proves misbehaviour to anyone (as opposed to being
     /// suspicious from this node's point of view only).
     pub fn is_provable(&self) -> bool {
-        !matches!(self, FaultKind::BeyondWindow { .. })
+        !matches!(self, FaultKind::BeyondWindow { .. } | FaultKind::WrongNetwork)
     }
 
     /// A short fixed name for metrics and logs.
@@ -121,6 +125,7 @@ impl FaultKind {
             FaultKind::UnknownOrigin => "unknown_origin",
             FaultKind::Equivocation => "equivocation",
             FaultKind::BeyondWindow { .. } => "beyond_window",
+            FaultKind::WrongNetwork => "wrong_network",
         }
     }
 }

@@ -356,3 +356,20 @@ fn malformed_and_foreign_messages_are_faults_of_their_signer() {
     let gossip = Envelope::seal(&net.keys[2], net.network, Kind::Gossip, 0, 0, vec![1]).expect("seal");
     assert!(node.handle(&net.verified(gossip), 0).is_empty());
 }
+
+#[test]
+fn a_message_of_another_network_is_refused_as_a_fault_and_never_counted() {
+    let net = net(4);
+    let mut node = net.member(0);
+    let other = NetworkId([6; 32]);
+    // A valid SEND by the instance's own origin, signed for another network.
+    let send = Message::Send { instance: net.instance(1, 0), value: b"x".to_vec() }.seal(&net.keys[1], other, 0).expect("seal");
+    let step = node.handle(&send.verify(&other).expect("valid there"), 0);
+    assert_eq!(step.faults.len(), 1);
+    assert_eq!(step.faults[0].kind, FaultKind::WrongNetwork);
+    assert!(!step.faults[0].kind.is_provable(), "the signer is not to blame for where it was carried");
+    assert!(step.outgoing.is_empty(), "no ECHO for another network's SEND");
+    // The same instance on our network is still open: its SEND is echoed.
+    let step = net.handle(&mut node, 1, Message::Send { instance: net.instance(1, 0), value: b"y".to_vec() });
+    assert_eq!(kinds(&step), vec![Kind::BrachaEcho]);
+}
