@@ -17,15 +17,13 @@ use crate::recorder::{Shared, lock, traffic_record};
 use crate::scenario::{Role, Scenario};
 use crate::timeline::{self, Failure, FaultTarget, NodeApi};
 use anyhow::Context;
-use byzgossip_crypto::{Genesis, GossipPolicy, Keypair, PublicKey};
+use byzgossip_crypto::{Genesis, Keypair, PublicKey};
 use byzgossip_node::api::ApiToken;
 use byzgossip_reputation::PeerSnapshot;
 use byzgossip_node::storage::{MemoryStore, Store};
 use byzgossip_node::{DeliveryEvent, NodeBuilder, NodeConfig, NodeHandle, now_ms};
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId};
-use rand::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -120,16 +118,7 @@ impl Testnet {
     pub async fn start(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Testnet> {
         scenario.validate()?;
         let roles = scenario.roles();
-        let mut rng = ChaCha20Rng::seed_from_u64(scenario.seed);
-        let keys: Vec<Keypair> = roles.iter().map(|_| Keypair::generate(&mut rng)).collect();
-        let n = scenario.nodes;
-        let genesis = Genesis {
-            name: format!("testnet-{}-{}", scenario.name, scenario.seed),
-            f: Some(scenario.f()),
-            policy: GossipPolicy::Committee,
-            members: keys[..n].iter().map(Keypair::public).collect(),
-            bootstrap: vec![],
-        };
+        let (keys, genesis) = scenario.keys_and_genesis();
         let network = genesis.network_id();
         let victim = keys[scenario.attack.victim].public();
         let shared = Arc::new(Shared { verbose: options.verbose, ..Default::default() });

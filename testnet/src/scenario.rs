@@ -483,6 +483,24 @@ pub enum ScenarioError {
 }
 
 impl Scenario {
+    /// One key per node (members first, in role order) drawn from the seed, and the genesis
+    /// of the committee they form: what the in-process runtime and the simulator both start
+    /// from, so a seed names the same network in each.
+    pub fn keys_and_genesis(&self) -> (Vec<byzgossip_crypto::Keypair>, byzgossip_crypto::Genesis) {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(self.seed);
+        let keys: Vec<byzgossip_crypto::Keypair> =
+            self.roles().iter().map(|_| byzgossip_crypto::Keypair::generate(&mut rng)).collect();
+        let genesis = byzgossip_crypto::Genesis {
+            name: format!("testnet-{}-{}", self.name, self.seed),
+            f: Some(self.f()),
+            policy: byzgossip_crypto::GossipPolicy::Committee,
+            members: keys[..self.nodes].iter().map(byzgossip_crypto::Keypair::public).collect(),
+            bootstrap: vec![],
+        };
+        (keys, genesis)
+    }
+
     /// A scenario of `nodes` honest members and the given non-honest groups, defaults
     /// elsewhere.
     pub fn new(name: &str, description: &str, nodes: usize, groups: Vec<Group>) -> Scenario {

@@ -34,7 +34,7 @@ use crate::recorder::{Shared, lock};
 use crate::scenario::{Degradation, Role, Scenario};
 use crate::timeline::{self, Action, FaultTarget};
 use byzgossip_crypto::codec;
-use byzgossip_crypto::{Digest, Genesis, GossipPolicy, Keypair, PublicKey};
+use byzgossip_crypto::{Digest, Genesis, Keypair, PublicKey};
 use byzgossip_engine::hooks::{Inbound, Interceptor, MAX_PARKED, MAX_PARKED_BYTES};
 use byzgossip_engine::{Engine, EngineConfig, Job, Output, Outcome, Peer, PeerAction, SyncRequest, SyncResponse};
 use byzgossip_node::{NodeConfig, RawTopic};
@@ -974,16 +974,8 @@ fn now_or_never<F: std::future::Future>(future: F) -> F::Output {
 pub fn run(scenario: &Scenario, options: &SimOptions) -> anyhow::Result<SimRun> {
     scenario.validate()?;
     let roles = scenario.roles();
-    let mut rng = ChaCha20Rng::seed_from_u64(scenario.seed);
-    let keys: Vec<Keypair> = roles.iter().map(|_| Keypair::generate(&mut rng)).collect();
+    let (keys, genesis) = scenario.keys_and_genesis();
     let n = scenario.nodes;
-    let genesis = Genesis {
-        name: format!("testnet-{}-{}", scenario.name, scenario.seed),
-        f: Some(scenario.f()),
-        policy: GossipPolicy::Committee,
-        members: keys[..n].iter().map(Keypair::public).collect(),
-        bootstrap: vec![],
-    };
     let network = genesis.network_id();
     let victim = keys[scenario.attack.victim].public();
     let clock = Arc::new(AtomicU64::new(EPOCH_MS));
