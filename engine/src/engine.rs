@@ -55,6 +55,10 @@ pub const MAX_TRACKED_LATENCY: usize = 8192;
 pub const LATENCY_FORGET_MS: u64 = 60_000;
 /// Most outstanding sync requests.
 pub const MAX_SYNC_IN_FLIGHT: usize = 64;
+/// Most [`Output::Persist`] batches handed to the driver and not yet committed. Beyond it,
+/// writes coalesce into the next batch, which leaves when a commit returns: a slow disk makes
+/// batches larger (group commit), never the driver's queue of batches longer.
+pub const MAX_BATCHES_IN_FLIGHT: usize = 4;
 
 /// Everything an engine needs to start.
 #[derive(Clone, Debug)]
@@ -433,9 +437,11 @@ impl Engine {
     }
 
     fn flush(&mut self) {
-        if self.batch.is_empty() {
-            // Nothing to write: whatever is gated (nothing, normally) is released with the
-            // next batch.
+        if self.batch.is_empty() || self.awaiting.len() >= MAX_BATCHES_IN_FLIGHT {
+            // Nothing to write (whatever is gated, nothing normally, is released with the
+            // next batch), or the driver already holds its share of uncommitted batches:
+            // keep collecting; the next poll after a commit sends it all as one batch.
+            // Indices in `gated` point into this growing batch, so they stay valid.
             return;
         }
         let id = self.next_batch_id;

@@ -17,7 +17,8 @@
 //! # Bounds
 //! Verification jobs in flight: `validation_queue` gossip, [`BRACHA_QUEUE_FACTOR`] times that
 //! Bracha (beyond, a message is answered `Ignore`); outstanding sync requests
-//! [`MAX_SYNC_IN_FLIGHT`]; tracked latencies [`MAX_TRACKED_LATENCY`]; retransmissions follow
+//! [`MAX_SYNC_IN_FLIGHT`]; uncommitted persistence batches [`MAX_BATCHES_IN_FLIGHT`] (more
+//! writes coalesce into the next batch); tracked latencies [`MAX_TRACKED_LATENCY`]; retransmissions follow
 //! the Bracha windows; blocks by hand [`blocks::MAX_OPERATOR_BLOCKS`]; foreign identities
 //! [`blocks::MAX_FOREIGN_BLOCKS`]; recent gossip [`gossip::RECENT_GOSSIP_ENTRIES`] and
 //! [`gossip::RECENT_GOSSIP_BYTES`]; sync plans [`sync::MAX_SYNC_LOOKUPS`] reads.
@@ -38,8 +39,8 @@ pub mod topics;
 pub mod verify;
 
 pub use engine::{
-    BRACHA_QUEUE_FACTOR, Engine, EngineConfig, EngineError, EngineStatus, LATENCY_FORGET_MS, MAX_SYNC_IN_FLIGHT,
-    MAX_TRACKED_LATENCY, PeerView,
+    BRACHA_QUEUE_FACTOR, Engine, EngineConfig, EngineError, EngineStatus, LATENCY_FORGET_MS, MAX_BATCHES_IN_FLIGHT,
+    MAX_SYNC_IN_FLIGHT, MAX_TRACKED_LATENCY, PeerView,
 };
 pub use output::{Delivered, GossipMessage, Metric, Output, PeerAction};
 pub use peer::Peer;

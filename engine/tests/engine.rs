@@ -7,7 +7,7 @@ use byzgossip_bracha::InstanceId;
 use byzgossip_crypto::codec;
 use byzgossip_crypto::{Envelope, Genesis, GossipPolicy, Keypair, Kind, PublicKey};
 use byzgossip_engine::{
-    Appended, Batch, Committed, DeliveryLog, Engine, EngineConfig, Metric, Output, Peer, PeerAction, Recovered, SeqStream,
+    Appended, Batch, Committed, DeliveryLog, Engine, EngineConfig, MAX_BATCHES_IN_FLIGHT, Metric, Output, Peer, PeerAction, Recovered, SeqStream,
     StoredDelivery, Watermark,
 };
 use byzgossip_reputation::{Acceptance, AdmissionConfig};
@@ -395,6 +395,48 @@ fn a_broadcast_is_acknowledged_only_once_its_batch_is_durable() {
     let id = outputs.iter().find_map(|o| if let Output::Persist(b) = o { Some(b.id) } else { None }).expect("batch");
     engine.handle_committed(T0 + 1, id, Ok(Committed { own: vec![None, None], deliveries: vec![] }));
     assert!(std::iter::from_fn(|| engine.poll()).any(|o| matches!(o, Output::Broadcast { instance: i } if i == instance)));
+}
+
+#[test]
+fn a_slow_store_never_holds_more_than_the_bound_of_batches_and_loses_no_write() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    while engine.poll().is_some() {}
+    let mut log = Log::default();
+    let mut pending: Vec<Batch> = Vec::new();
+    let mut published = 0usize;
+    // The store never answers while 50 gossip messages are published, one poll round each.
+    for i in 0..50u64 {
+        engine.publish(T0 + 20 * i, "load", vec![i as u8]).expect("publish");
+        while let Some(output) = engine.poll() {
+            match output {
+                Output::Persist(batch) => pending.push(batch),
+                Output::Publish { .. } => published += 1,
+                _ => {}
+            }
+        }
+        assert!(pending.len() <= MAX_BATCHES_IN_FLIGHT, "{} batches in flight", pending.len());
+    }
+    assert_eq!(pending.len(), MAX_BATCHES_IN_FLIGHT);
+    assert_eq!(published, 0, "nothing gated leaves before its commit");
+    // The store catches up: every commit lets the writes collected meanwhile out as one batch.
+    let mut batches = 0;
+    while !pending.is_empty() {
+        let batch = pending.remove(0);
+        batches += 1;
+        let committed = log.commit(&batch);
+        engine.handle_committed(T0 + 2_000, batch.id, Ok(committed));
+        while let Some(output) = engine.poll() {
+            match output {
+                Output::Persist(batch) => pending.push(batch),
+                Output::Publish { .. } => published += 1,
+                _ => {}
+            }
+        }
+        assert!(pending.len() <= MAX_BATCHES_IN_FLIGHT);
+    }
+    assert_eq!(published, 50, "every message is published once its seq is durable");
+    assert_eq!(log.next_seq.get(&SeqStream::Gossip), Some(&50), "every seq reserved");
+    assert_eq!(batches, MAX_BATCHES_IN_FLIGHT + 1, "the writes made while the store was slow left as one batch");
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! `run --runtime process` with real `byzgossip` processes at n = 4: the baseline; a
 //! partition, whose verdict must match the in-process runtime's and whose traffic counts come
-//! from the processes' `/metrics`; and no child outliving a SIGKILLed testnet. Builds the
-//! `byzgossip` binary first (same target directory), so the tests never run against a stale
-//! or missing binary. The tests take a lock so only one testnet runs at a time (the timed
+//! from the processes' `/metrics`; and no child outliving a SIGKILLed testnet. The tests use
+//! the `byzgossip` binary of the same target directory and refuse a missing one or one older
+//! than its sources, so they never run against a stale binary. The tests take a lock so only one testnet runs at a time (the timed
 //! invariants assume the machine is not shared by several testnets).
 
 use std::path::{Path, PathBuf};
@@ -37,28 +37,50 @@ fn wait(guard: &mut Guard, limit: Duration) -> Option<std::process::ExitStatus> 
     }
 }
 
-/// Builds `byzgossip` next to the testnet binary; returns its path.
-fn build_byzgossip() -> Option<PathBuf> {
+/// The `byzgossip` binary next to the testnet binary, checked to be newer than every source
+/// file it is built from. `cargo test --workspace` builds it (the node's own tests need it)
+/// before any test runs. The test does not run `cargo build` itself: the outer `cargo test`
+/// holds the target directory's lock while tests run, so an inner build waited for it (and a
+/// build with the node's features alone would recompile libp2p).
+fn byzgossip_binary() -> PathBuf {
     let testnet = PathBuf::from(env!("CARGO_BIN_EXE_byzgossip-testnet"));
     let binary = testnet.with_file_name("byzgossip");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).unwrap_or_else(|_| {
+        panic!("no byzgossip binary at {}: run `cargo test --workspace` or `cargo build -p byzgossip-node` first", binary.display())
+    });
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut build = Command::new(cargo);
-    build.args(["build", "-p", "byzgossip-node", "--bin", "byzgossip"]).current_dir(&workspace);
-    // Same profile and target directory as this test's binaries.
-    if let Some(target) = testnet.parent().and_then(|p| p.parent()) {
-        build.env("CARGO_TARGET_DIR", target);
+    let mut newest = None;
+    for dir in ["crypto", "reputation", "bracha", "engine", "node"] {
+        newest_source(&workspace.join(dir), &mut newest);
     }
-    if testnet.parent().and_then(|p| p.file_name()).is_some_and(|n| n == "release") {
-        build.arg("--release");
+    if let Some((modified, path)) = newest {
+        assert!(
+            modified <= built,
+            "{} is older than {}: run `cargo test --workspace` or `cargo build -p byzgossip-node` first",
+            binary.display(),
+            path.display()
+        );
     }
-    let child = build.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().ok()?;
-    let mut guard = Guard(child);
-    match wait(&mut guard, Duration::from_secs(300)) {
-        Some(status) if status.success() => {}
-        other => eprintln!("building byzgossip failed or timed out: {other:?}"),
+    binary
+}
+
+/// The newest `.rs` or `Cargo.toml` under `dir` (skipping `target`), into `newest`.
+fn newest_source(dir: &Path, newest: &mut Option<(std::time::SystemTime, PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                newest_source(&path, newest);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") || path.file_name().is_some_and(|n| n == "Cargo.toml") {
+            if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
+                    *newest = Some((modified, path));
+                }
+            }
+        }
     }
-    binary.exists().then_some(binary)
 }
 
 /// Runs `byzgossip-testnet run --nodes 4 --duration 2 --scenario NAME` in `runtime`, writing
@@ -87,7 +109,7 @@ fn read_json(path: &Path) -> serde_json::Value {
 #[test]
 fn baseline_runs_as_processes_at_n4() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let byzgossip = build_byzgossip().expect("the byzgossip binary (same workspace) must build");
+    let byzgossip = byzgossip_binary();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let (ok, stdout) = run_scenario("process", "baseline", &byzgossip, &out);
@@ -111,7 +133,7 @@ fn baseline_runs_as_processes_at_n4() {
 #[test]
 fn partition_has_the_same_verdict_as_processes_and_in_process() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let byzgossip = build_byzgossip().expect("the byzgossip binary (same workspace) must build");
+    let byzgossip = byzgossip_binary();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut verdicts = Vec::new();
     for runtime in ["process", "in-process"] {
@@ -168,7 +190,7 @@ fn children_under(dir: &Path) -> Vec<String> {
 #[cfg(target_os = "linux")]
 fn children_exit_when_the_testnet_is_killed() {
     let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let byzgossip = build_byzgossip().expect("the byzgossip binary (same workspace) must build");
+    let byzgossip = byzgossip_binary();
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     // Silent: honest `byzgossip` processes and one adversary process.
