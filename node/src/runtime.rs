@@ -162,7 +162,9 @@ impl Drop for Verifier {
 }
 
 /// Starts the store thread: commits batches in the order they come, one transaction each,
-/// and reports each result.
+/// and reports each result. The channel holds at most
+/// [`byzgossip_engine::MAX_BATCHES_IN_FLIGHT`] batches: the engine sends no more until a
+/// commit returns, and coalesces the writes made meanwhile into one batch.
 fn start_committer(store: Arc<dyn Store>, results: mpsc::UnboundedSender<(u64, Result<Committed, String>)>) -> std::sync::mpsc::Sender<Batch> {
     let (tx, rx) = std::sync::mpsc::channel::<Batch>();
     let spawned = std::thread::Builder::new().name("byzgossip-store".into()).spawn(move || {
