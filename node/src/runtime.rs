@@ -570,18 +570,24 @@ impl Runtime {
             Command::Publish { topic, payload, reply } => {
                 let _ = reply.send(self.engine.publish(now, &topic, payload).map_err(NodeError::from));
             }
-            Command::PublishRaw { topic, bytes, reply } => {
+            Command::PublishRaw { messages, reply } => {
                 // The testnet's hook for hand-made bytes (adversaries): straight to gossipsub.
-                let topic = match topic {
-                    RawTopic::Bracha => self.engine.topics().bracha(),
-                    RawTopic::Gossip(name) => self.engine.topics().gossip(&name),
-                };
-                let (label, len) = (self.engine.topics().label(&topic), bytes.len());
-                let result = self.swarm.behaviour_mut().gossipsub.publish(gossipsub::IdentTopic::new(topic), bytes);
-                if result.is_ok() {
-                    self.metrics.count_sent(label, len);
-                }
-                let _ = reply.send(result.map(|_| ()).map_err(|e| NodeError::Network(e.to_string())));
+                let results = messages
+                    .into_iter()
+                    .map(|(topic, bytes)| {
+                        let topic = match topic {
+                            RawTopic::Bracha => self.engine.topics().bracha(),
+                            RawTopic::Gossip(name) => self.engine.topics().gossip(&name),
+                        };
+                        let (label, len) = (self.engine.topics().label(&topic), bytes.len());
+                        let result = self.swarm.behaviour_mut().gossipsub.publish(gossipsub::IdentTopic::new(topic), bytes);
+                        if result.is_ok() {
+                            self.metrics.count_sent(label, len);
+                        }
+                        result.map(|_| ()).map_err(|e| NodeError::Network(e.to_string()))
+                    })
+                    .collect();
+                let _ = reply.send(results);
             }
             Command::Subscribe { topic, reply } => {
                 let _ = reply.send(self.engine.subscribe(&topic).map_err(NodeError::from));

@@ -583,10 +583,16 @@ pub async fn drive(agent: Arc<Agent>, ctx: DriverContext) {
         interval.tick().await;
         let Some(node) = current(&ctx.node) else { continue };
         let Some(batch) = attack.step(started.elapsed().as_secs_f64(), now_ms()) else { return };
-        for (topic, bytes) in batch {
-            let len = bytes.len();
-            if node.publish_raw(topic, bytes).await.is_ok() {
-                attack.count_sent(len);
+        if batch.is_empty() {
+            continue;
+        }
+        // One round trip per tick, not per message (see `NodeHandle::publish_raw_many`).
+        let lens: Vec<usize> = batch.iter().map(|(_, bytes)| bytes.len()).collect();
+        if let Ok(results) = node.publish_raw_many(batch).await {
+            for (len, result) in lens.into_iter().zip(results) {
+                if result.is_ok() {
+                    attack.count_sent(len);
+                }
             }
         }
     }
