@@ -148,6 +148,23 @@ const CONTROL_OVERHEAD: usize = 256;
 /// broadcasts lost at n = 16) or the link stalled for good (the wedged links of long runs).
 pub const MAX_IDS_PER_CONTROL: usize = (MAX_CONTROL_MESSAGE_SIZE - CONTROL_OVERHEAD) / ID_WIRE_LEN;
 
+/// Bytes of one RPC beyond its message and control parts: the topic, protobuf tags and
+/// lengths.
+const RPC_FRAMING: usize = 1024;
+
+/// Largest RPC we accept (gossipsub's `max_transmit_size`, checked against the whole encoded
+/// RPC when reading): one message of up to `max_message_len` bytes plus a full control part
+/// ([`MAX_CONTROL_MESSAGE_SIZE`]) riding along with it, plus framing. Gossipsub checks what it
+/// publishes against the same number but counts only the message's data, so with the old
+/// limit (`max_message_len + 1024`) a message near the limit with an IHAVE piggybacked came to
+/// 263,361 bytes against a 263,168-byte limit: the receiver failed the whole inbound stream
+/// and never read another message of that peer (in the `malformed` preset, the oversize
+/// garbage blinded honest nodes to its sender, which they then could not convict). What we
+/// publish ourselves is capped at `max_message_len` by the engine before gossipsub sees it.
+pub fn max_rpc_len(max_message_len: usize) -> usize {
+    max_message_len + MAX_CONTROL_MESSAGE_SIZE + RPC_FRAMING
+}
+
 /// The gossipsub config for a network of `n` nodes and messages up to `max_message_len`.
 pub fn gossipsub_config(n: usize, max_message_len: usize) -> Result<gossipsub::Config, String> {
     let mesh = MeshParams::for_network(n);
@@ -164,7 +181,7 @@ pub fn gossipsub_config(n: usize, max_message_len: usize) -> Result<gossipsub::C
         .mesh_outbound_min(mesh.mesh_outbound_min)
         .gossip_lazy(mesh.gossip_lazy)
         .heartbeat_interval(Duration::from_millis(500))
-        .max_transmit_size(max_message_len + 1024)
+        .max_transmit_size(max_rpc_len(max_message_len))
         .max_control_message_size(MAX_CONTROL_MESSAGE_SIZE)
         .max_control_messages_sent(MAX_IDS_PER_CONTROL)
         .duplicate_cache_time(Duration::from_secs(120))
