@@ -28,6 +28,7 @@ use crate::peer::Peer;
 use crate::redial::Redial;
 use crate::relay::relays_direct;
 use crate::retransmit::{RETRANSMIT_BACKOFF_QUEUE, Retransmit};
+use crate::slow::SlowPeers;
 use crate::store::{Appended, Batch, Committed, OwnMessage, Recovered, SeqStream, StoredDelivery};
 use crate::sync::{MAX_DIGEST_ORIGINS, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse};
 use crate::topics::{Topics, check_topic_name};
@@ -205,6 +206,7 @@ pub struct Engine {
     connected: BTreeSet<Peer>,
     blocks: Blocks,
     redial: Redial,
+    slow: SlowPeers,
     retransmit: Retransmit,
     latency: Latency,
     in_flight_bracha: usize,
@@ -269,6 +271,7 @@ impl Engine {
             connected: BTreeSet::new(),
             blocks: Blocks::default(),
             redial: Redial::new(config.bootstrap.clone(), config.redial_backoff_ms),
+            slow: SlowPeers::default(),
             retransmit: Retransmit::default(),
             latency: Latency::default(),
             in_flight_bracha: 0,
@@ -620,7 +623,19 @@ impl Engine {
     /// The last connection to `peer` closed.
     pub fn handle_disconnected(&mut self, now_ms: u64, peer: Peer) {
         self.connected.remove(&peer);
+        self.slow.forget(&peer);
         self.redial.disconnected(&peer, now_ms);
+    }
+
+    /// Gossipsub could not queue messages for `peer` since its last heartbeat (its send
+    /// queue was full). A peer slow for a whole streak gets its connection dropped and
+    /// redialled ([`crate::slow`]); being slow never costs reputation.
+    pub fn handle_slow_peer(&mut self, now_ms: u64, peer: Peer) {
+        self.metric(Metric::SlowPeer { outcome: "reported" });
+        if self.connected.contains(&peer) && self.slow.report(&peer, now_ms) {
+            self.metric(Metric::SlowPeer { outcome: "disconnected" });
+            self.outputs.push_back(Output::Peer(PeerAction::Disconnect(peer)));
+        }
     }
 
     /// A dial to `peer` failed.
@@ -951,6 +966,7 @@ impl Engine {
         }
         self.retransmit_due(now_ms);
         self.drain_status_changes(now_ms);
+        self.slow.expire(now_ms);
         // Our scores go to gossipsub as the application score (P5).
         let scores: Vec<(Peer, f64)> = self
             .connected

@@ -21,7 +21,7 @@
 //! writes coalesce into the next batch); tracked latencies [`MAX_TRACKED_LATENCY`]; retransmissions follow
 //! the Bracha windows; blocks by hand [`blocks::MAX_OPERATOR_BLOCKS`]; foreign identities
 //! [`blocks::MAX_FOREIGN_BLOCKS`]; recent gossip [`gossip::RECENT_GOSSIP_ENTRIES`] and
-//! [`gossip::RECENT_GOSSIP_BYTES`]; sync plans [`sync::MAX_SYNC_LOOKUPS`] reads.
+//! [`gossip::RECENT_GOSSIP_BYTES`]; slow peers tracked [`slow::MAX_SLOW_PEERS`]; sync plans [`sync::MAX_SYNC_LOOKUPS`] reads.
 
 pub mod blocks;
 mod budget;
@@ -33,6 +33,7 @@ mod peer;
 mod redial;
 pub mod relay;
 pub mod retransmit;
+pub mod slow;
 pub mod store;
 pub mod sync;
 pub mod topics;

@@ -94,6 +94,9 @@ pub enum PeerAction {
     Unblock(Peer),
     /// Dial the peer (a bootstrap peer that dropped).
     Dial(Peer),
+    /// Close every connection to the peer without blocking it (a link that stayed wedged,
+    /// see [`crate::slow`]); the redial logic connects again.
+    Disconnect(Peer),
 }
 
 /// A Bracha delivery with its cursor in the node's delivery log.
@@ -203,6 +206,12 @@ pub enum Metric {
         banned: usize,
         /// Excluded for equivocation.
         excluded: usize,
+    },
+    /// Gossipsub reported a peer slow (`outcome`: `reported`), or the engine dropped the
+    /// connection of a peer slow for a whole streak (`disconnected`).
+    SlowPeer {
+        /// Outcome label.
+        outcome: &'static str,
     },
     /// A persistence batch failed: what it gated (publishes, deliveries) was dropped.
     PersistFailed {

@@ -824,3 +824,34 @@ fn an_origin_flooding_its_own_gossip_is_convicted_before_its_messages_are_verifi
     let at = convicted_at.expect("the flooder was never graylisted or banned");
     assert!(at < 2_000, "convicted after {at} ms");
 }
+
+#[test]
+fn a_peer_whose_send_queue_stays_full_is_disconnected_once_and_never_penalised() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    let peer = Peer::Key(key(1).public());
+    engine.handle_connected(T0, peer.clone());
+    while engine.poll().is_some() {}
+    let score = |engine: &Engine, now| {
+        engine.peers(now).into_iter().find(|v| v.peer == peer).map(|v| v.reputation.score).expect("known peer")
+    };
+    let before = score(&engine, T0);
+    let mut disconnects = Vec::new();
+    // Gossipsub reports the peer slow at every 500 ms heartbeat for 6 s.
+    for t in (0..=6_000).step_by(500) {
+        engine.handle_slow_peer(T0 + t, peer.clone());
+        while let Some(output) = engine.poll() {
+            if let Output::Peer(PeerAction::Disconnect(p)) = output {
+                disconnects.push((t, p));
+            }
+        }
+    }
+    assert_eq!(disconnects, vec![(byzgossip_engine::slow::SLOW_PEER_STREAK_MS, peer.clone())], "dropped once, after a whole streak");
+    assert_eq!(score(&engine, T0 + 6_000), before, "being slow is not misbehaviour");
+    // A short burst of slowness on a fresh connection drops nothing.
+    engine.handle_disconnected(T0 + 6_100, peer.clone());
+    engine.handle_connected(T0 + 6_200, peer.clone());
+    for t in (7_000..=9_000).step_by(500) {
+        engine.handle_slow_peer(T0 + t, peer.clone());
+    }
+    assert!(std::iter::from_fn(|| engine.poll()).all(|o| !matches!(o, Output::Peer(PeerAction::Disconnect(_)))));
+}

@@ -210,6 +210,12 @@ struct FileConfig {
     tick_interval_ms: Option<u64>,
 }
 
+/// The log filter without `RUST_LOG`. Gossipsub's "Send Queue full" warning comes once per
+/// dropped RPC (about 50 lines/s per wedged link, 33-37 MB of log per node in 10 minutes), so
+/// its behaviour module logs errors only; slow peers are counted in `byzgossip_slow_peers`
+/// and a dropped connection is one warning.
+const DEFAULT_LOG_FILTER: &str = "info,libp2p=warn,libp2p_gossipsub::behaviour=error";
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -264,7 +270,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         None => FileConfig::default(),
     };
     let log_format = args.log_format.or(file.log_format).unwrap_or_default();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,libp2p=warn".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
     // Logs go to stderr; stdout carries only the listen and API addresses, for scripts.
     if log_format == LogFormat::Json {
         tracing_subscriber::fmt().json().with_writer(std::io::stderr).with_env_filter(filter).init();

@@ -35,6 +35,8 @@ pub struct Metrics {
     /// Sync exchanges, by `kind` (digest_sent, digest_served, value_sent, value_served,
     /// certificate_applied, envelope_admitted, failed).
     pub sync: Family<Labels, Counter>,
+    /// Gossipsub slow-peer reports and connections dropped for a wedged link, by outcome.
+    pub slow_peers: Family<Labels, Counter>,
     /// Queue depths, by `queue` (validation).
     pub queue_depth: Family<Labels, Gauge>,
     /// Status changes (graylist, ban, exclusion, recovery), by `to` and `reason`.
@@ -73,6 +75,7 @@ impl Metrics {
             bracha_latency_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 16)),
             peers: Family::default(),
             sync: Family::default(),
+            slow_peers: Family::default(),
             queue_depth: Family::default(),
             status_changes: Family::default(),
             faults: Family::default(),
@@ -90,6 +93,7 @@ impl Metrics {
         registry.register("bracha_latency_seconds", "First sight of an instance to delivery", m.bracha_latency_seconds.clone());
         registry.register("peers", "Known peers by reputation status", m.peers.clone());
         registry.register("sync", "Sync exchanges by kind", m.sync.clone());
+        registry.register("slow_peers", "Gossipsub slow-peer reports and connections dropped for a wedged link, by outcome", m.slow_peers.clone());
         registry.register("queue_depth", "Queue depths", m.queue_depth.clone());
         registry.register("status_changes", "Reputation status changes by new status and reason", m.status_changes.clone());
         registry.register("bracha_faults", "Bracha faults by kind", m.faults.clone());
@@ -179,6 +183,7 @@ impl Metrics {
                     self.peers.get_or_create(&vec![("status", label.to_owned())]).set(*count as i64);
                 }
             }
+            Metric::SlowPeer { outcome } => Self::inc(&self.slow_peers, "outcome", outcome),
             Metric::PersistFailed { batch } => {
                 Self::inc(&self.sync, "kind", "persist_failed");
                 tracing::error!(batch, "a persistence batch failed: its publishes and deliveries were dropped");

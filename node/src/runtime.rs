@@ -538,6 +538,13 @@ impl Runtime {
                     tracing::debug!(%peer, "peer blocked");
                 }
             }
+            PeerAction::Disconnect(peer) => {
+                if let Some(peer) = to_peer_id(&peer) {
+                    // One line per dropped connection: at most one per peer per streak.
+                    tracing::warn!(%peer, "dropping the connection of a peer whose send queue stayed full (wedged link); redialling");
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
+            }
             PeerAction::Unblock(peer) => {
                 if let Some(peer) = to_peer_id(&peer) {
                     self.swarm.behaviour_mut().blocked.unblock_peer(peer);
@@ -649,6 +656,13 @@ impl Runtime {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message })) => {
                 self.on_gossip(propagation_source, message_id, message);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer { peer_id, failed_messages })) => {
+                // Gossipsub's own "Send Queue full" line per dropped RPC is filtered out of the
+                // default log (it filled disks at 50 lines/s on a wedged link); the engine
+                // counts reports and decides when the connection goes.
+                tracing::debug!(peer = %peer_id, ?failed_messages, "slow peer");
+                self.engine.handle_slow_peer(now, to_peer(&peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. })) => {

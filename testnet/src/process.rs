@@ -274,7 +274,7 @@ impl Net {
             c
         };
         cmd.stdin(Stdio::piped());
-        cmd.env("RUST_LOG", std::env::var("BYZGOSSIP_TESTNET_CHILD_LOG").unwrap_or_else(|_| "warn".into()));
+        cmd.env("RUST_LOG", std::env::var("BYZGOSSIP_TESTNET_CHILD_LOG").unwrap_or_else(|_| "warn,libp2p_gossipsub::behaviour=error".into()));
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child = cmd.spawn().with_context(|| format!("starting node {i}"))?;
         let pid = child.id().unwrap_or(0);

@@ -667,7 +667,7 @@ impl World {
                 }
             }
             Output::Peer(action) => {
-                let (PeerAction::Block(peer) | PeerAction::Unblock(peer) | PeerAction::Dial(peer)) = &action;
+                let (PeerAction::Block(peer) | PeerAction::Unblock(peer) | PeerAction::Dial(peer) | PeerAction::Disconnect(peer)) = &action;
                 let Some(j) = peer.key().and_then(|k| self.by_key.get(&k).copied()) else { return };
                 match action {
                     PeerAction::Block(_) => {
@@ -678,6 +678,9 @@ impl World {
                         self.nodes[i].blocked.remove(&j);
                     }
                     PeerAction::Dial(_) => self.dial(i, j),
+                    // The simulated links have no send queue to fill, so no engine asks for
+                    // this here; if one did, the link drops and the redial logic returns.
+                    PeerAction::Disconnect(_) => self.disconnect(i, j),
                 }
             }
             Output::SyncRequest { peer, request_id, request } => {
