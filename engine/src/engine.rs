@@ -56,6 +56,11 @@ pub const MAX_TRACKED_LATENCY: usize = 8192;
 pub const LATENCY_FORGET_MS: u64 = 60_000;
 /// Most outstanding sync requests.
 pub const MAX_SYNC_IN_FLIGHT: usize = 64;
+/// Most serving plans handed to the driver and not yet reported done
+/// ([`Engine::handle_sync_served`]): each may read up to a thousand stored deliveries, so at
+/// most this many run at once whatever the number of requesters; beyond, requests are refused
+/// (`refused_busy`) and the requester asks again at its next sync round.
+pub const MAX_SYNC_SERVING: usize = 8;
 /// Most [`Output::Persist`] batches handed to the driver and not yet committed. Beyond it,
 /// writes coalesce into the next batch, which leaves when a commit returns: a slow disk makes
 /// batches larger (group commit), never the driver's queue of batches longer.
@@ -220,6 +225,8 @@ pub struct Engine {
     next_batch_id: u64,
     awaiting: VecDeque<(u64, Vec<Gated>)>,
     sync_requests: BTreeMap<u64, SyncPurpose>,
+    /// Tokens of serving plans the driver has not reported done (at most [`MAX_SYNC_SERVING`]).
+    serving: BTreeSet<u64>,
     next_request_id: u64,
     outputs: VecDeque<Output>,
     tick_ms: u64,
@@ -285,6 +292,7 @@ impl Engine {
             next_batch_id: 1,
             awaiting: VecDeque::new(),
             sync_requests: BTreeMap::new(),
+            serving: BTreeSet::new(),
             next_request_id: 1,
             outputs: VecDeque::new(),
             tick_ms: config.tick_interval_ms,
@@ -1074,12 +1082,32 @@ impl Engine {
     }
 
     /// A sync request from `from`; the engine answers [`Output::SyncServe`] or
-    /// [`Output::SyncRefuse`] with `token`.
-    pub fn handle_sync_request(&mut self, _now_ms: u64, from: Peer, token: u64, request: SyncRequest) {
-        if from.key().is_none() || !request.within_bounds() {
-            self.outputs.push_back(Output::SyncRefuse { token });
-            return;
+    /// [`Output::SyncRefuse`] with `token`. Before anything is planned: the request is charged
+    /// to the peer's sync budget in the reputation layer (over it: refused and penalised; a
+    /// graylisted or banned peer is refused), and at most [`MAX_SYNC_SERVING`] plans run at
+    /// once. A plan's work is bounded (`sync` module); the driver runs it off its event loop
+    /// and reports it done with [`Engine::handle_sync_served`].
+    pub fn handle_sync_request(&mut self, now_ms: u64, from: Peer, token: u64, request: SyncRequest) {
+        let Some(key) = from.key() else {
+            return self.refuse_sync(token, "refused_unknown_peer");
+        };
+        if !request.within_bounds() {
+            self.penalise(key, Event::Malformed, now_ms);
+            return self.refuse_sync(token, "refused_malformed");
         }
+        let cost = match request {
+            SyncRequest::Digest { .. } => 1.0,
+            SyncRequest::Value { .. } => byzgossip_reputation::SYNC_VALUE_COST,
+        };
+        let allowed = self.admission.allow_sync(key, cost, now_ms);
+        self.drain_status_changes(now_ms);
+        if let Err(refusal) = allowed {
+            return self.refuse_sync(token, refusal.label());
+        }
+        if self.serving.len() >= MAX_SYNC_SERVING {
+            return self.refuse_sync(token, "refused_busy");
+        }
+        self.serving.insert(token);
         let plan = match request {
             SyncRequest::Value { origin, seq, digest } => {
                 self.metric(Metric::Sync { kind: "value_served" });
@@ -1105,6 +1133,21 @@ impl Engine {
             }
         };
         self.outputs.push_back(Output::SyncServe { token, plan });
+    }
+
+    /// The driver ran the serving plan of `token` (or gave up on it): its slot frees.
+    pub fn handle_sync_served(&mut self, _now_ms: u64, token: u64) {
+        self.serving.remove(&token);
+    }
+
+    /// Serving plans the driver holds now (at most [`MAX_SYNC_SERVING`]).
+    pub fn sync_serving(&self) -> usize {
+        self.serving.len()
+    }
+
+    fn refuse_sync(&mut self, token: u64, kind: &'static str) {
+        self.metric(Metric::Sync { kind });
+        self.outputs.push_back(Output::SyncRefuse { token });
     }
 
     /// The answer to sync request `request_id` from `from` (`None`: it failed).

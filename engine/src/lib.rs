@@ -41,7 +41,7 @@ pub mod verify;
 
 pub use engine::{
     BRACHA_QUEUE_FACTOR, Engine, EngineConfig, EngineError, EngineStatus, LATENCY_FORGET_MS, MAX_BATCHES_IN_FLIGHT,
-    MAX_SYNC_IN_FLIGHT, MAX_TRACKED_LATENCY, PeerView,
+    MAX_SYNC_IN_FLIGHT, MAX_SYNC_SERVING, MAX_TRACKED_LATENCY, PeerView,
 };
 pub use output::{Delivered, GossipMessage, Metric, Output, PeerAction};
 pub use peer::Peer;

@@ -7,8 +7,8 @@ use byzgossip_bracha::InstanceId;
 use byzgossip_crypto::codec;
 use byzgossip_crypto::{Envelope, Genesis, GossipPolicy, Keypair, Kind, PublicKey};
 use byzgossip_engine::{
-    Appended, Batch, Committed, DeliveryLog, Engine, EngineConfig, MAX_BATCHES_IN_FLIGHT, Metric, Output, Peer, PeerAction, Recovered, SeqStream,
-    StoredDelivery, Watermark,
+    Appended, Batch, Committed, DeliveryLog, Engine, EngineConfig, MAX_BATCHES_IN_FLIGHT, MAX_SYNC_SERVING, Metric, Output, Peer, PeerAction,
+    Recovered, SeqStream, StoredDelivery, SyncRequest, Watermark,
 };
 use byzgossip_reputation::{Acceptance, AdmissionConfig};
 use proptest::prelude::*;
@@ -243,6 +243,7 @@ impl Net {
                     // Tokens of sync requests encode (requester, request id).
                     let (from, request_id) = ((token >> 32) as usize, token & 0xffff_ffff);
                     let response = plan.execute(&self.nodes[i].log);
+                    self.nodes[i].engine.handle_sync_served(now, token);
                     self.send(Event::SyncResponse { to: from, from: i, request_id, response }, false);
                 }
                 Output::SyncRefuse { .. }
@@ -853,4 +854,78 @@ fn a_peer_whose_send_queue_stays_full_is_disconnected_once_and_never_penalised()
         engine.handle_slow_peer(T0 + t, peer.clone());
     }
     assert!(std::iter::from_fn(|| engine.poll()).all(|o| !matches!(o, Output::Peer(PeerAction::Disconnect(_)))));
+}
+
+/// Issue #11 point 3: sync requests are charged to the requester's sync budget before
+/// anything is planned; a peer asking for everything 100 times a second is refused over its
+/// budget, penalised until graylisted, and then refused outright, while a peer syncing at the
+/// honest rate (one digest a second) is always served.
+#[test]
+fn a_peer_flooding_sync_requests_is_refused_over_its_budget_and_graylisted() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    let (flooder, honest) = (Peer::Key(key(1).public()), Peer::Key(key(2).public()));
+    engine.handle_connected(T0, flooder.clone());
+    engine.handle_connected(T0, honest.clone());
+    while engine.poll().is_some() {}
+    let everything = || SyncRequest::Digest { bracha: vec![], gossip: vec![] };
+    let (mut served, mut refused, mut honest_refused) = (0, 0, 0);
+    let mut graylisted_at = None;
+    for i in 0..300u64 {
+        let now = T0 + i * 10;
+        engine.handle_sync_request(now, flooder.clone(), 2 * i, everything());
+        if i % 100 == 0 {
+            engine.handle_sync_request(now, honest.clone(), 2 * i + 1, everything());
+        }
+        while let Some(output) = engine.poll() {
+            match output {
+                Output::SyncServe { token, .. } => {
+                    if token % 2 == 0 {
+                        served += 1;
+                    }
+                    engine.handle_sync_served(now, token);
+                }
+                Output::SyncRefuse { token } if token % 2 == 0 => refused += 1,
+                Output::SyncRefuse { .. } => honest_refused += 1,
+                Output::Metric(Metric::StatusChange(change))
+                    if change.peer == key(1).public() && change.to != byzgossip_reputation::PeerStatus::Ok =>
+                {
+                    graylisted_at.get_or_insert(now - T0);
+                }
+                _ => {}
+            }
+        }
+    }
+    // A new key's sync bucket: 24 requests of burst, refilled at 6.5/s (trust 0.1).
+    assert!((24..=24 + 20).contains(&served), "served {served} of 300 in 3 s");
+    assert_eq!(served + refused, 300);
+    let at = graylisted_at.expect("the flooder was never graylisted");
+    assert!(at < 1_000, "graylisted after {at} ms");
+    assert_eq!(honest_refused, 0, "the honest peer was refused");
+    assert!(engine.peers(T0 + 3_000).iter().filter(|v| v.peer == honest).all(|v| v.reputation.status == byzgossip_reputation::PeerStatus::Ok));
+}
+
+/// At most MAX_SYNC_SERVING plans run at once, whatever the number of requesters; a slot
+/// frees when the driver reports its plan done.
+#[test]
+fn no_more_than_the_bound_of_serving_plans_run_at_once() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    let mut planned = Vec::new();
+    let mut busy = 0;
+    for i in 0..3 * MAX_SYNC_SERVING as u64 {
+        let peer = Peer::Key(key(100 + i as usize).public());
+        engine.handle_connected(T0, peer.clone());
+        engine.handle_sync_request(T0, peer, i, SyncRequest::Digest { bracha: vec![], gossip: vec![] });
+        while let Some(output) = engine.poll() {
+            match output {
+                Output::SyncServe { token, .. } => planned.push(token),
+                Output::SyncRefuse { .. } => busy += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!((planned.len(), busy, engine.sync_serving()), (MAX_SYNC_SERVING, 2 * MAX_SYNC_SERVING, MAX_SYNC_SERVING));
+    engine.handle_sync_served(T0 + 1, planned[0]);
+    let peer = Peer::Key(key(3).public());
+    engine.handle_sync_request(T0 + 1, peer, 999, SyncRequest::Digest { bracha: vec![], gossip: vec![] });
+    assert!(std::iter::from_fn(|| engine.poll()).any(|o| matches!(o, Output::SyncServe { token: 999, .. })));
 }

@@ -132,6 +132,9 @@ pub enum RawTopic {
     Bracha,
     /// An application gossip topic.
     Gossip(String),
+    /// Not a topic: the bytes are a sync request (the codec's encoding of
+    /// `byzgossip_engine::SyncRequest`), sent to every connected peer; answers are dropped.
+    Sync,
 }
 
 /// Starts a node.

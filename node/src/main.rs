@@ -180,6 +180,17 @@ struct RunArgs {
     /// (default 250).
     #[arg(long)]
     tick_interval_ms: Option<u64>,
+    /// Seen-set: ids of gossip from origins outside the committee (open policy) remembered
+    /// at once (default 262144).
+    #[arg(long)]
+    seen_capacity: Option<usize>,
+    /// Seen-set: ids of one origin outside the committee (default 32768).
+    #[arg(long)]
+    seen_per_origin_capacity: Option<usize>,
+    /// Seen-set: ids reserved for the committee, split evenly among its members; a member's
+    /// gossip takes at most half of its share (default 524288).
+    #[arg(long)]
+    seen_committee_capacity: Option<usize>,
     /// For supervisors: exit cleanly when stdin closes.
     ///
     /// A supervisor (the testnet's process runtime) keeps a pipe to the node's stdin open;
@@ -208,6 +219,9 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     sync_interval_ms: Option<u64>,
     tick_interval_ms: Option<u64>,
+    seen_capacity: Option<usize>,
+    seen_per_origin_capacity: Option<usize>,
+    seen_committee_capacity: Option<usize>,
 }
 
 /// The log filter without `RUST_LOG`. Gossipsub's "Send Queue full" warning comes once per
@@ -312,6 +326,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(ms) = args.tick_interval_ms.or(file.tick_interval_ms) {
         config.tick_interval = Duration::from_millis(ms);
+    }
+    let replay = &mut config.admission.replay;
+    for (value, field) in [
+        (args.seen_capacity.or(file.seen_capacity), &mut replay.capacity),
+        (args.seen_per_origin_capacity.or(file.seen_per_origin_capacity), &mut replay.per_origin_capacity),
+        (args.seen_committee_capacity.or(file.seen_committee_capacity), &mut replay.committee_capacity),
+    ] {
+        if let Some(value) = value {
+            *field = value;
+        }
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

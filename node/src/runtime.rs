@@ -433,6 +433,9 @@ impl Runtime {
                 Some(done) = verified.recv() => self.engine.handle_verified(now_ms(), done),
                 Some((id, result)) = committed.recv() => self.engine.handle_committed(now_ms(), id, result),
                 Some((token, response)) = served.recv() => {
+                    // At most MAX_SYNC_SERVING plans run at once: the engine counts them
+                    // until this report, so this channel never holds more.
+                    self.engine.handle_sync_served(now_ms(), token);
                     if let Some(channel) = self.sync_channels.remove(&token) {
                         let _ = self.swarm.behaviour_mut().sync.send_response(channel, response);
                     }
@@ -585,6 +588,7 @@ impl Runtime {
                         let topic = match topic {
                             RawTopic::Bracha => self.engine.topics().bracha(),
                             RawTopic::Gossip(name) => self.engine.topics().gossip(&name),
+                            RawTopic::Sync => return self.send_raw_sync(&bytes),
                         };
                         let (label, len) = (self.engine.topics().label(&topic), bytes.len());
                         let result = self.swarm.behaviour_mut().gossipsub.publish(gossipsub::IdentTopic::new(topic), bytes);
@@ -735,6 +739,18 @@ impl Runtime {
 
     fn parked_depth(&self) {
         self.metrics.record(&Metric::QueueDepth { queue: "parked", depth: self.parked.len() });
+    }
+
+    /// The testnet's hook for hand-made sync requests: `bytes` decoded and sent to every
+    /// connected peer, outside the engine (their answers match no request and are dropped).
+    fn send_raw_sync(&mut self, bytes: &[u8]) -> Result<(), NodeError> {
+        let request: SyncRequest = codec::decode(bytes, crate::sync::MAX_SYNC_FRAME).map_err(|e| NodeError::Network(e.to_string()))?;
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            self.swarm.behaviour_mut().sync.send_request(&peer, request.clone());
+        }
+        self.metrics.count_sent("sync", bytes.len());
+        Ok(())
     }
 
     fn sync_response(&mut self, peer: PeerId, request_id: Option<u64>, response: SyncResponse) {

@@ -5,7 +5,9 @@
 //! 2. stateless checks: network, committee membership (Bracha kinds always need a committee
 //!    origin; gossip only under [`GossipPolicy::Committee`]), origin not excluded;
 //! 3. time window (gossip: both sides; sync: future side only);
-//! 4. seen-set check (duplicates are dropped before any signature work, at no cost to anyone);
+//! 4. seen-set check (duplicates are dropped before any signature work, at no cost to anyone;
+//!    an id whose pool or origin share is full is dropped after step 5, so it is still
+//!    charged to the budgets);
 //! 5. reputation gate: graylisted, banned or excluded forwarder is ignored; rate budget;
 //! 6. origin key (cached, committee keys pinned) and signature;
 //! 7. insert into the seen-set (only now: a forged copy cannot poison it);
@@ -347,7 +349,7 @@ impl Admission {
         config.validate()?;
         Ok(Self {
             keys: committee.key_cache(config.key_cache_capacity),
-            guard: ReplayGuard::new(config.replay.clone())?,
+            guard: ReplayGuard::with_committee(config.replay.clone(), committee.members().iter().copied())?,
             reputation: Reputation::new(config.reputation.clone())?,
             outbox: VecDeque::new(),
             dropped_changes: 0,
@@ -473,6 +475,24 @@ impl Admission {
         verdicts.into_iter().map(|v| v.unwrap_or(Verdict::Ignore(IgnoreReason::VerificationMismatch))).collect()
     }
 
+    /// Charges a sync request from `peer` (cost 1 for a digest, [`SYNC_VALUE_COST`] for a
+    /// value) before anything is read to answer it. False, with the reason, if it must be
+    /// refused: the peer is graylisted, banned or excluded (no penalty: it already pays), or
+    /// over its sync budget (penalised with [`Event::Flood`], so a peer that floods us with
+    /// requests is graylisted, then banned).
+    ///
+    /// [`SYNC_VALUE_COST`]: crate::SYNC_VALUE_COST
+    pub fn allow_sync(&mut self, peer: PublicKey, cost: f64, now_ms: u64) -> Result<(), SyncRefusal> {
+        if self.reputation.status(&peer, now_ms) != PeerStatus::Ok {
+            return Err(SyncRefusal::Status);
+        }
+        if !self.reputation.allow_sync(peer, cost, now_ms) {
+            self.record_internal(peer, Event::Flood, now_ms);
+            return Err(SyncRefusal::OverBudget);
+        }
+        Ok(())
+    }
+
     /// Verifies pending envelopes with this pipeline's key cache (see [`verify_pending`]).
     pub fn verify_pending(&mut self, pending: &[Pending]) -> Vec<Result<VerifiedEnvelope, VerifyError>> {
         verify_pending(pending, &self.network, &mut self.keys)
@@ -548,17 +568,20 @@ impl Admission {
         if matches!(self.reputation.status(&header.origin, now_ms), PeerStatus::Excluded { .. }) {
             return Err(Verdict::Ignore(IgnoreReason::OriginExcluded));
         }
-        // 3-4. Window, then seen-set.
+        // 3-4. Window, then seen-set. A full share is answered only after the budgets below
+        // are charged: a flooder that has filled its share must go on paying for what it
+        // sends, or it would flood for free once full.
         let id = envelope.id();
         self.guard.expire(now_ms);
-        match self.guard.check_mode(&id, &header, now_ms, mode) {
-            ReplayOutcome::Fresh => {}
+        let share_full = match self.guard.check_mode(&id, &header, now_ms, mode) {
+            ReplayOutcome::Fresh => false,
+            ReplayOutcome::OverCapacity(_) => true,
             outcome @ (ReplayOutcome::TooOld { by_ms } | ReplayOutcome::TooNew { by_ms }) => {
                 self.record_internal(from, Event::OutsideWindow { by_ms }, now_ms);
                 return Err(Verdict::Ignore(ignore_for(outcome)));
             }
             other => return Err(Verdict::Ignore(ignore_for(other))),
-        }
+        };
         // 5. Reputation gate. The rate budget comes before the graylist, so a graylisted
         // peer that keeps flooding goes on paying penalties until it is banned (and
         // disconnected) instead of being ignored forever at a cost to us.
@@ -584,6 +607,9 @@ impl Admission {
             self.record_internal(from, Event::Flood, now_ms);
             return Err(Verdict::Ignore(IgnoreReason::OriginRateLimited));
         }
+        if share_full {
+            return Err(Verdict::Ignore(IgnoreReason::SeenSetFull));
+        }
         if status == PeerStatus::Graylisted {
             return Err(Verdict::Ignore(IgnoreReason::Graylisted));
         }
@@ -607,6 +633,25 @@ impl Admission {
                 self.dropped_changes += 1;
             }
             self.outbox.push_back(change);
+        }
+    }
+}
+
+/// Why a sync request was refused ([`Admission::allow_sync`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncRefusal {
+    /// The peer is graylisted, banned or excluded.
+    Status,
+    /// The peer is over its sync budget (penalised).
+    OverBudget,
+}
+
+impl SyncRefusal {
+    /// A short fixed name for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Status => "refused_status",
+            Self::OverBudget => "refused_over_budget",
         }
     }
 }

@@ -34,16 +34,17 @@ mod reputation;
 
 pub use admission::{
     Acceptance, Admission, AdmissionConfig, Blame, DEFAULT_KEY_CACHE_CAPACITY, DEFAULT_MAX_BATCH,
-    DEFAULT_MAX_MESSAGE_LEN, DEFAULT_STATUS_OUTBOX_CAPACITY, IgnoreReason, Pending, RejectReason, Verdict,
+    DEFAULT_MAX_MESSAGE_LEN, DEFAULT_STATUS_OUTBOX_CAPACITY, IgnoreReason, Pending, RejectReason, SyncRefusal, Verdict,
     verify_pending,
 };
 pub use error::ConfigError;
 pub use replay::{
-    DEFAULT_BUCKET_MS, DEFAULT_MAX_AGE_MS, DEFAULT_MAX_FUTURE_MS, DEFAULT_PER_ORIGIN_CAPACITY, DEFAULT_SEEN_CAPACITY,
+    DEFAULT_BUCKET_MS, DEFAULT_COMMITTEE_CAPACITY, DEFAULT_MAX_AGE_MS, DEFAULT_MAX_FUTURE_MS, DEFAULT_PER_ORIGIN_CAPACITY,
+    DEFAULT_SEEN_CAPACITY,
     MAX_BUCKETS, ReplayConfig, ReplayGuard, ReplayOutcome, WindowMode,
 };
 pub use reputation::{
-    BudgetConfig, DEFAULT_MAX_EXCLUDED, DEFAULT_MAX_PEERS, EVICTION_SAMPLE, EVICTION_SCAN_LIMIT, Event,
+    BudgetConfig, DEFAULT_MAX_EXCLUDED, SYNC_VALUE_COST, DEFAULT_MAX_PEERS, EVICTION_SAMPLE, EVICTION_SCAN_LIMIT, Event,
     EventWeights, PeerSnapshot, PeerStatus, Reputation, ReputationConfig,
     ReputationSnapshot, StatusChange,
 };

@@ -17,17 +17,30 @@
 //! cheaply; [`ReplayGuard::insert`] runs only after the signature verified, so a forged copy
 //! that shares an honest header's id can never make the honest envelope look like a duplicate.
 //!
+//! # Two pools
+//! Ids of committee members' envelopes and ids of everyone else's live in separate pools, so
+//! no amount of open traffic can crowd out the committee:
+//! - the **committee pool** holds `committee_capacity` ids, split evenly: each of the n
+//!   members owns `committee_capacity / n` of it and no member can take more. A member's
+//!   gossip may use at most half of its share, so its Bracha votes (what every delivery needs)
+//!   always find room, whatever it gossips;
+//! - the **open pool** holds `capacity` ids of origins outside the committee (the `open`
+//!   gossip policy), at most `per_origin_capacity` each. Many Sybil keys, each under its
+//!   budget, can fill the open pool: they then crowd out only other non-members.
+//!
+//! Nothing is ever evicted before its expiry (which would re-open a replay): a full share
+//! refuses new ids ([`ReplayOutcome::OverCapacity`]) and frees as its ids expire. A guard made
+//! with [`ReplayGuard::new`] knows no committee and puts every origin in the open pool.
+//!
 //! # Bounds and cost
-//! At most `capacity` ids in total and `per_origin_capacity` per origin: a flooding origin
-//! fills only its own share and never evicts anyone's entries (nothing is ever evicted before
-//! its expiry, which would re-open a replay). Ids expire through a queue of time buckets of
+//! At most `capacity + committee_capacity` ids in all. Ids expire through a queue of time buckets of
 //! `bucket_ms` each, ordered by expiry: each id is pushed once and popped once, so expiry is
 //! amortised O(1) per id and never scans the set. The queue holds at most
 //! `(max_age + 2 max_future) / bucket_ms + 2` buckets.
 
 use crate::error::ConfigError;
 use crate::hash::{SeededMap, SeededState};
-use byzgossip_crypto::{Header, MessageId, PublicKey, VerifiedEnvelope};
+use byzgossip_crypto::{Header, Kind, MessageId, PublicKey, VerifiedEnvelope};
 use std::collections::VecDeque;
 
 /// Default oldest accepted age: 5 minutes (DESIGN.md section 4). Long enough for gossip to
@@ -40,9 +53,14 @@ pub const DEFAULT_MAX_FUTURE_MS: u64 = 2_000;
 /// hold about 800k ids; nodes on such loads raise it (1M ids: 112 MiB steady, 140 MiB peak
 /// while the table doubles).
 pub const DEFAULT_SEEN_CAPACITY: usize = 1 << 18;
-/// Default per-origin share: 2^15 ids (1/8 of the default capacity), i.e. about 100 envelopes/s
-/// sustained over the 5-minute window, well above one honest member's signing rate.
+/// Default per-origin share of the open pool: 2^15 ids (1/8 of the default capacity), i.e.
+/// about 100 envelopes/s sustained over the 5-minute window.
 pub const DEFAULT_PER_ORIGIN_CAPACITY: usize = 1 << 15;
+/// Default committee pool: 2^19 ids (at most about 60 MiB), so each member of a 16-member
+/// committee owns 2^15 ids (about 100 envelopes/s over the window, well above an honest
+/// member's signing rate at the n = 16 throughput ceiling), 7 members about 75k each. Large
+/// committees under heavy load raise it: a member signs about two votes per delivery.
+pub const DEFAULT_COMMITTEE_CAPACITY: usize = 1 << 19;
 /// Default expiry bucket width: 1 s. Ids live at most one bucket (1 s) past their expiry.
 pub const DEFAULT_BUCKET_MS: u64 = 1_000;
 /// Most expiry buckets a configuration may need: bounds the queue's length (and the cost of
@@ -56,10 +74,12 @@ pub struct ReplayConfig {
     pub max_age_ms: u64,
     /// Newest accepted timestamp, ahead of `now` (ms).
     pub max_future_ms: u64,
-    /// Hard cap on remembered ids, all origins together.
+    /// Hard cap on remembered ids of origins outside the committee (the open pool).
     pub capacity: usize,
-    /// Hard cap on remembered ids of one origin.
+    /// Hard cap on remembered ids of one origin outside the committee.
     pub per_origin_capacity: usize,
+    /// Ids reserved for committee members, split evenly among them (module docs).
+    pub committee_capacity: usize,
     /// Width of an expiry bucket (ms).
     pub bucket_ms: u64,
     /// Seed of the set's hasher (the node passes a random value).
@@ -73,6 +93,7 @@ impl Default for ReplayConfig {
             max_future_ms: DEFAULT_MAX_FUTURE_MS,
             capacity: DEFAULT_SEEN_CAPACITY,
             per_origin_capacity: DEFAULT_PER_ORIGIN_CAPACITY,
+            committee_capacity: DEFAULT_COMMITTEE_CAPACITY,
             bucket_ms: DEFAULT_BUCKET_MS,
             hash_seed: 0,
         }
@@ -93,6 +114,9 @@ impl ReplayConfig {
         }
         if self.per_origin_capacity == 0 || self.per_origin_capacity > self.capacity {
             return Err(ConfigError::invalid("per_origin_capacity", "must be in 1..=capacity"));
+        }
+        if self.committee_capacity == 0 || self.capacity.saturating_add(self.committee_capacity) > u32::MAX as usize {
+            return Err(ConfigError::invalid("committee_capacity", "must be positive, and capacity + committee_capacity at most u32::MAX"));
         }
         let span = self.max_age_ms.checked_add(self.max_future_ms.saturating_mul(2));
         match span {
@@ -167,6 +191,15 @@ struct Bucket {
 struct OriginSlot {
     key: PublicKey,
     count: u32,
+    /// Of `count`, ids of gossip envelopes (limited for members, module docs).
+    gossip: u32,
+}
+
+/// A remembered id: its origin's slot and whether it is gossip.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    slot: u32,
+    gossip: bool,
 }
 
 /// Empty bucket vectors kept for reuse, so steady traffic does not allocate.
@@ -176,8 +209,14 @@ const SPARE_BUCKETS: usize = 8;
 #[derive(Debug)]
 pub struct ReplayGuard {
     config: ReplayConfig,
-    /// id -> index into `origins`.
-    seen: SeededMap<MessageId, u32>,
+    /// id -> its origin's index into `origins`.
+    seen: SeededMap<MessageId, Entry>,
+    /// Committee members, whose ids go to the committee pool.
+    members: SeededMap<PublicKey, ()>,
+    /// Each member's share of the committee pool (0 without a committee).
+    member_share: usize,
+    /// Ids in the open pool.
+    open_len: usize,
     origins: Vec<OriginSlot>,
     origin_index: SeededMap<PublicKey, u32>,
     free_origins: Vec<u32>,
@@ -186,12 +225,27 @@ pub struct ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// An empty guard.
+    /// An empty guard that knows no committee: every origin is in the open pool.
     pub fn new(config: ReplayConfig) -> Result<Self, ConfigError> {
+        Self::with_committee(config, [])
+    }
+
+    /// An empty guard whose `members` share the committee pool (module docs). Refused if a
+    /// member's share would hold fewer than two ids (one for gossip, one for votes).
+    pub fn with_committee(config: ReplayConfig, members: impl IntoIterator<Item = PublicKey>) -> Result<Self, ConfigError> {
         config.validate()?;
         let state = SeededState::new(config.hash_seed);
+        let mut member_set = SeededMap::with_hasher(SeededState::new(config.hash_seed.rotate_left(31)));
+        member_set.extend(members.into_iter().map(|key| (key, ())));
+        let member_share = config.committee_capacity.checked_div(member_set.len()).unwrap_or(0);
+        if !member_set.is_empty() && member_share < 2 {
+            return Err(ConfigError::invalid("committee_capacity", "must hold at least two ids per committee member"));
+        }
         Ok(Self {
             seen: SeededMap::with_hasher(state),
+            members: member_set,
+            member_share,
+            open_len: 0,
             origins: Vec::new(),
             origin_index: SeededMap::with_hasher(SeededState::new(config.hash_seed.rotate_left(17))),
             free_origins: Vec::new(),
@@ -233,7 +287,7 @@ impl ReplayGuard {
         if self.seen.contains_key(id) {
             return ReplayOutcome::Duplicate;
         }
-        if self.seen.len() >= self.config.capacity || self.origin_len(&header.origin) >= self.config.per_origin_capacity {
+        if self.share_full(header) {
             return ReplayOutcome::OverCapacity(header.origin);
         }
         ReplayOutcome::Fresh
@@ -270,10 +324,15 @@ impl ReplayGuard {
             return ReplayOutcome::TooNew { by_ms: 0 };
         }
         let slot = self.intern(header.origin);
+        let gossip = header.kind == Kind::Gossip;
         if let Some(origin) = self.origins.get_mut(slot as usize) {
             origin.count = origin.count.saturating_add(1);
+            origin.gossip = origin.gossip.saturating_add(u32::from(gossip));
         }
-        self.seen.insert(id, slot);
+        if !self.is_member(&header.origin) {
+            self.open_len += 1;
+        }
+        self.seen.insert(id, Entry { slot, gossip });
         ReplayOutcome::Fresh
     }
 
@@ -287,8 +346,8 @@ impl ReplayGuard {
             }
             let Some(mut bucket) = self.buckets.pop_front() else { break };
             for id in bucket.ids.drain(..) {
-                if let Some(slot) = self.seen.remove(&id) {
-                    self.release(slot);
+                if let Some(entry) = self.seen.remove(&id) {
+                    self.release(entry);
                     removed += 1;
                 }
             }
@@ -316,10 +375,46 @@ impl ReplayGuard {
 
     /// Remembered ids of `origin`.
     pub fn origin_len(&self, origin: &PublicKey) -> usize {
-        self.origin_index
-            .get(origin)
-            .and_then(|slot| self.origins.get(*slot as usize))
-            .map_or(0, |o| o.count as usize)
+        self.origin_slot(origin).map_or(0, |o| o.count as usize)
+    }
+
+    /// Remembered gossip ids of `origin`.
+    pub fn origin_gossip_len(&self, origin: &PublicKey) -> usize {
+        self.origin_slot(origin).map_or(0, |o| o.gossip as usize)
+    }
+
+    /// Ids in the open pool (origins outside the committee).
+    pub fn open_len(&self) -> usize {
+        self.open_len
+    }
+
+    /// Ids in the committee pool.
+    pub fn committee_len(&self) -> usize {
+        self.seen.len() - self.open_len
+    }
+
+    /// Each committee member's share of the committee pool (0 without a committee).
+    pub fn member_share(&self) -> usize {
+        self.member_share
+    }
+
+    /// Whether `origin` is a committee member (its ids go to the committee pool).
+    pub fn is_member(&self, origin: &PublicKey) -> bool {
+        self.members.contains_key(origin)
+    }
+
+    fn origin_slot(&self, origin: &PublicKey) -> Option<&OriginSlot> {
+        self.origin_index.get(origin).and_then(|slot| self.origins.get(*slot as usize))
+    }
+
+    /// Whether a new id of `header`'s origin and kind would exceed its pool or its share.
+    fn share_full(&self, header: &Header) -> bool {
+        let (count, gossip) = self.origin_slot(&header.origin).map_or((0, 0), |o| (o.count as usize, o.gossip as usize));
+        if self.is_member(&header.origin) {
+            count >= self.member_share || (header.kind == Kind::Gossip && gossip >= self.member_share / 2)
+        } else {
+            self.open_len >= self.config.capacity || count >= self.config.per_origin_capacity
+        }
     }
 
     /// Origins with at least one remembered id.
@@ -343,7 +438,8 @@ impl ReplayGuard {
             slots * (std::mem::size_of::<(K, V)>() + 1)
         }
         let id = std::mem::size_of::<MessageId>();
-        table::<MessageId, u32>(self.seen.capacity())
+        table::<MessageId, Entry>(self.seen.capacity())
+            + table::<PublicKey, ()>(self.members.capacity())
             + table::<PublicKey, u32>(self.origin_index.capacity())
             + self.origins.capacity() * std::mem::size_of::<OriginSlot>()
             + self.buckets.iter().map(|b| b.ids.capacity() * id).sum::<usize>()
@@ -395,12 +491,12 @@ impl ReplayGuard {
         let slot = match self.free_origins.pop() {
             Some(slot) => {
                 if let Some(entry) = self.origins.get_mut(slot as usize) {
-                    *entry = OriginSlot { key: origin, count: 0 };
+                    *entry = OriginSlot { key: origin, count: 0, gossip: 0 };
                 }
                 slot
             }
             None => {
-                self.origins.push(OriginSlot { key: origin, count: 0 });
+                self.origins.push(OriginSlot { key: origin, count: 0, gossip: 0 });
                 // Fits: origins never outnumber ids, and capacity <= u32::MAX (validate).
                 (self.origins.len() - 1) as u32
             }
@@ -409,9 +505,14 @@ impl ReplayGuard {
         slot
     }
 
-    fn release(&mut self, slot: u32) {
-        let Some(origin) = self.origins.get_mut(slot as usize) else { return };
+    fn release(&mut self, entry: Entry) {
+        let Some(origin) = self.origins.get_mut(entry.slot as usize) else { return };
+        if !self.members.contains_key(&origin.key) {
+            self.open_len = self.open_len.saturating_sub(1);
+        }
         origin.count = origin.count.saturating_sub(1);
+        origin.gossip = origin.gossip.saturating_sub(u32::from(entry.gossip));
+        let slot = entry.slot;
         if origin.count == 0 {
             let key = origin.key;
             self.origin_index.remove(&key);
@@ -533,6 +634,73 @@ mod tests {
         assert_eq!(g.insert(later.id(), &later, later.timestamp_ms), ReplayOutcome::Fresh);
     }
 
+    /// A guard with members 1..=4 sharing a committee pool of 40 (10 ids each) and an open
+    /// pool of 12 (at most 4 per origin).
+    fn committee_guard() -> ReplayGuard {
+        let config = ReplayConfig { capacity: 12, per_origin_capacity: 4, committee_capacity: 40, ..ReplayConfig::default() };
+        ReplayGuard::with_committee(config, (1..=4).map(|i| PublicKey([i; 32]))).expect("valid config")
+    }
+
+    fn vote(origin: u8, seq: u64) -> Header {
+        Header { kind: Kind::BrachaEcho, ..header(origin, seq, NOW) }
+    }
+
+    #[test]
+    fn open_traffic_cannot_take_the_committee_pool() {
+        let mut g = committee_guard();
+        assert_eq!(g.member_share(), 10);
+        // Three Sybil keys fill the open pool (4 each).
+        for origin in 100..103u8 {
+            for seq in 0..10 {
+                let h = header(origin, seq, NOW);
+                let expected = if seq < 4 { ReplayOutcome::Fresh } else { ReplayOutcome::OverCapacity(h.origin) };
+                assert_eq!(g.insert(h.id(), &h, NOW), expected);
+            }
+        }
+        let other = header(103, 0, NOW);
+        assert_eq!(g.insert(other.id(), &other, NOW), ReplayOutcome::OverCapacity(other.origin), "the open pool is full");
+        assert_eq!((g.open_len(), g.committee_len()), (12, 0));
+        // Every member still has its whole share.
+        for member in 1..=4u8 {
+            for seq in 0..10 {
+                let h = vote(member, seq);
+                assert_eq!(g.insert(h.id(), &h, NOW), ReplayOutcome::Fresh, "member {member} vote {seq}");
+            }
+        }
+        assert_eq!((g.open_len(), g.committee_len(), g.len()), (12, 40, 52));
+    }
+
+    #[test]
+    fn a_members_gossip_takes_at_most_half_its_share_and_never_anothers() {
+        let mut g = committee_guard();
+        for seq in 0..20 {
+            let h = header(1, seq, NOW);
+            let expected = if seq < 5 { ReplayOutcome::Fresh } else { ReplayOutcome::OverCapacity(h.origin) };
+            assert_eq!(g.insert(h.id(), &h, NOW), expected, "gossip {seq}");
+        }
+        assert_eq!(g.origin_gossip_len(&PublicKey([1; 32])), 5);
+        // Its votes get the other half, then the share is full for everything it signs.
+        for seq in 100..105 {
+            let h = vote(1, seq);
+            assert_eq!(g.insert(h.id(), &h, NOW), ReplayOutcome::Fresh);
+        }
+        let over = vote(1, 105);
+        assert_eq!(g.insert(over.id(), &over, NOW), ReplayOutcome::OverCapacity(over.origin));
+        // Another member is untouched.
+        let h = header(2, 0, NOW);
+        assert_eq!(g.insert(h.id(), &h, NOW), ReplayOutcome::Fresh);
+        // Expiry frees the share and the gossip count together.
+        g.expire(NOW + DEFAULT_MAX_AGE_MS + DEFAULT_MAX_FUTURE_MS + DEFAULT_BUCKET_MS);
+        assert_eq!((g.len(), g.origin_gossip_len(&PublicKey([1; 32])), g.open_len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_committee_pool_too_small_for_two_ids_per_member_is_refused() {
+        let config = ReplayConfig { committee_capacity: 7, ..ReplayConfig::default() };
+        assert!(ReplayGuard::with_committee(config.clone(), (1..=4).map(|i| PublicKey([i; 32]))).is_err());
+        assert!(ReplayGuard::with_committee(config, (1..=3).map(|i| PublicKey([i; 32]))).is_ok());
+    }
+
     #[test]
     fn sync_mode_skips_max_age_but_not_future_and_remembers() {
         let mut g = guard(16, 16);
@@ -573,6 +741,8 @@ mod tests {
             ReplayConfig { capacity: 0, ..Default::default() },
             ReplayConfig { per_origin_capacity: 0, ..Default::default() },
             ReplayConfig { capacity: 4, per_origin_capacity: 5, ..Default::default() },
+            ReplayConfig { committee_capacity: 0, ..Default::default() },
+            ReplayConfig { capacity: u32::MAX as usize, committee_capacity: 1, ..Default::default() },
             ReplayConfig { bucket_ms: 1, max_age_ms: MAX_BUCKETS * 2, ..Default::default() },
             ReplayConfig { max_age_ms: u64::MAX, ..Default::default() },
         ];

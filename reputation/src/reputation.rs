@@ -180,6 +180,38 @@ pub struct BudgetConfig {
     pub origin_base_burst: f64,
     /// Origin bucket size at trust 1.
     pub origin_trusted_burst: f64,
+    /// Sync requests a peer may send us per second at trust 0 (a digest costs 1, a value
+    /// request [`SYNC_VALUE_COST`]). Charged before anything is read to answer; over it the
+    /// request is refused and the peer penalised ([`Event::Flood`]). An honest peer sends one
+    /// digest per sync interval (1 s) to one random peer, plus a value request now and then.
+    #[serde(default = "default_sync_base_rate")]
+    pub sync_base_rate_per_s: f64,
+    /// Sync refill per second at trust 1.
+    #[serde(default = "default_sync_trusted_rate")]
+    pub sync_trusted_rate_per_s: f64,
+    /// Sync bucket size at trust 0.
+    #[serde(default = "default_sync_base_burst")]
+    pub sync_base_burst: f64,
+    /// Sync bucket size at trust 1.
+    #[serde(default = "default_sync_trusted_burst")]
+    pub sync_trusted_burst: f64,
+}
+
+/// What a sync value request costs from the sync budget (one in-memory lookup), against 1
+/// for a digest (up to about a thousand store reads, bounded by the engine's `sync` module).
+pub const SYNC_VALUE_COST: f64 = 0.25;
+
+fn default_sync_base_rate() -> f64 {
+    5.0
+}
+fn default_sync_trusted_rate() -> f64 {
+    20.0
+}
+fn default_sync_base_burst() -> f64 {
+    20.0
+}
+fn default_sync_trusted_burst() -> f64 {
+    60.0
 }
 
 impl Default for BudgetConfig {
@@ -196,17 +228,23 @@ impl Default for BudgetConfig {
             origin_trusted_rate_per_s: 1_000.0,
             origin_base_burst: 300.0,
             origin_trusted_burst: 3_000.0,
+            sync_base_rate_per_s: default_sync_base_rate(),
+            sync_trusted_rate_per_s: default_sync_trusted_rate(),
+            sync_base_burst: default_sync_base_burst(),
+            sync_trusted_burst: default_sync_trusted_burst(),
         }
     }
 }
 
-/// Which of a key's two token buckets (see [`BudgetConfig`]).
+/// Which of a key's token buckets (see [`BudgetConfig`]).
 #[derive(Clone, Copy)]
 enum Budget {
     /// Messages it forwards that reach the signature check.
     Forwarder,
     /// Gossip it signs.
     Origin,
+    /// Sync requests it sends us.
+    Sync,
 }
 
 /// A token bucket: refills at `rate` per second up to `burst`, then spends `cost`.
@@ -307,6 +345,8 @@ impl ReputationConfig {
             ("reward_cap", self.reward_cap),
             ("budget.base_rate_per_s", self.budget.base_rate_per_s),
             ("budget.base_burst", self.budget.base_burst),
+            ("budget.sync_base_rate_per_s", self.budget.sync_base_rate_per_s),
+            ("budget.sync_base_burst", self.budget.sync_base_burst),
         ] {
             if !(value.is_finite() && value >= 0.0) {
                 return Err(ConfigError::invalid(field, "must be finite and >= 0"));
@@ -317,6 +357,12 @@ impl ReputationConfig {
         }
         if !(self.budget.trusted_burst.is_finite() && self.budget.trusted_burst >= self.budget.base_burst) {
             return Err(ConfigError::invalid("budget.trusted_burst", "must be finite and >= base_burst"));
+        }
+        if !(self.budget.sync_trusted_rate_per_s.is_finite() && self.budget.sync_trusted_rate_per_s >= self.budget.sync_base_rate_per_s) {
+            return Err(ConfigError::invalid("budget.sync_trusted_rate_per_s", "must be finite and >= sync_base_rate_per_s"));
+        }
+        if !(self.budget.sync_trusted_burst.is_finite() && self.budget.sync_trusted_burst >= self.budget.sync_base_burst) {
+            return Err(ConfigError::invalid("budget.sync_trusted_burst", "must be finite and >= sync_base_burst"));
         }
         for (field, value) in [
             ("penalty_half_life_ms", self.penalty_half_life_ms),
@@ -486,6 +532,8 @@ struct PeerState {
     tokens_ms: u64,
     origin_tokens: f64,
     origin_tokens_ms: u64,
+    sync_tokens: f64,
+    sync_tokens_ms: u64,
     ban_until_ms: u64,
     bans: u32,
     excluded: Option<Digest>,
@@ -514,6 +562,9 @@ impl PeerState {
             origin_tokens: config.budget.origin_base_burst
                 + config.initial_trust * (config.budget.origin_trusted_burst - config.budget.origin_base_burst),
             origin_tokens_ms: now_ms,
+            sync_tokens: config.budget.sync_base_burst
+                + config.initial_trust * (config.budget.sync_trusted_burst - config.budget.sync_base_burst),
+            sync_tokens_ms: now_ms,
             ban_until_ms: 0,
             bans: 0,
             excluded: None,
@@ -661,6 +712,13 @@ impl Reputation {
         self.spend_budget(origin, Budget::Origin, cost, now_ms)
     }
 
+    /// Spends `cost` from the budget of sync requests `peer` sends us; false if it is
+    /// exceeded or the key cannot be tracked. The caller refuses the request and records
+    /// [`Event::Flood`] on false.
+    pub fn allow_sync(&mut self, peer: PublicKey, cost: f64, now_ms: u64) -> bool {
+        self.spend_budget(peer, Budget::Sync, cost, now_ms)
+    }
+
     /// One token bucket of `key`, sized between its base and trusted values by the key's trust.
     fn spend_budget(&mut self, key: PublicKey, which: Budget, cost: f64, now_ms: u64) -> bool {
         let Some(slot) = self.slot_or_track(key, now_ms) else { return false };
@@ -682,6 +740,12 @@ impl Reputation {
                 by_trust(b.origin_base_burst, b.origin_trusted_burst),
                 &mut state.origin_tokens,
                 &mut state.origin_tokens_ms,
+            ),
+            Budget::Sync => (
+                by_trust(b.sync_base_rate_per_s, b.sync_trusted_rate_per_s),
+                by_trust(b.sync_base_burst, b.sync_trusted_burst),
+                &mut state.sync_tokens,
+                &mut state.sync_tokens_ms,
             ),
         };
         spend(tokens, at_ms, rate, burst, cost, now_ms)

@@ -3,7 +3,7 @@
 
 mod common;
 
-use byzgossip_crypto::GossipPolicy;
+use byzgossip_crypto::{GossipPolicy, Kind, codec};
 use byzgossip_reputation::{
     Acceptance, AdmissionConfig, IgnoreReason, PeerStatus, ReplayConfig, ReputationConfig, Verdict,
 };
@@ -12,8 +12,9 @@ use common::*;
 #[test]
 fn seen_set_capacity_refuses_new_ids_and_keeps_old_ones() {
     let net = Net::new(4);
+    // A committee pool of 80: 20 ids per member, at most 10 of them gossip.
     let config = AdmissionConfig {
-        replay: ReplayConfig { capacity: 40, per_origin_capacity: 40, ..ReplayConfig::default() },
+        replay: ReplayConfig { capacity: 40, per_origin_capacity: 40, committee_capacity: 80, ..ReplayConfig::default() },
         ..AdmissionConfig::default()
     };
     let mut adm = net.admission(config, GossipPolicy::Committee);
@@ -23,9 +24,16 @@ fn seen_set_capacity_refuses_new_ids_and_keeps_old_ones() {
     let v = adm.admit(net.key(1), &net.gossip(net.member(0), 40, T0), T0);
     assert_eq!(v, Verdict::Ignore(IgnoreReason::SeenSetFull));
     assert_eq!(v.label(), "seen_set_full");
-    assert_eq!(adm.replay_guard().len(), 40);
+    assert_eq!((adm.replay_guard().len(), adm.replay_guard().committee_len()), (40, 40));
     // Not punished: a full set is our limit, not the forwarder's fault.
     assert_eq!(adm.reputation().status(&net.key(1), T0), PeerStatus::Ok);
+    // The member's votes still have the other half of its share.
+    for seq in 0..10 {
+        let vote = codec::encode_envelope(&net.envelope(net.member(0), Kind::BrachaEcho, seq, T0, &[seq as u8; 40]));
+        assert_eq!(adm.admit(net.key(1), &vote, T0).acceptance(), Acceptance::Accept, "vote {seq}");
+    }
+    let vote = codec::encode_envelope(&net.envelope(net.member(0), Kind::BrachaEcho, 10, T0, &[10; 40]));
+    assert_eq!(adm.admit(net.key(1), &vote, T0), Verdict::Ignore(IgnoreReason::SeenSetFull));
     // Old ids are still refused as duplicates (nothing was evicted).
     assert_eq!(adm.admit(net.key(2), &net.gossip(net.member(0), 0, T0), T0), Verdict::Ignore(IgnoreReason::Duplicate));
     // Room returns once ids expire.

@@ -16,7 +16,7 @@
 //! [`NodeBuilder`]: byzgossip_node::NodeBuilder
 //! [`Interceptor`]: byzgossip_node::hooks::Interceptor
 
-use crate::scenario::{Degradation, Role};
+use crate::scenario::{Attack as AttackKnobs, Degradation, Role};
 use byzgossip_bracha::{InstanceId, Message};
 use byzgossip_crypto::codec::{self, MAX_ENVELOPE_LEN};
 use byzgossip_crypto::{Digest, Envelope, Header, Keypair, Kind, NetworkId, PublicKey, Signature, WIRE_VERSION};
@@ -427,10 +427,8 @@ pub struct DriverContext {
     pub node: HandleCell,
     /// Keys of honest members (targets of forgeries and fake votes).
     pub honest: Vec<PublicKey>,
-    /// Messages per second.
-    pub rate_per_s: f64,
-    /// Gossip messages per second for a flood.
-    pub flood_per_s: f64,
+    /// The scenario's attack knobs (rates, Sybil keys).
+    pub knobs: AttackKnobs,
     /// Admission decode limit (oversize garbage is just over it).
     pub max_message_len: usize,
     /// Randomness seed.
@@ -447,6 +445,8 @@ pub struct Attack {
     agent: Arc<Agent>,
     honest: Vec<PublicKey>,
     rate: f64,
+    /// Keys a `sybil-keys` node signs with, in turn (empty for other roles).
+    sybil_keys: Vec<Keypair>,
     max_message_len: usize,
     rng: ChaCha20Rng,
     sent: u64,
@@ -459,8 +459,18 @@ pub struct Attack {
 impl Attack {
     /// The attack of `agent` (its randomness from `seed`); `None` for a role without an active
     /// part or a rate of zero.
-    pub fn new(agent: Arc<Agent>, honest: Vec<PublicKey>, rate_per_s: f64, flood_per_s: f64, max_message_len: usize, seed: u64) -> Option<Attack> {
-        let rate = if agent.role == Role::Flood { flood_per_s } else { rate_per_s };
+    pub fn new(agent: Arc<Agent>, honest: Vec<PublicKey>, knobs: &AttackKnobs, max_message_len: usize, seed: u64) -> Option<Attack> {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let (rate, sybil_keys) = match agent.role {
+            Role::Flood => (knobs.flood_per_s, vec![]),
+            Role::BudgetFlood => (knobs.budget_flood_per_s, vec![]),
+            Role::SyncFlood => (knobs.sync_flood_per_s, vec![]),
+            Role::SybilKeys => {
+                let keys: Vec<Keypair> = (0..knobs.sybil_keys).map(|_| Keypair::generate(&mut rng)).collect();
+                (knobs.sybil_key_rate_per_s * keys.len() as f64, keys)
+            }
+            _ => (knobs.rate_per_s, vec![]),
+        };
         if rate <= 0.0 {
             return None;
         }
@@ -468,8 +478,9 @@ impl Attack {
             agent,
             honest,
             rate,
+            sybil_keys,
             max_message_len,
-            rng: ChaCha20Rng::seed_from_u64(seed),
+            rng,
             sent: 0,
             seq: ATTACK_SEQ_BASE,
             own_send_seq: 0,
@@ -530,8 +541,19 @@ impl Attack {
                         batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), codec::encode_envelope(&e)));
                     }
                 }
-                Role::Flood => {
+                Role::Flood | Role::BudgetFlood => {
                     let e = gossip_envelope(key, net, seq, now_ms, LOAD_TOPIC, payload);
+                    batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), codec::encode_envelope(&e)));
+                }
+                Role::SyncFlood => {
+                    // No marks: "send me everything from seq 0", the most a digest can ask.
+                    let request = byzgossip_node::sync::SyncRequest::Digest { bracha: vec![], gossip: vec![] };
+                    batch.push((RawTopic::Sync, codec::encode(&request)));
+                }
+                Role::SybilKeys => {
+                    // The keys take turns, so each signs at `sybil_key_rate_per_s`.
+                    let signer = &self.sybil_keys[(sent % self.sybil_keys.len() as u64) as usize];
+                    let e = gossip_envelope(signer, net, seq, now_ms, LOAD_TOPIC, payload);
                     batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), codec::encode_envelope(&e)));
                 }
                 Role::Replay => {
@@ -573,7 +595,7 @@ impl Attack {
 /// Runs `agent`'s active attack until the task is aborted (the harness aborts it at the end
 /// of the attack window). Roles without an active part return at once.
 pub async fn drive(agent: Arc<Agent>, ctx: DriverContext) {
-    let Some(mut attack) = Attack::new(agent, ctx.honest, ctx.rate_per_s, ctx.flood_per_s, ctx.max_message_len, ctx.seed) else {
+    let Some(mut attack) = Attack::new(agent, ctx.honest, &ctx.knobs, ctx.max_message_len, ctx.seed) else {
         return;
     };
     let mut interval = tokio::time::interval(DRIVER_TICK);

@@ -169,6 +169,9 @@ impl Testnet {
         config.tick_interval = TICK_INTERVAL;
         config.topics = vec![LOAD_TOPIC.to_owned()];
         config.verify_workers = 1;
+        if let Some(limits) = &self.scenario.seen_set {
+            limits.apply(&mut config.admission.replay);
+        }
         if let Some(token) = &self.api_token {
             config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
             config.api_token = token.clone();
@@ -306,8 +309,7 @@ impl Testnet {
         let ctx = DriverContext {
             node: slot.cell.clone(),
             honest,
-            rate_per_s: self.scenario.attack.rate_per_s,
-            flood_per_s: self.scenario.attack.flood_per_s,
+            knobs: self.scenario.attack.clone(),
             max_message_len: byzgossip_reputation::AdmissionConfig::default().max_message_len,
             seed: self.scenario.seed ^ 0xd1e5 ^ ((i as u64) << 24),
         };

@@ -52,7 +52,7 @@ use crate::scenario::{Degradation, FaultKind, Role, Scenario};
 use crate::timeline::{self, Failure, FaultTarget, NodeApi};
 use anyhow::Context;
 use api::CallError;
-use byzgossip_crypto::{Genesis, GossipPolicy, Keypair};
+use byzgossip_crypto::{Genesis, Keypair};
 use byzgossip_reputation::PeerSnapshot;
 use byzgossip_node::api::API_TOKEN_FILE;
 use byzgossip_node::storage::MemoryStore;
@@ -265,6 +265,11 @@ impl Net {
             // The same timers as in-process nodes, so both runtimes catch up alike.
             c.arg("--sync-interval-ms").arg(crate::harness::SYNC_INTERVAL.as_millis().to_string());
             c.arg("--tick-interval-ms").arg(crate::harness::TICK_INTERVAL.as_millis().to_string());
+            if let Some(limits) = &self.scenario.seen_set {
+                c.arg("--seen-capacity").arg(limits.open_capacity.to_string());
+                c.arg("--seen-per-origin-capacity").arg(limits.per_origin_capacity.to_string());
+                c.arg("--seen-committee-capacity").arg(limits.committee_capacity.to_string());
+            }
             c
         } else {
             let mut c = tokio::process::Command::new(&self.options.testnet);
@@ -686,7 +691,7 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
         nodes: n,
         f: Some(scenario.f()),
         name: format!("testnet-{}-{}", scenario.name, scenario.seed),
-        policy: GossipPolicy::Committee,
+        policy: scenario.policy,
         base_port: Some(base),
     };
     let mut rng = ChaCha20Rng::seed_from_u64(scenario.seed);
@@ -796,6 +801,9 @@ pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
         config.sync_interval = crate::harness::SYNC_INTERVAL;
         config.tick_interval = crate::harness::TICK_INTERVAL;
         config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
+        if let Some(limits) = &scenario.seen_set {
+            limits.apply(&mut config.admission.replay);
+        }
         let interceptor = AgentInterceptor::new(agent.clone(), args.seed ^ (incarnation << 40));
         NodeBuilder::new(config).with_store(store.clone()).with_interceptor(Box::new(interceptor)).spawn()
     };
@@ -807,8 +815,7 @@ pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
     let make_ctx = || DriverContext {
         node: cell.clone(),
         honest: honest.clone(),
-        rate_per_s: scenario.attack.rate_per_s,
-        flood_per_s: scenario.attack.flood_per_s,
+        knobs: scenario.attack.clone(),
         max_message_len: byzgossip_reputation::AdmissionConfig::default().max_message_len,
         seed: scenario.seed ^ 0xd1e5 ^ ((args.index as u64) << 24),
     };

@@ -142,7 +142,7 @@ pub fn summarize(log: &RunLog) -> Summary {
         n: log.n,
         f: log.f,
         byzantine: log.scenario.byzantine(),
-        sybils: log.nodes.iter().filter(|n| n.role == Role::Sybil).count(),
+        sybils: log.nodes.iter().filter(|n| !n.role.in_committee()).count(),
         passed: invariants::all_passed(&checks),
         checks,
         broadcasts: log.broadcasts.len(),

@@ -3,6 +3,7 @@
 //! presets ([`preset`], [`PRESETS`]). A run saves its resolved scenario next to its output, so
 //! `run --scenario out/<name>/scenario.toml` replays it with the same keys and workload.
 
+use byzgossip_crypto::GossipPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -45,11 +46,21 @@ pub enum Role {
     Eclipse,
     /// Honest for half the attack window, then a burst of forgeries, equivocations and garbage.
     CovertFlash,
+    /// An extra node outside the committee signing gossip with many keys of its own, each
+    /// under its origin budget (`attack.sybil_keys` keys at `attack.sybil_key_rate_per_s`):
+    /// valid gossip that honest nodes relay under the `open` policy, filling seen-sets.
+    SybilKeys,
+    /// Publishes valid gossip at `attack.budget_flood_per_s`, inside its origin budget: it is
+    /// never convicted, and takes all the seen-set room a member's gossip may take.
+    BudgetFlood,
+    /// Sends sync digests that ask for everything from seq 0 to every connected peer, at
+    /// `attack.sync_flood_per_s` rounds a second: as much serving work as it can make us do.
+    SyncFlood,
 }
 
 impl Role {
     /// Every role, in [`Role::name`] order of the presets.
-    pub const ALL: [Role; 17] = [
+    pub const ALL: [Role; 20] = [
         Role::Honest,
         Role::Silent,
         Role::CrashRestart,
@@ -67,6 +78,9 @@ impl Role {
         Role::Censor,
         Role::Eclipse,
         Role::CovertFlash,
+        Role::SybilKeys,
+        Role::BudgetFlood,
+        Role::SyncFlood,
     ];
 
     /// The kebab-case name used in scenario files.
@@ -89,6 +103,9 @@ impl Role {
             Role::Censor => "censor",
             Role::Eclipse => "eclipse",
             Role::CovertFlash => "covert-flash",
+            Role::SybilKeys => "sybil-keys",
+            Role::BudgetFlood => "budget-flood",
+            Role::SyncFlood => "sync-flood",
         }
     }
 
@@ -100,7 +117,7 @@ impl Role {
 
     /// Whether the node's key is in the committee (Sybils are extra keys outside it).
     pub fn in_committee(self) -> bool {
-        self != Role::Sybil
+        !matches!(self, Role::Sybil | Role::SybilKeys)
     }
 
     /// Whether honest nodes can tell from the wire that this node misbehaves, so every honest
@@ -121,6 +138,7 @@ impl Role {
                 | Role::Flood
                 | Role::Sybil
                 | Role::CovertFlash
+                | Role::SyncFlood
         )
     }
 }
@@ -214,6 +232,8 @@ pub const MAX_DEGRADE_DELAY_MS: u64 = 10_000;
 /// refuses larger committees (`byzgossip_bracha::MAX_COMMITTEE`), and a run holds a role,
 /// and starts a node, per entry, so the bound is checked before anything is allocated.
 pub const MAX_SCENARIO_NODES: usize = byzgossip_bracha::MAX_COMMITTEE;
+/// Most keys one `sybil-keys` node signs with.
+pub const MAX_SYBIL_KEYS: usize = 1024;
 
 /// Latest `at_s` of a fault: four phases of at most 3600 s each (no run is longer), and a
 /// bound that keeps every fault time a representable `Duration`.
@@ -371,11 +391,54 @@ pub struct Attack {
     pub flood_per_s: f64,
     /// Honest node targeted by eclipse, censor and forge.
     pub victim: usize,
+    /// Keys each `sybil-keys` node signs with.
+    pub sybil_keys: usize,
+    /// Gossip per second per key of a `sybil-keys` node: under the 100/s origin budget of an
+    /// untrusted key.
+    pub sybil_key_rate_per_s: f64,
+    /// Gossip per second of a `budget-flood` member: under the origin budget of a new key
+    /// (100/s plus a tenth of the trusted 1,000/s at the initial trust of 0.1).
+    pub budget_flood_per_s: f64,
+    /// Rounds per second of a `sync-flood` member (each round: one digest to every peer).
+    pub sync_flood_per_s: f64,
 }
 
 impl Default for Attack {
     fn default() -> Self {
-        Self { rate_per_s: 20.0, flood_per_s: 2000.0, victim: 0 }
+        Self { rate_per_s: 20.0, flood_per_s: 2000.0, victim: 0, sybil_keys: 32, sybil_key_rate_per_s: 25.0, budget_flood_per_s: 150.0, sync_flood_per_s: 100.0 }
+    }
+}
+
+/// Seen-set limits every node of the scenario runs with (see `byzgossip_reputation::replay`).
+/// A node holds ids for minutes and a run lasts seconds: a scenario that tests crowding the
+/// seen-set scales the pools down to what its attackers can fill within the attack window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeenSetLimits {
+    /// Ids of origins outside the committee (the open pool).
+    pub open_capacity: usize,
+    /// Ids of one origin outside the committee.
+    pub per_origin_capacity: usize,
+    /// Ids reserved for the committee, split evenly among its members.
+    pub committee_capacity: usize,
+}
+
+impl SeenSetLimits {
+    /// Sets these limits in a node's replay configuration.
+    pub fn apply(&self, replay: &mut byzgossip_reputation::ReplayConfig) {
+        replay.capacity = self.open_capacity;
+        replay.per_origin_capacity = self.per_origin_capacity;
+        replay.committee_capacity = self.committee_capacity;
+    }
+
+    fn validate(&self, members: usize) -> Result<(), String> {
+        let mut replay = byzgossip_reputation::ReplayConfig::default();
+        self.apply(&mut replay);
+        replay.validate().map_err(|e| format!("seen_set: {e}"))?;
+        if self.committee_capacity < 2 * members {
+            return Err(format!("seen_set.committee_capacity must hold at least two ids per member ({})", 2 * members));
+        }
+        Ok(())
     }
 }
 
@@ -465,6 +528,16 @@ pub struct Scenario {
     /// Link conditions of the simulator (ignored by the other runtimes).
     #[serde(default, skip_serializing_if = "Links::is_default")]
     pub links: Links,
+    /// Who may publish gossip: `committee` (default) or `open` (any key, under its budget).
+    #[serde(default, skip_serializing_if = "is_committee_policy")]
+    pub policy: GossipPolicy,
+    /// Seen-set limits of every node; node defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_set: Option<SeenSetLimits>,
+}
+
+fn is_committee_policy(policy: &GossipPolicy) -> bool {
+    *policy == GossipPolicy::Committee
 }
 
 fn default_seed() -> u64 {
@@ -494,7 +567,7 @@ impl Scenario {
         let genesis = byzgossip_crypto::Genesis {
             name: format!("testnet-{}-{}", self.name, self.seed),
             f: Some(self.f()),
-            policy: byzgossip_crypto::GossipPolicy::Committee,
+            policy: self.policy,
             members: keys[..self.nodes].iter().map(byzgossip_crypto::Keypair::public).collect(),
             bootstrap: vec![],
         };
@@ -517,6 +590,8 @@ impl Scenario {
             deadlines: Deadlines::default(),
             attack: Attack::default(),
             links: Links::default(),
+            policy: GossipPolicy::Committee,
+            seen_set: None,
         }
     }
 
@@ -583,6 +658,26 @@ impl Scenario {
             fault.validate().map_err(ScenarioError::Invalid)?;
         }
         self.links.validate().map_err(ScenarioError::Invalid)?;
+        if let Some(seen_set) = &self.seen_set {
+            seen_set.validate(self.nodes).map_err(ScenarioError::Invalid)?;
+        }
+        let a = &self.attack;
+        if a.sybil_keys == 0 || a.sybil_keys > MAX_SYBIL_KEYS {
+            return bad(format!("attack.sybil_keys must be in 1..={MAX_SYBIL_KEYS}"));
+        }
+        for (name, v) in [
+            ("sybil_key_rate_per_s", a.sybil_key_rate_per_s),
+            ("budget_flood_per_s", a.budget_flood_per_s),
+            ("sync_flood_per_s", a.sync_flood_per_s),
+        ] {
+            if !(v.is_finite() && (0.0..=10_000.0).contains(&v)) {
+                return bad(format!("attack.{name} must be in 0..=10000"));
+            }
+        }
+        let needs_open = self.groups.iter().any(|g| g.role == Role::SybilKeys && g.count > 0);
+        if needs_open && self.policy != GossipPolicy::Open {
+            return bad("sybil-keys nodes publish gossip under their own keys: they need policy = \"open\"".into());
+        }
         let t = &self.timeline;
         for (name, v) in [("warmup_s", t.warmup_s), ("attack_s", t.attack_s), ("cooldown_s", t.cooldown_s), ("drain_s", t.drain_s)] {
             if !(v.is_finite() && (0.0..=3600.0).contains(&v)) {
@@ -664,6 +759,8 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("covert-flash", "f members behave honestly, then flash forgeries, equivocations and garbage"),
     ("partition", "the committee splits 3 | 4 (no side has 2f+1) during the attack, then heals"),
     ("lossy", "f+1 honest members lose 20% of what they receive and hold the rest 50 ms during the attack"),
+    ("sync-flood", "f members send sync digests asking for everything to every peer, 100 rounds a second"),
+    ("seen-flood", "open policy: 2 extra nodes sign gossip with 32 keys each under budget, f members gossip at their full budget, into small seen-sets"),
 ];
 
 /// The default suite: every preset, in [`PRESETS`] order.
@@ -687,6 +784,23 @@ pub fn preset(name: &str, nodes: usize) -> Option<Scenario> {
                 Fault::at_phase(Phase::AttackStart, FaultKind::Partition, side),
                 Fault::at_phase(Phase::AttackEnd, FaultKind::Heal, vec![]),
             ];
+            s
+        }
+        "seen-flood" => {
+            let mut s = Scenario::new(
+                name,
+                description,
+                nodes,
+                vec![Group { role: Role::BudgetFlood, count: f }, Group { role: Role::SybilKeys, count: 2 }],
+            );
+            s.policy = GossipPolicy::Open;
+            // Sized so the attack fills them within its 4 s: the Sybil keys' 1,600 msgs/s
+            // (25/s per key, under the 128 ids a key may hold) fill the open pool in under a
+            // second, a budget flooder's 150/s its half of a 512-id share in under 2 s; an
+            // honest member's votes of the whole run need about 170 ids. One pool of the same
+            // total size (the seen-set before it had a committee pool) fills within the attack
+            // at n = 4, 7 and 16, and honest votes are refused.
+            s.seen_set = Some(SeenSetLimits { open_capacity: 1024, per_origin_capacity: 128, committee_capacity: 512 * nodes });
             s
         }
         "lossy" => {

@@ -1,7 +1,7 @@
 //! The deterministic simulator: replay (same seed, same state hash), every preset under the
 //! simulator at n = 4 and 7, and a sample of `explore`. Every failure names its seed.
 
-use byzgossip_testnet::invariants;
+use byzgossip_testnet::{invariants, report};
 use byzgossip_testnet::scenario::{self, PRESETS, Scenario};
 use byzgossip_testnet::sim::{self, SimOptions, explore};
 
@@ -51,6 +51,43 @@ fn every_preset_passes_in_the_simulator_at_n_4_and_7() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// Runs `name` and `baseline` at n = 4 and 7, seeds 1 and 2: every invariant holds and the
+/// p99 latency, in virtual time, stays within twice the baseline's at the same n and seed;
+/// `reached` says whether the attack reached what it attacks.
+fn within_twice_the_baseline(name: &str, reached: impl Fn(&sim::SimStats) -> u64) {
+    let mut failed = Vec::new();
+    for n in [4, 7] {
+        for seed in 1..=2 {
+            let s = preset(name, n, seed);
+            let r = run(&s);
+            failed.extend(failures(&s, &r));
+            let hits = reached(&r.stats);
+            assert!(hits > 0, "{name} n = {n} seed: {seed}: the attack never reached its target");
+            let base = run(&preset("baseline", n, seed));
+            let (p99, base_p99) = (report::summarize(&r.log).latency_ms.p99, report::summarize(&base.log).latency_ms.p99);
+            eprintln!("{name} n = {n} seed: {seed}: p99 {p99:.0} ms (baseline {base_p99:.0} ms), {hits} hits");
+            if p99 > 2.0 * base_p99 {
+                failed.push(format!("{name} n = {n} seed: {seed}: p99 {p99:.0} ms > 2 x baseline {base_p99:.0} ms"));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// Issue #11 point 2: Sybil keys and budget flooders fill the seen-set pools at honest nodes
+/// (messages ignored as `seen_set_full`) and cost the committee nothing.
+#[test]
+fn a_flooded_seen_set_delays_no_broadcast_beyond_twice_the_baseline() {
+    within_twice_the_baseline("seen-flood", |stats| stats.seen_set_full);
+}
+
+/// Issue #11 point 3: sync floods are refused over budget (and the flooders graylisted: the
+/// detection invariant) and cost the committee nothing.
+#[test]
+fn a_sync_flood_is_refused_and_delays_no_broadcast_beyond_twice_the_baseline() {
+    within_twice_the_baseline("sync-flood", |stats| stats.sync_refused);
 }
 
 /// The CI sample of `explore`: 200 seeds at n = 4..16, in four tests of 50 so the test

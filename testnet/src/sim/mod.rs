@@ -36,7 +36,7 @@ use crate::timeline::{self, Action, FaultTarget};
 use byzgossip_crypto::codec;
 use byzgossip_crypto::{Digest, Genesis, Keypair, PublicKey};
 use byzgossip_engine::hooks::{Inbound, Interceptor, MAX_PARKED, MAX_PARKED_BYTES};
-use byzgossip_engine::{Engine, EngineConfig, Job, Output, Outcome, Peer, PeerAction, SyncRequest, SyncResponse};
+use byzgossip_engine::{Engine, EngineConfig, Job, Metric, Output, Outcome, Peer, PeerAction, SyncRequest, SyncResponse};
 use byzgossip_node::{NodeConfig, RawTopic};
 use byzgossip_reputation::Acceptance;
 use net::{DUPLICATE_CACHE_MS, Mesh, Net, SYNC_TIMEOUT_US};
@@ -58,6 +58,8 @@ pub const VERIFY_US: u64 = 45;
 pub const COMMIT_US: u64 = 200;
 /// Workload tick (the in-process runtime's).
 const WORKLOAD_TICK_US: u64 = 10_000;
+/// First request id of adversaries' raw sync requests: far above any id an engine issues.
+const ATTACK_REQUEST_BASE: u64 = 1 << 62;
 /// Longest wait for the initial connections, as the in-process runtime's `CONNECT_DEADLINE`.
 const CONNECT_DEADLINE_US: u64 = 15_000_000;
 /// A run stops (and fails) after this many events: a livelock guard.
@@ -83,6 +85,11 @@ pub struct SimStats {
     pub verified: u64,
     /// Virtual seconds simulated.
     pub virtual_s: f64,
+    /// Messages correct nodes ignored because the seen-set, or the origin's share of it,
+    /// was full (an attack on the seen-set reached it).
+    pub seen_set_full: u64,
+    /// Sync requests correct nodes refused (over budget, graylisted requester, busy).
+    pub sync_refused: u64,
 }
 
 /// A finished simulated run.
@@ -218,6 +225,8 @@ struct World {
     hard_end_us: u64,
     end_us: Option<u64>,
     plan: Vec<(f64, Action)>,
+    /// Sync requests adversaries sent (ids from [`ATTACK_REQUEST_BASE`]).
+    attack_request_id: u64,
 }
 
 fn pair(a: usize, b: usize) -> (usize, usize) {
@@ -251,6 +260,9 @@ impl World {
         let mut config = NodeConfig::new(self.genesis.clone(), node.keypair.clone());
         let seed = self.scenario.seed ^ ((i as u64) << 20) ^ ((node.incarnation as u64) << 40);
         config.admission.replay.hash_seed = seed ^ 0x5eed_0000_0000_0000;
+        if let Some(limits) = &self.scenario.seen_set {
+            limits.apply(&mut config.admission.replay);
+        }
         let bootstrap = (0..self.nodes.len()).filter(|j| *j != i).map(|j| Peer::Key(self.nodes[j].keypair.public())).collect();
         EngineConfig {
             genesis: self.genesis.clone(),
@@ -528,6 +540,24 @@ impl World {
 
     // ---- sync ----
 
+    /// Puts sync request `request_id` of node `i` on the link to `j` (a failure comes back
+    /// to `i` as a failed response).
+    fn send_sync_request(&mut self, i: usize, j: usize, request_id: u64, request: SyncRequest) {
+        let Some(epoch) = self.epoch(i, j) else {
+            let back = self.net.latency_us(i, j);
+            self.sync_failed(i, j, request_id, back);
+            return;
+        };
+        let len = codec::encode(&request).len();
+        match self.net.send(self.now_us, i, j, len, true) {
+            Some(at) => {
+                let from_inc = self.nodes[i].incarnation;
+                self.at(at, Event::SyncRequest { to: j, from: i, from_inc, epoch, request_id, request });
+            }
+            None => self.sync_failed(i, j, request_id, SYNC_TIMEOUT_US),
+        }
+    }
+
     fn sync_failed(&mut self, to: usize, from: usize, request_id: u64, delay_us: u64) {
         let inc = self.nodes[to].incarnation;
         self.after(delay_us, Event::SyncResponse { to, inc, from, epoch: None, request_id, response: None });
@@ -607,6 +637,12 @@ impl World {
 
     fn act(&mut self, i: usize, output: Output) {
         match output {
+            Output::Metric(Metric::Message { outcome: "seen_set_full", .. }) if self.nodes[i].role.correct() => {
+                self.stats.seen_set_full += 1;
+            }
+            Output::Metric(Metric::Sync { kind }) if kind.starts_with("refused") && self.nodes[i].role.correct() => {
+                self.stats.sync_refused += 1;
+            }
             Output::Subscribe { .. } | Output::AppScore { .. } | Output::Metric(_) | Output::Broadcast { .. } => {}
             Output::Validation { token, acceptance } => {
                 let Some(pending) = self.nodes[i].validations.remove(&token) else { return };
@@ -688,23 +724,15 @@ impl World {
                     self.sync_failed(i, i, request_id, 1);
                     return;
                 };
-                let Some(epoch) = self.epoch(i, j) else {
-                    let back = self.net.latency_us(i, j);
-                    self.sync_failed(i, j, request_id, back);
-                    return;
-                };
-                let len = codec::encode(&request).len();
-                match self.net.send(self.now_us, i, j, len, true) {
-                    Some(at) => {
-                        let from_inc = self.nodes[i].incarnation;
-                        self.at(at, Event::SyncRequest { to: j, from: i, from_inc, epoch, request_id, request });
-                    }
-                    None => self.sync_failed(i, j, request_id, SYNC_TIMEOUT_US),
-                }
+                self.send_sync_request(i, j, request_id, request);
             }
             Output::SyncServe { token, plan } => {
                 let Some((to, inc, epoch, request_id)) = self.nodes[i].serving.remove(&token) else { return };
                 let response = plan.execute(&self.nodes[i].store);
+                let now_ms = self.now_ms();
+                if let Some(engine) = self.nodes[i].engine.as_mut() {
+                    engine.handle_sync_served(now_ms, token);
+                }
                 if self.epoch(i, to) != Some(epoch) {
                     return;
                 }
@@ -806,6 +834,17 @@ impl World {
                 let wire = match topic {
                     RawTopic::Bracha => engine.topics().bracha(),
                     RawTopic::Gossip(name) => engine.topics().gossip(&name),
+                    RawTopic::Sync => {
+                        // To every connected peer, under ids the engine never issued (its
+                        // own start at 0), so the answers are dropped as unknown.
+                        let Ok(request) = codec::decode::<SyncRequest>(&bytes, codec::MAX_ENVELOPE_LEN) else { continue };
+                        for j in self.connected_peers(i) {
+                            self.attack_request_id += 1;
+                            self.send_sync_request(i, j, ATTACK_REQUEST_BASE + self.attack_request_id, request.clone());
+                        }
+                        attack.count_sent(bytes.len());
+                        continue;
+                    }
                 };
                 let len = bytes.len();
                 if self.publish(i, &wire, bytes) {
@@ -894,7 +933,7 @@ impl FaultTarget for Sim {
         node.armed_at = Some(now_ms);
         node.driver_generation += 1;
         let generation = node.driver_generation;
-        node.attack = Attack::new(node.agent.clone(), honest, attack.rate_per_s, attack.flood_per_s, max_message_len, seed).map(|a| (a, now_us));
+        node.attack = Attack::new(node.agent.clone(), honest, &attack, max_message_len, seed).map(|a| (a, now_us));
         if node.attack.is_some() {
             w.after(us_of(DRIVER_TICK), Event::Driver(i, generation));
         }
@@ -1026,6 +1065,7 @@ pub fn run(scenario: &Scenario, options: &SimOptions) -> anyhow::Result<SimRun> 
         net: Net::new(roles.len(), &scenario.links, scenario.seed ^ 0x11e7),
         meshes: BTreeMap::new(),
         connected: BTreeMap::new(),
+        attack_request_id: 0,
         next_epoch: 0,
         queue: BinaryHeap::new(),
         seq: 0,
