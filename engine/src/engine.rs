@@ -29,7 +29,7 @@ use crate::redial::Redial;
 use crate::relay::relays_direct;
 use crate::retransmit::{RETRANSMIT_BACKOFF_QUEUE, Retransmit};
 use crate::slow::SlowPeers;
-use crate::store::{Appended, Batch, Committed, OwnMessage, Recovered, SeqStream, StoredDelivery};
+use crate::store::{Appended, Batch, Committed, MAX_PRUNED_PER_BATCH, OwnMessage, Recovered, SeqStream, StoredDelivery};
 use crate::sync::{MAX_DIGEST_ORIGINS, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse};
 use crate::topics::{Topics, check_topic_name};
 use crate::verify::{Done, Job, Line, Origin, Outcome, Work};
@@ -92,7 +92,15 @@ pub struct EngineConfig {
     pub bootstrap: Vec<Peer>,
     /// Seed of the engine's only randomness (which peer to sync with).
     pub seed: u64,
+    /// How long deliveries (values, certificates, the own votes of their instances) are kept
+    /// (ms); 0 keeps them forever. Pruned every [`PRUNE_INTERVAL_MS`], in pages of
+    /// [`MAX_PRUNED_PER_BATCH`]. A pruned delivery still counts as delivered (its cursor and
+    /// watermark stay); an application reading the log more than this far behind misses it.
+    pub retention_ms: u64,
 }
+
+/// How often the engine asks the store to prune deliveries older than the retention.
+pub const PRUNE_INTERVAL_MS: u64 = 10_000;
 
 /// Why a command was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -233,6 +241,8 @@ pub struct Engine {
     sync_ms: u64,
     next_tick_ms: u64,
     next_sync_ms: u64,
+    retention_ms: u64,
+    next_prune_ms: u64,
     rng: ChaCha20Rng,
     publish_budget: PublishBudget,
 }
@@ -299,6 +309,8 @@ impl Engine {
             sync_ms: config.sync_interval_ms,
             next_tick_ms: now_ms + config.tick_interval_ms,
             next_sync_ms: now_ms + config.sync_interval_ms,
+            retention_ms: config.retention_ms,
+            next_prune_ms: now_ms,
             rng: ChaCha20Rng::seed_from_u64(config.seed),
             publish_budget: PublishBudget::new(&config.admission.reputation.budget, now_ms),
         };
@@ -445,6 +457,10 @@ impl Engine {
             self.next_sync_ms = now_ms + self.sync_ms;
             self.start_sync();
         }
+        if self.retention_ms > 0 && now_ms >= self.next_prune_ms {
+            self.next_prune_ms = now_ms + PRUNE_INTERVAL_MS;
+            self.batch.prune_before_ms = Some(now_ms.saturating_sub(self.retention_ms));
+        }
     }
 
     fn flush(&mut self) {
@@ -475,6 +491,13 @@ impl Engine {
                 return;
             }
         };
+        if committed.pruned > 0 {
+            self.outputs.push_back(Output::Metric(Metric::Pruned { deliveries: committed.pruned }));
+        }
+        if committed.pruned >= MAX_PRUNED_PER_BATCH {
+            // A full page: more may be due; ask again at the next timer.
+            self.next_prune_ms = now_ms;
+        }
         for item in gated {
             match item {
                 Gated::Bracha { index, instance, kind, envelope } => {

@@ -40,11 +40,13 @@ pub mod topics;
 pub mod verify;
 
 pub use engine::{
-    BRACHA_QUEUE_FACTOR, Engine, EngineConfig, EngineError, EngineStatus, LATENCY_FORGET_MS, MAX_BATCHES_IN_FLIGHT,
+    BRACHA_QUEUE_FACTOR, Engine, EngineConfig, EngineError, EngineStatus, LATENCY_FORGET_MS, MAX_BATCHES_IN_FLIGHT, PRUNE_INTERVAL_MS,
     MAX_SYNC_IN_FLIGHT, MAX_SYNC_SERVING, MAX_TRACKED_LATENCY, PeerView,
 };
 pub use output::{Delivered, GossipMessage, Metric, Output, PeerAction};
 pub use peer::Peer;
-pub use store::{Appended, Batch, Committed, DeliveryLog, OwnMessage, Recovered, SeqStream, StoredDelivery, Watermark};
+pub use store::{
+    Appended, Batch, Committed, DeliveryLog, MAX_PRUNED_PER_BATCH, OwnMessage, Recovered, SeqStream, StoredDelivery, Watermark,
+};
 pub use sync::{ServePlan, SyncRequest, SyncResponse};
 pub use verify::{Done, Job, Line, Outcome};

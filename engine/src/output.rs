@@ -213,6 +213,11 @@ pub enum Metric {
         /// Outcome label.
         outcome: &'static str,
     },
+    /// Deliveries older than the retention were pruned from the store.
+    Pruned {
+        /// How many.
+        deliveries: usize,
+    },
     /// A persistence batch failed: what it gated (publishes, deliveries) was dropped.
     PersistFailed {
         /// The batch.

@@ -121,12 +121,20 @@ pub struct Batch {
     pub own: Vec<OwnMessage>,
     /// Deliveries to append, at most once per `(origin, seq)`.
     pub deliveries: Vec<StoredDelivery>,
+    /// Retention: after the writes, forget deliveries made before this time (ms), with the
+    /// own messages of their instances, at most [`MAX_PRUNED_PER_BATCH`] of them (the engine
+    /// asks again while a commit reports a full page).
+    pub prune_before_ms: Option<u64>,
 }
+
+/// Most deliveries one batch prunes: a node back after a long time, or with a retention just
+/// shortened, prunes its backlog a page per batch instead of in one long transaction.
+pub const MAX_PRUNED_PER_BATCH: usize = 4096;
 
 impl Batch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.next_seq.is_empty() && self.own.is_empty() && self.deliveries.is_empty()
+        self.next_seq.is_empty() && self.own.is_empty() && self.deliveries.is_empty() && self.prune_before_ms.is_none()
     }
 }
 
@@ -138,6 +146,9 @@ pub struct Committed {
     pub own: Vec<Option<Vec<u8>>>,
     /// Per delivery: what appending it did.
     pub deliveries: Vec<Appended>,
+    /// Deliveries pruned ([`Batch::prune_before_ms`]); [`MAX_PRUNED_PER_BATCH`] means more may
+    /// be due.
+    pub pruned: usize,
 }
 
 /// What the driver reads from its store at start, for [`crate::Engine::new`].

@@ -7,8 +7,8 @@ use byzgossip_bracha::InstanceId;
 use byzgossip_crypto::codec;
 use byzgossip_crypto::{Envelope, Genesis, GossipPolicy, Keypair, Kind, PublicKey};
 use byzgossip_engine::{
-    Appended, Batch, Committed, DeliveryLog, Engine, EngineConfig, MAX_BATCHES_IN_FLIGHT, MAX_SYNC_SERVING, Metric, Output, Peer, PeerAction,
-    Recovered, SeqStream, StoredDelivery, SyncRequest, Watermark,
+    Appended, Batch, Committed, DeliveryLog, Engine, EngineConfig, MAX_BATCHES_IN_FLIGHT, MAX_PRUNED_PER_BATCH, MAX_SYNC_SERVING, Metric,
+    Output, PRUNE_INTERVAL_MS, Peer, PeerAction, Recovered, SeqStream, StoredDelivery, SyncRequest, Watermark,
 };
 use byzgossip_reputation::{Acceptance, AdmissionConfig};
 use proptest::prelude::*;
@@ -44,6 +44,7 @@ fn config(n: usize, i: usize) -> EngineConfig {
         redial_backoff_ms: 500,
         bootstrap: (0..n).filter(|&j| j != i).map(|j| Peer::Key(key(j).public())).collect(),
         seed: i as u64,
+        retention_ms: 0,
     }
 }
 
@@ -376,7 +377,7 @@ fn own_messages_are_published_only_after_their_batch_is_committed() {
     // The SEND and this member's own ECHO of it.
     let kinds: Vec<Kind> = batch.own.iter().map(|o| o.kind).collect();
     assert_eq!(kinds, vec![Kind::BrachaSend, Kind::BrachaEcho]);
-    engine.handle_committed(T0 + 1, batch.id, Ok(Committed { own: vec![None, None], deliveries: vec![] }));
+    engine.handle_committed(T0 + 1, batch.id, Ok(Committed { own: vec![None, None], deliveries: vec![], pruned: 0 }));
     let published: Vec<Kind> = std::iter::from_fn(|| engine.poll())
         .filter_map(|o| match o {
             Output::Publish { envelope, .. } => Some(envelope.header().kind),
@@ -394,7 +395,7 @@ fn a_broadcast_is_acknowledged_only_once_its_batch_is_durable() {
     let outputs: Vec<Output> = std::iter::from_fn(|| engine.poll()).collect();
     assert!(!outputs.iter().any(|o| matches!(o, Output::Broadcast { .. })));
     let id = outputs.iter().find_map(|o| if let Output::Persist(b) = o { Some(b.id) } else { None }).expect("batch");
-    engine.handle_committed(T0 + 1, id, Ok(Committed { own: vec![None, None], deliveries: vec![] }));
+    engine.handle_committed(T0 + 1, id, Ok(Committed { own: vec![None, None], deliveries: vec![], pruned: 0 }));
     assert!(std::iter::from_fn(|| engine.poll()).any(|o| matches!(o, Output::Broadcast { instance: i } if i == instance)));
 }
 
@@ -471,7 +472,7 @@ fn a_restarted_node_publishes_its_stored_vote_never_a_different_one() {
     // The store already holds another SEND for this slot (signed before a crash).
     let first = Envelope::seal(&key(0), genesis(4).network_id(), Kind::BrachaSend, 0, T0 - 10, b"old body".to_vec()).expect("seal");
     let stored = codec::encode_envelope(&first);
-    engine.handle_committed(T0 + 1, batch.id, Ok(Committed { own: vec![Some(stored.clone()), None], deliveries: vec![] }));
+    engine.handle_committed(T0 + 1, batch.id, Ok(Committed { own: vec![Some(stored.clone()), None], deliveries: vec![], pruned: 0 }));
     let published: Vec<Vec<u8>> = std::iter::from_fn(|| engine.poll())
         .filter_map(|o| match o {
             Output::Publish { envelope, .. } => Some(codec::encode_envelope(&envelope)),
@@ -928,4 +929,41 @@ fn no_more_than_the_bound_of_serving_plans_run_at_once() {
     let peer = Peer::Key(key(3).public());
     engine.handle_sync_request(T0 + 1, peer, 999, SyncRequest::Digest { bracha: vec![], gossip: vec![] });
     assert!(std::iter::from_fn(|| engine.poll()).any(|o| matches!(o, Output::SyncServe { token: 999, .. })));
+}
+
+/// Issue #11 point 5: with a retention, the engine asks the store every PRUNE_INTERVAL_MS to
+/// forget deliveries older than it, asks again at once while a commit reports a full page,
+/// and never without a retention.
+#[test]
+fn deliveries_older_than_the_retention_are_pruned_a_page_at_a_time() {
+    let prunes = |retention_ms: u64, pages: &[usize]| {
+        let mut engine = Engine::new(EngineConfig { retention_ms, ..config(4, 0) }, Recovered::default(), T0).expect("engine");
+        let mut asked = Vec::new();
+        let mut pages = pages.iter().copied();
+        for step in 0..400u64 {
+            let now = T0 + step * 100;
+            engine.handle_timeout(now);
+            while let Some(output) = engine.poll() {
+                if let Output::Persist(batch) = output {
+                    let pruned = match batch.prune_before_ms {
+                        Some(before) => {
+                            asked.push((now - T0, now - before));
+                            pages.next().unwrap_or(0)
+                        }
+                        None => 0,
+                    };
+                    let committed = Committed { own: vec![None; batch.own.len()], deliveries: vec![], pruned };
+                    engine.handle_committed(now, batch.id, Ok(committed));
+                }
+            }
+        }
+        asked
+    };
+    assert!(prunes(0, &[]).is_empty(), "no retention, no pruning");
+    let asked = prunes(60_000, &[MAX_PRUNED_PER_BATCH, MAX_PRUNED_PER_BATCH, 3]);
+    assert!(asked.iter().all(|(_, age)| *age == 60_000), "always the retention's age: {asked:?}");
+    let times: Vec<u64> = asked.iter().map(|(t, _)| *t).collect();
+    // Two full pages: asked again at the next timer (100 ms); then every 10 s.
+    assert_eq!(&times[..4], &[0, 100, 200, 200 + PRUNE_INTERVAL_MS], "{times:?}");
+    assert_eq!(times.len(), 3 + (40_000 - 200 - 1) as usize / PRUNE_INTERVAL_MS as usize);
 }

@@ -67,7 +67,15 @@ pub struct NodeConfig {
     pub redial_backoff: Duration,
     /// Gossip topics to subscribe to at start.
     pub topics: Vec<String>,
+    /// How long deliveries (values, certificates, the own votes of their instances) are kept
+    /// ([`DEFAULT_RETENTION`]); zero keeps them forever. Bounds the store's size (delivery
+    /// rate times retention) and the restart's work (own messages of retained instances
+    /// only). Deliveries past it still count as delivered; `/deliveries` skips them.
+    pub retention: Duration,
 }
+
+/// Default [`NodeConfig::retention`]: one day.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl NodeConfig {
     /// A config with defaults for everything but the genesis and key.
@@ -102,6 +110,7 @@ impl NodeConfig {
             max_connections_per_peer: 2,
             redial_backoff: Duration::from_millis(500),
             topics: Vec::new(),
+            retention: DEFAULT_RETENTION,
         }
     }
 

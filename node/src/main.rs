@@ -191,6 +191,10 @@ struct RunArgs {
     /// gossip takes at most half of its share (default 524288).
     #[arg(long)]
     seen_committee_capacity: Option<usize>,
+    /// Seconds deliveries are kept (values, certificates, own votes of their instances);
+    /// 0 keeps them forever (default 86400, one day).
+    #[arg(long)]
+    retention_s: Option<u64>,
     /// For supervisors: exit cleanly when stdin closes.
     ///
     /// A supervisor (the testnet's process runtime) keeps a pipe to the node's stdin open;
@@ -222,6 +226,7 @@ struct FileConfig {
     seen_capacity: Option<usize>,
     seen_per_origin_capacity: Option<usize>,
     seen_committee_capacity: Option<usize>,
+    retention_s: Option<u64>,
 }
 
 /// The log filter without `RUST_LOG`. Gossipsub's "Send Queue full" warning comes once per
@@ -326,6 +331,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(ms) = args.tick_interval_ms.or(file.tick_interval_ms) {
         config.tick_interval = Duration::from_millis(ms);
+    }
+    if let Some(s) = args.retention_s.or(file.retention_s) {
+        config.retention = Duration::from_secs(s);
     }
     let replay = &mut config.admission.replay;
     for (value, field) in [

@@ -60,6 +60,8 @@ pub struct Metrics {
     /// they came straight from their signer and this node is not one of its designated
     /// relays (`network::relays_direct`).
     pub relay_skipped: Counter,
+    /// Deliveries pruned from the store after their retention.
+    pub pruned_deliveries: Counter,
 }
 
 impl Metrics {
@@ -85,6 +87,7 @@ impl Metrics {
             sent: Family::default(),
             sent_bytes: Family::default(),
             relay_skipped: Counter::default(),
+            pruned_deliveries: Counter::default(),
         };
         registry.register("messages", "Messages received by kind and outcome", m.messages.clone());
         registry.register("rejections", "Rejections with blame by reason", m.rejections.clone());
@@ -102,6 +105,7 @@ impl Metrics {
         registry.register("received_bytes", "Bytes of gossipsub messages received, by topic", m.received_bytes.clone());
         registry.register("sent_messages", "Messages handed to gossipsub to publish, by topic", m.sent.clone());
         registry.register("relay_skipped", "Accepted messages not forwarded: direct from the signer, not a designated relay", m.relay_skipped.clone());
+        registry.register("pruned_deliveries", "Deliveries pruned from the store after their retention", m.pruned_deliveries.clone());
         registry.register("sent_bytes", "Bytes of messages handed to gossipsub to publish, by topic", m.sent_bytes.clone());
         (m, registry)
     }
@@ -184,6 +188,9 @@ impl Metrics {
                 }
             }
             Metric::SlowPeer { outcome } => Self::inc(&self.slow_peers, "outcome", outcome),
+            Metric::Pruned { deliveries } => {
+                self.pruned_deliveries.inc_by(*deliveries as u64);
+            }
             Metric::PersistFailed { batch } => {
                 Self::inc(&self.sync, "kind", "persist_failed");
                 tracing::error!(batch, "a persistence batch failed: its publishes and deliveries were dropped");

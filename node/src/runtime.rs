@@ -330,6 +330,7 @@ pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError>
         redial_backoff_ms: config.redial_backoff.as_millis().max(1) as u64,
         bootstrap: bootstrap.iter().filter_map(|(_, p)| p.as_ref()).map(to_peer).collect(),
         seed: rand::random(),
+        retention_ms: config.retention.as_millis() as u64,
     };
     let engine = Engine::new(engine_config, recovered, now_ms())?;
     let committee = engine.committee().clone();

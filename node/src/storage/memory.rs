@@ -148,15 +148,19 @@ impl Store for MemoryStore {
         Ok(self.lock()?.watermarks.values().copied().collect())
     }
 
-    fn prune_deliveries(&self, before_ms: u64) -> Result<usize, StoreError> {
+    fn prune_deliveries(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let mut guard = self.lock()?;
         let state = &mut *guard;
-        let old: Vec<(u64, PublicKey, u64)> = state
+        // Oldest first, as the redb store (delivery times rise with cursors but for clocks).
+        let mut old: Vec<(u64, u64, PublicKey, u64)> = state
             .deliveries
             .iter()
             .filter(|(_, d)| d.delivered_at_ms < before_ms)
-            .map(|(&c, d)| (c, d.origin, d.seq))
+            .map(|(&c, d)| (d.delivered_at_ms, c, d.origin, d.seq))
             .collect();
+        old.sort_unstable();
+        old.truncate(limit);
+        let old: Vec<(u64, PublicKey, u64)> = old.into_iter().map(|(_, c, o, s)| (c, o, s)).collect();
         for &(cursor, origin, seq) in &old {
             state.deliveries.remove(&cursor);
             state.own.retain(|&(o, s, _), _| o != origin || s != seq);

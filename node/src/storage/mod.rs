@@ -34,7 +34,8 @@ use byzgossip_crypto::codec::{MAX_BODY_LEN, MAX_ENVELOPE_LEN};
 use byzgossip_crypto::{Kind, PublicKey};
 // The persisted records are the engine's (it decides what must survive); this module stores them.
 pub use byzgossip_engine::store::{
-    Appended, Batch, Committed, DeliveryLog, FIRST_SEQ, OwnMessage, Recovered, SeqStream, StoredDelivery, Watermark,
+    Appended, Batch, Committed, DeliveryLog, FIRST_SEQ, MAX_PRUNED_PER_BATCH, OwnMessage, Recovered, SeqStream, StoredDelivery,
+    Watermark,
 };
 
 /// Most deliveries one [`Store::deliveries_from`] call returns, whatever limit is asked.
@@ -166,9 +167,10 @@ pub trait Store: Send + Sync {
     /// One [`Watermark`] per origin that ever had a delivery, ordered by origin.
     fn high_watermarks(&self) -> Result<Vec<Watermark>, StoreError>;
 
-    /// Drops every delivery with `delivered_at_ms < before_ms`, with the own messages of its
-    /// instance; returns how many deliveries were dropped. They still count as delivered.
-    fn prune_deliveries(&self, before_ms: u64) -> Result<usize, StoreError>;
+    /// Drops the oldest deliveries with `delivered_at_ms < before_ms`, at most `limit` of
+    /// them, with the own messages of their instances; returns how many were dropped. They
+    /// still count as delivered.
+    fn prune_deliveries(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError>;
 
     /// Commits an engine [`Batch`] (seq counters, own messages, deliveries, in that order) and
     /// reports what each item did. [`RedbStore`] does it in one transaction; this default
@@ -185,6 +187,9 @@ pub trait Store: Send + Sync {
         }
         for delivery in &batch.deliveries {
             committed.deliveries.push(self.insert_delivery(delivery)?);
+        }
+        if let Some(before_ms) = batch.prune_before_ms {
+            committed.pruned = self.prune_deliveries(before_ms, MAX_PRUNED_PER_BATCH)?;
         }
         Ok(committed)
     }

@@ -20,7 +20,8 @@
 //! takes an exclusive file lock, released when the store is dropped (or the process dies).
 
 use super::{
-    Appended, Batch, Committed, FIRST_SEQ, MAX_APP_CURSOR_NAME_LEN, MAX_DELIVERIES_PAGE, MAX_OWN_MESSAGE_LEN, OwnMessage, SeqStream,
+    Appended, Batch, Committed, FIRST_SEQ, MAX_APP_CURSOR_NAME_LEN, MAX_DELIVERIES_PAGE, MAX_OWN_MESSAGE_LEN, MAX_PRUNED_PER_BATCH, OwnMessage,
+    SeqStream,
     Store, StoreError, StoredDelivery, Watermark, check_delivery, check_len, next_of,
 };
 use byzgossip_crypto::{Digest, Kind, PublicKey};
@@ -153,6 +154,36 @@ fn record_own_in(
 }
 
 /// Appends a delivery in `txn` at most once per `(origin, seq)`.
+/// Drops the oldest deliveries made before `before_ms`, at most `limit`, with the own
+/// messages of their instances, inside `txn`; returns how many.
+fn prune_in(txn: &redb::WriteTransaction, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
+    let mut by_time = txn.open_table(BY_TIME)?;
+    let old: Vec<(u64, u64)> =
+        by_time.range(..(before_ms, 0))?.take(limit).map(|e| e.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
+    let mut deliveries = txn.open_table(DELIVERIES)?;
+    let mut delivered = txn.open_table(DELIVERED)?;
+    let mut own = txn.open_table(OWN)?;
+    let watermarks = txn.open_table(WATERMARKS)?;
+    for &(at, cursor) in &old {
+        by_time.remove((at, cursor))?;
+        let Some(row) = deliveries.remove(cursor)? else { continue };
+        let (origin, seq, ..) = row.value();
+        drop(row);
+        let kinds: Vec<_> = own
+            .range((origin, seq, 0u8)..=(origin, seq, u8::MAX))?
+            .map(|e| e.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        for key in &kinds {
+            own.remove(key)?;
+        }
+        let low = watermarks.get(origin)?.map_or(FIRST_SEQ, |v| v.value().0);
+        if seq < low {
+            delivered.remove((origin, seq))?;
+        }
+    }
+    Ok(old.len())
+}
+
 fn insert_delivery_in(txn: &redb::WriteTransaction, delivery: &StoredDelivery) -> Result<Appended, StoreError> {
     let (origin, seq) = (delivery.origin.0, delivery.seq);
     let cursor = {
@@ -309,6 +340,9 @@ impl Store for RedbStore {
         for delivery in &batch.deliveries {
             committed.deliveries.push(insert_delivery_in(&txn, delivery)?);
         }
+        if let Some(before_ms) = batch.prune_before_ms {
+            committed.pruned = prune_in(&txn, before_ms, MAX_PRUNED_PER_BATCH)?;
+        }
         txn.commit()?;
         Ok(committed)
     }
@@ -350,35 +384,9 @@ impl Store for RedbStore {
         Ok(out)
     }
 
-    fn prune_deliveries(&self, before_ms: u64) -> Result<usize, StoreError> {
+    fn prune_deliveries(&self, before_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let txn = self.db.begin_write()?;
-        let pruned = {
-            let mut by_time = txn.open_table(BY_TIME)?;
-            let old: Vec<(u64, u64)> =
-                by_time.range(..(before_ms, 0))?.map(|e| e.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
-            let mut deliveries = txn.open_table(DELIVERIES)?;
-            let mut delivered = txn.open_table(DELIVERED)?;
-            let mut own = txn.open_table(OWN)?;
-            let watermarks = txn.open_table(WATERMARKS)?;
-            for &(at, cursor) in &old {
-                by_time.remove((at, cursor))?;
-                let Some(row) = deliveries.remove(cursor)? else { continue };
-                let (origin, seq, ..) = row.value();
-                drop(row);
-                let kinds: Vec<_> = own
-                    .range((origin, seq, 0u8)..=(origin, seq, u8::MAX))?
-                    .map(|e| e.map(|(k, _)| k.value()))
-                    .collect::<Result<_, _>>()?;
-                for key in &kinds {
-                    own.remove(key)?;
-                }
-                let low = watermarks.get(origin)?.map_or(FIRST_SEQ, |v| v.value().0);
-                if seq < low {
-                    delivered.remove((origin, seq))?;
-                }
-            }
-            old.len()
-        };
+        let pruned = prune_in(&txn, before_ms, limit)?;
         txn.commit()?;
         Ok(pruned)
     }

@@ -42,6 +42,7 @@ fn check_a_batch_commits_like_its_items_and_recovers(store: &dyn Store) {
         next_seq: vec![(SeqStream::Broadcast, 3), (SeqStream::Gossip, 1)],
         own: vec![own(0, b"first"), own(0, b"second"), own(1, b"other")],
         deliveries: vec![delivery(1, 0, 10), delivery(1, 0, 10), delivery(2, 5, 11)],
+        prune_before_ms: None,
     };
     let committed = store.commit(&batch).expect("commit");
     assert_eq!(committed.own, vec![None, Some(b"first".to_vec()), None], "the first own message of a slot wins");
@@ -206,9 +207,9 @@ fn check_prune_deliveries(store: &dyn Store) {
     let marks = store.high_watermarks().expect("marks");
     store.set_app_cursor("app", 4).expect("app");
 
-    assert_eq!(store.prune_deliveries(10).expect("prune"), 0, "strictly before");
-    assert_eq!(store.prune_deliveries(25).expect("prune"), 2);
-    assert_eq!(store.prune_deliveries(25).expect("prune"), 0);
+    assert_eq!(store.prune_deliveries(10, usize::MAX).expect("prune"), 0, "strictly before");
+    assert_eq!(store.prune_deliveries(25, usize::MAX).expect("prune"), 2);
+    assert_eq!(store.prune_deliveries(25, usize::MAX).expect("prune"), 0);
     assert_eq!(store.delivery(key(1), 0).expect("get"), None);
     assert_eq!(store.delivery(key(1), 2).expect("get"), None);
     assert_eq!(store.delivery(key(1), 3).expect("get"), Some((3, late3.clone())));
@@ -227,7 +228,7 @@ fn check_prune_deliveries(store: &dyn Store) {
     assert_eq!(store.insert_delivery(&early2).expect("again"), Appended::Pruned);
     assert_eq!(store.high_watermarks().expect("marks")[0], Watermark { origin: key(1), low: 4, high: 3, count: 4 });
     assert_eq!(store.app_cursor("app").expect("app"), 4);
-    assert_eq!(store.prune_deliveries(u64::MAX).expect("prune"), 3);
+    assert_eq!(store.prune_deliveries(u64::MAX, usize::MAX).expect("prune"), 3);
     assert_eq!(store.deliveries_from(0, 10).expect("from"), vec![]);
     assert_eq!(store.last_cursor().expect("last"), 5);
     assert_eq!(store.append_delivery(&delivery(3, 0, 50)).expect("append"), 6, "pruned cursors stay unused");
@@ -236,6 +237,32 @@ fn check_prune_deliveries(store: &dyn Store) {
 #[test]
 fn prune_keeps_deliveries_delivered() {
     each_store(check_prune_deliveries);
+}
+
+/// A batch prunes at most MAX_PRUNED_PER_BATCH deliveries, oldest first, with the own
+/// messages of their instances, so a restart reads only what the retention keeps.
+fn check_a_batch_prunes_a_bounded_page(store: &dyn Store) {
+    let total = MAX_PRUNED_PER_BATCH + 10;
+    let own = (0..total as u64).map(|seq| OwnMessage { instance_origin: key(1), seq, kind: Kind::BrachaEcho, envelope: vec![1] }).collect();
+    let deliveries = (0..total as u64).map(|seq| delivery(1, seq, seq)).collect();
+    store.commit(&Batch { id: 1, own, deliveries, ..Batch::default() }).expect("commit");
+    let prune = |id, before_ms| store.commit(&Batch { id, prune_before_ms: Some(before_ms), ..Batch::default() }).expect("prune").pruned;
+    assert_eq!(prune(2, u64::MAX), MAX_PRUNED_PER_BATCH);
+    // The oldest went first: the 10 newest are kept, with their own messages.
+    let kept: Vec<u64> = store.deliveries_from(0, usize::MAX).expect("read").iter().map(|(_, d)| d.seq).collect();
+    assert_eq!(kept, (MAX_PRUNED_PER_BATCH as u64..total as u64).collect::<Vec<_>>());
+    assert_eq!(recover(store).expect("recover").own.len(), 10);
+    assert_eq!(prune(3, total as u64 - 5), 5, "only those delivered before the time");
+    assert_eq!(prune(4, u64::MAX), 5);
+    assert_eq!(prune(5, u64::MAX), 0);
+    let recovered = recover(store).expect("recover");
+    assert!(recovered.own.is_empty());
+    assert_eq!(recovered.last_cursor, total as u64, "pruning never lowers the cursor");
+}
+
+#[test]
+fn a_batch_prunes_a_bounded_page() {
+    each_store(check_a_batch_prunes_a_bounded_page);
 }
 
 fn check_app_cursor(store: &dyn Store) {
@@ -499,7 +526,7 @@ fn apply(store: &dyn Store, op: &Op) -> String {
         Op::Delivery(o, s) => store.delivery(key(o), s).map(|x| format!("{x:?}")),
         Op::LastCursor => store.last_cursor().map(|x| format!("{x:?}")),
         Op::Watermarks => store.high_watermarks().map(|x| format!("{x:?}")),
-        Op::Prune(t) => store.prune_deliveries(t).map(|x| format!("{x:?}")),
+        Op::Prune(t) => store.prune_deliveries(t, usize::MAX).map(|x| format!("{x:?}")),
         Op::SetApp(n, c) => store.set_app_cursor(app(n), c).map(|x| format!("{x:?}")),
         Op::App(n) => store.app_cursor(app(n)).map(|x| format!("{x:?}")),
         Op::Reopen => Ok(String::new()),

@@ -276,6 +276,7 @@ impl World {
             redial_backoff_ms: config.redial_backoff.as_millis() as u64,
             bootstrap,
             seed,
+            retention_ms: config.retention.as_millis() as u64,
         }
     }
 

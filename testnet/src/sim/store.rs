@@ -139,6 +139,7 @@ mod tests {
             next_seq: vec![(SeqStream::Broadcast, 3)],
             own: vec![own(1), own(2)],
             deliveries: vec![delivery(1, 1), delivery(1, 0), delivery(1, 1)],
+            prune_before_ms: None,
         };
         let c = store.commit(&batch);
         assert_eq!(c.own, vec![None, Some(vec![1])]);
