@@ -264,6 +264,9 @@ impl World {
             redial_backoff_ms: config.redial_backoff.as_millis() as u64,
             bootstrap,
             seed,
+            // The simulator never loses a store (a restart keeps it), and its nodes start as
+            // a brand-new network: nothing to recover, so no wait.
+            seq_recovery_timeout_ms: 0,
         }
     }
 
