@@ -67,6 +67,12 @@ pub struct NodeConfig {
     pub redial_backoff: Duration,
     /// Gossip topics to subscribe to at start.
     pub topics: Vec<String>,
+    /// How long a member whose store is new waits for its peers to tell it its own
+    /// delivered instances before it broadcasts (a node that lost its data dir must not
+    /// reuse a seq); broadcasts meanwhile answer [`crate::NodeError::Busy`]. Only a member
+    /// with bootstrap peers waits; zero: never wait. Default
+    /// [`byzgossip_engine::DEFAULT_SEQ_RECOVERY_TIMEOUT_MS`] (10 s).
+    pub seq_recovery_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -102,6 +108,7 @@ impl NodeConfig {
             max_connections_per_peer: 2,
             redial_backoff: Duration::from_millis(500),
             topics: Vec::new(),
+            seq_recovery_timeout: Duration::from_millis(byzgossip_engine::DEFAULT_SEQ_RECOVERY_TIMEOUT_MS),
         }
     }
 

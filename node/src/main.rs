@@ -180,6 +180,10 @@ struct RunArgs {
     /// (default 250).
     #[arg(long)]
     tick_interval_ms: Option<u64>,
+    /// Milliseconds a member with a new data dir waits for its peers to tell it its own
+    /// delivered broadcasts before broadcasting (default 10000; 0: don't wait).
+    #[arg(long)]
+    seq_recovery_timeout_ms: Option<u64>,
     /// For supervisors: exit cleanly when stdin closes.
     ///
     /// A supervisor (the testnet's process runtime) keeps a pipe to the node's stdin open;
@@ -208,6 +212,7 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     sync_interval_ms: Option<u64>,
     tick_interval_ms: Option<u64>,
+    seq_recovery_timeout_ms: Option<u64>,
 }
 
 /// The log filter without `RUST_LOG`. Gossipsub's "Send Queue full" warning comes once per
@@ -312,6 +317,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(ms) = args.tick_interval_ms.or(file.tick_interval_ms) {
         config.tick_interval = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.seq_recovery_timeout_ms.or(file.seq_recovery_timeout_ms) {
+        config.seq_recovery_timeout = Duration::from_millis(ms);
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
