@@ -129,9 +129,14 @@ async fn a_node_that_lost_its_data_dir_recovers_its_next_seq_and_broadcasts_agai
 
     // The data dir is gone: a new, empty one.
     let second_dir = tempfile::tempdir().expect("tempdir");
+    let restarted = tokio::time::Instant::now();
     let victim = spawn_on(&committee, 3, second_dir.path(), &peers).await.expect("victim restarts");
     let seq = broadcast_retrying(&victim, b"after the loss").await;
+    let took = restarted.elapsed();
+    eprintln!("recovered next seq {seq} {took:?} after the restart");
     assert_eq!(seq, 5, "the next seq after the five delivered ones");
+    // From the peers' answers, not by the 10 s default timeout.
+    assert!(took < Duration::from_secs(5), "{took:?}");
     let delivered = bracha_deliveries(&nodes[0], 6, DEADLINE).await;
     let last = delivered.iter().find(|d| d.instance.origin == victim_key && d.instance.seq == 5).expect("seq 5 delivered");
     assert_eq!(last.value, b"after the loss");
@@ -151,4 +156,54 @@ async fn a_node_that_lost_its_data_dir_recovers_its_next_seq_and_broadcasts_agai
     for node in nodes {
         node.shutdown().await;
     }
+}
+
+/// A minimal HTTP/1.1 POST with the bearer token: (status, head, body).
+async fn post(addr: std::net::SocketAddr, token: &str, path: &str, body: &[u8]) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\nauthorization: Bearer {token}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// While a fresh member waits for its peers, a broadcast is backpressure (HTTP 429 with
+/// `Retry-After`, `NodeError::Busy` in the embedding API), and the wait is bounded: with
+/// every bootstrap peer unreachable, the node broadcasts from seq 0 once
+/// `seq_recovery_timeout` has passed, and not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_member_whose_peers_never_answer_is_busy_until_its_recovery_timeout() {
+    init_logs();
+    let committee = Committee::new(4, 75);
+    let mut config = committee.config(0);
+    config.api_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    config.seq_recovery_timeout = Duration::from_millis(1_500);
+    // A bootstrap peer (member 1) where nothing listens: the node expects peers, none answers.
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = nobody.local_addr().expect("addr").port();
+    drop(nobody);
+    let member_1 = byzgossip_node::identity::peer_id(&committee.keys[1].public()).expect("peer id");
+    let started = tokio::time::Instant::now();
+    let node = start(config.clone(), &[format!("/ip4/127.0.0.1/tcp/{port}/p2p/{member_1}").parse().expect("addr")]).await;
+
+    let (status, head, body) = post(node.api_addr().expect("api"), config.api_token.as_str(), "/broadcast", b"early").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    assert!(body.contains("\"code\":\"busy\"") && body.contains("recovering"), "{body}");
+    assert!(matches!(node.broadcast(b"early".to_vec()).await, Err(NodeError::Busy(m)) if m.contains("recovering")));
+
+    let seq = broadcast_retrying(&node, b"after the wait").await;
+    let waited = started.elapsed();
+    assert_eq!(seq, 0, "nobody knew of an earlier seq");
+    assert!(waited >= Duration::from_millis(1_500), "broadcast taken after {waited:?}, before the timeout");
+    assert!(waited < Duration::from_secs(15), "the wait is bounded: {waited:?}");
+    node.shutdown().await;
 }
