@@ -244,6 +244,15 @@ pub struct Engine {
     rng: ChaCha20Rng,
     publish_budget: PublishBudget,
     recovery: SeqRecovery,
+    /// The store had no own SEND at start: own instances delivered here from certificates
+    /// (not broadcast in this life) get a re-signed SEND of their value stored, so that a
+    /// restart never takes their seqs for lost ones (module `recovery`).
+    lost_own_sends: bool,
+    /// The first seq this engine broadcast, if any.
+    first_own_seq: Option<u64>,
+    /// Every own seq below it is certified delivered (learned from peers); while the own
+    /// low watermark is below it, the recovery wait goes on (the window fills by sync).
+    own_floor: u64,
 }
 
 impl Engine {
@@ -272,9 +281,8 @@ impl Engine {
         let topics = Topics::new(&network);
         // A member with nothing of its own stored may have lost its store: wait for peers
         // (module `recovery` says who waits and for how long).
-        let fresh = recovered.own.is_empty()
-            && recovered.next_broadcast_seq == FIRST_SEQ
-            && !recovered.watermarks.iter().any(|m| m.origin == me);
+        let fresh = recovered.next_broadcast_seq == FIRST_SEQ
+            && !recovered.own.iter().any(|m| m.kind == Kind::BrachaSend && m.instance_origin == me);
         let recovery = if member.is_some()
             && fresh
             && committee.n() > 1
@@ -325,6 +333,9 @@ impl Engine {
             rng: ChaCha20Rng::seed_from_u64(config.seed),
             publish_budget: PublishBudget::new(&config.admission.reputation.budget, now_ms),
             recovery,
+            lost_own_sends: fresh,
+            first_own_seq: None,
+            own_floor: FIRST_SEQ,
         };
         engine.outputs.push_back(Output::Subscribe { topic: engine.topics.bracha() });
         for topic in &config.topics {
@@ -340,6 +351,22 @@ impl Engine {
             if self.committee.contains(&mark.origin) {
                 bracha.set_low_watermark(&mark.origin, mark.low).map_err(|e| EngineError::Config(e.to_string()))?;
             }
+        }
+        // An honest origin signs seq t only while its window [low, low + window) holds it, so
+        // every own seq up to t - window was delivered: start the own window there at least
+        // (a store that lost instances below it, see `recovery`, would otherwise hold the
+        // window below them for ever).
+        let window = bracha.window(&self.me).map_or(0, |w| w.end - w.start);
+        let highest_send = recovered
+            .own
+            .iter()
+            .filter(|m| m.kind == Kind::BrachaSend && m.instance_origin == self.me)
+            .map(|m| m.seq)
+            .max();
+        if let Some(t) = highest_send {
+            bracha
+                .set_low_watermark(&self.me, (t + 1).saturating_sub(window))
+                .map_err(|e| EngineError::Config(e.to_string()))?;
         }
         let mut own_sends = BTreeSet::new();
         let mut steps = Vec::new();
@@ -359,7 +386,10 @@ impl Engine {
                 steps.push(step);
             }
         }
-        let low = bracha.low_watermark(&self.me).unwrap_or(0);
+        // A seq reserved without its SEND was reserved while the window held it and no later
+        // one passed it, so it is at least `next - window`: older seqs without a stored SEND
+        // are not this store's to fill (they were a lost store's, delivered long ago).
+        let low = bracha.low_watermark(&self.me).unwrap_or(0).max(self.next_broadcast_seq.saturating_sub(window));
         for seq in low..self.next_broadcast_seq {
             if !own_sends.contains(&seq) {
                 self.outputs.push_back(Output::Metric(Metric::FilledLostBroadcast { seq }));
@@ -554,7 +584,8 @@ impl Engine {
                 self.max_value_len
             )));
         }
-        if let Some(settled) = self.recovery.settle(now_ms) {
+        let caught_up = bracha.low_watermark(&self.me).is_some_and(|low| low >= self.own_floor);
+        if let Some(settled) = self.recovery.settle(now_ms, caught_up) {
             self.outputs.push_back(Output::Metric(Metric::Sync { kind: settled.label() }));
         }
         if self.recovery.waiting() {
@@ -575,6 +606,7 @@ impl Engine {
         }
         let step = bracha.broadcast_at(seq, value, now_ms).map_err(|e| EngineError::Refused(e.to_string()))?;
         self.next_broadcast_seq = seq + 1;
+        self.first_own_seq.get_or_insert(seq);
         self.batch.next_seq.push((SeqStream::Broadcast, seq + 1));
         let instance = InstanceId { origin: self.me, seq };
         self.latency.seen(instance, now_ms);
@@ -976,6 +1008,22 @@ impl Engine {
         }
         for delivery in step.delivered {
             self.retransmit.remove_instance(&delivery.instance);
+            if delivery.instance.origin == self.me
+                && self.lost_own_sends
+                && self.first_own_seq.is_none_or(|first| delivery.instance.seq < first)
+            {
+                // An own instance of a lost store: record a SEND of the delivered value (same
+                // digest, so never a conflicting one) as if this store had signed it.
+                let send = Message::Send { instance: delivery.instance, value: delivery.value.clone() };
+                if let Ok(envelope) = send.seal(&self.keypair, self.network, now_ms) {
+                    self.batch.own.push(OwnMessage {
+                        instance_origin: self.me,
+                        seq: delivery.instance.seq,
+                        kind: Kind::BrachaSend,
+                        envelope: codec::encode_envelope(&envelope),
+                    });
+                }
+            }
             let certificate = delivery.certificate.encode();
             let index = self.batch.deliveries.len();
             self.batch.deliveries.push(StoredDelivery {
@@ -1111,7 +1159,7 @@ impl Engine {
 
     /// Asks every connected member not asked yet for this node's latest delivered instance.
     fn recovery_ask(&mut self) {
-        let asks = self.recovery.to_ask(self.connected.iter(), self.committee.members(), &self.me);
+        let asks = self.recovery.ask_new(self.connected.iter(), self.committee.members(), &self.me);
         for key in asks {
             if !self.send_sync(Peer::Key(key), SyncRequest::Latest { origin: self.me }, SyncPurpose::Latest) {
                 self.recovery.failed(&key);
@@ -1121,18 +1169,17 @@ impl Engine {
 
     /// Ends the wait when it may end, and says how.
     fn recovery_settle(&mut self, now_ms: u64) {
-        if let Some(settled) = self.recovery.settle(now_ms) {
+        let caught_up = self.bracha.as_ref().and_then(|b| b.low_watermark(&self.me)).is_none_or(|low| low >= self.own_floor);
+        if let Some(settled) = self.recovery.settle(now_ms, caught_up) {
             self.metric(Metric::Sync { kind: settled.label() });
         }
     }
 
     /// `from`'s answer to [`SyncRequest::Latest`]: a certificate of an own instance is
     /// checked as a job (it counts once verified); anything else of a peer that could have
-    /// checked it costs that peer and is asked again later.
+    /// checked it costs that peer and is asked again later. An answer arriving after the
+    /// wait ended is still checked: a certified seq is never handed out again.
     fn recovery_answer(&mut self, from: PublicKey, answer: Option<SyncedDelivery>, now_ms: u64) {
-        if !self.recovery.waiting() {
-            return;
-        }
         let Some(delivery) = answer else {
             self.recovery.answered(from, None);
             self.recovery_settle(now_ms);
@@ -1176,7 +1223,11 @@ impl Engine {
     /// delivered) so that sync fills the rest of the window and the next seq fits in it.
     fn learned_own_seq(&mut self, seq: u64) {
         let Some(bracha) = self.bracha.as_mut() else { return };
+        // In memory only: the next broadcast stores the counter with its SEND. Storing it
+        // now would make a restart "fill" every seq below it that has no stored SEND with an
+        // empty value, a second SEND for seqs this node used before it lost its store.
         self.next_broadcast_seq = self.next_broadcast_seq.max(seq.saturating_add(1));
+        self.own_floor = self.own_floor.max(seq.saturating_add(1));
         if let Some(window) = bracha.window(&self.me) {
             let low = seq.saturating_add(1).saturating_sub(window.end - window.start);
             let _ = bracha.set_low_watermark(&self.me, low);

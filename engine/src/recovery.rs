@@ -14,7 +14,9 @@
 //!
 //! When the wait ends:
 //! - answers from `n - 1 - f` other members arrived (the most that can be counted on when f
-//!   members may stay silent) and every certificate among them was checked; or
+//!   members may stay silent), every certificate among them was checked, and the own
+//!   instances up to the highest certified one are delivered here (sync fills the window
+//!   from `seq + 1 - window`); or
 //! - the timeout ([`crate::EngineConfig::seq_recovery_timeout_ms`]) passed since start: the
 //!   engine starts from what it knows.
 //!
@@ -24,6 +26,15 @@
 //! and starts from its store at once; so does a node with the timeout at 0. A brand-new
 //! committee therefore waits only for its members' first answers ("nothing of yours
 //! delivered"), one round trip after they connect, and never when started alone.
+//!
+//! Restarting after a recovery must not undo it. The store of a recovered node has no SEND
+//! for the seqs of its former life, and the restart path fills a reserved seq without a
+//! SEND with an empty value (for data dirs of older versions). So (1) the engine records a
+//! re-signed SEND of each own instance it delivers from a certificate and did not broadcast
+//! in this life (same value, same digest: never a conflicting SEND); (2) on restart the own
+//! window starts at least at `highest own SEND + 1 - window` (an honest origin signed that
+//! seq only while its window held it); (3) only seqs from `next - window` up are filled
+//! (a seq reserved without a SEND is always that recent).
 //!
 //! Known limit: an instance whose SEND was published but that no peer had delivered when it
 //! answered is not counted (peers hold it open, not delivered); a recovered node that takes
@@ -97,7 +108,7 @@ impl SeqRecovery {
     }
 
     /// Connected members not asked yet, to ask now (marked as asked).
-    pub(crate) fn to_ask<'a>(&mut self, connected: impl Iterator<Item = &'a Peer>, members: &[PublicKey], me: &PublicKey) -> Vec<PublicKey> {
+    pub(crate) fn ask_new<'a>(&mut self, connected: impl Iterator<Item = &'a Peer>, members: &[PublicKey], me: &PublicKey) -> Vec<PublicKey> {
         let SeqRecovery::Waiting { asked, .. } = self else { return Vec::new() };
         let mut out = Vec::new();
         for peer in connected {
@@ -139,10 +150,11 @@ impl SeqRecovery {
         }
     }
 
-    /// Ends the wait if enough answers were checked or the deadline passed.
-    pub(crate) fn settle(&mut self, now_ms: u64) -> Option<Settled> {
+    /// Ends the wait if enough answers were checked and the own instances they certified
+    /// are delivered here (`caught_up`), or the deadline passed.
+    pub(crate) fn settle(&mut self, now_ms: u64, caught_up: bool) -> Option<Settled> {
         let SeqRecovery::Waiting { deadline_ms, needed, answered, checking, .. } = self else { return None };
-        let settled = if answered.len() >= *needed && checking.is_empty() {
+        let settled = if answered.len() >= *needed && checking.is_empty() && caught_up {
             Settled::Answered
         } else if now_ms >= *deadline_ms {
             Settled::TimedOut

@@ -1065,3 +1065,42 @@ fn recovery_counts_only_verified_certificates_of_its_own_instances() {
     let instance = engine.broadcast(now, b"v".to_vec()).expect("two answers");
     assert_eq!(instance.seq, 0, "a certificate that failed its check moves no seq");
 }
+
+/// A recovery survives restarts: restarted before its first new broadcast, or after it, the
+/// member neither fills its former life's seqs with empty SENDs nor takes one again, and its
+/// broadcasts go on at the next seq, delivered everywhere, with nobody convicting it.
+#[test]
+fn a_recovered_member_that_restarts_keeps_its_recovered_seq() {
+    let mut net = Net::new(4);
+    net.deliver_from_node_0(10);
+    net.lose_store(0, recovering_config(4, 0, 60_000));
+    net.run_until(net.now + 2_000);
+    // Restarted before broadcasting: the store holds re-signed SENDs of what it delivered.
+    net.restart(0);
+    let limit = net.now + 5_000;
+    let (first, _) = net.broadcast_when_taken(0, b"first after the loss", limit);
+    assert_eq!(first.seq, 10);
+    net.run_until(net.now + 1_000);
+    // And restarted after it.
+    net.restart(0);
+    let limit = net.now + 5_000;
+    let (second, _) = net.broadcast_when_taken(0, b"second after the loss", limit);
+    assert_eq!(second.seq, 11);
+    net.run_until(net.now + 2_000);
+    for i in 0..4 {
+        assert_eq!(holds(&net, i, first).as_deref(), Some(&b"first after the loss"[..]), "node {i}");
+        assert_eq!(holds(&net, i, second).as_deref(), Some(&b"second after the loss"[..]), "node {i}");
+        // Every instance of node 0 holds one value everywhere: no empty fill, no second SEND.
+        for (_, instance, value) in &net.nodes[i].delivered {
+            if instance.origin == key(0).public() && instance.seq < 10 {
+                assert_eq!(value, format!("old-{}", instance.seq).as_bytes(), "node {i} seq {}", instance.seq);
+            }
+        }
+        let status = net.nodes[i].engine.admission().reputation().status(&key(0).public(), net.now);
+        assert!(matches!(status, byzgossip_reputation::PeerStatus::Ok), "node {i} sees node 0 as {status:?}");
+    }
+    let published_empty = net.nodes[0].published.iter().any(|e| {
+        e.header().kind == Kind::BrachaSend && e.header().origin == key(0).public() && e.header().seq < 10 && e.body().len() < 16
+    });
+    assert!(!published_empty, "a seq of the former life was filled with an empty value");
+}

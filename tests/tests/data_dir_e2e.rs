@@ -53,8 +53,9 @@ async fn a_data_dir_belongs_to_one_network_and_one_key() {
     }
     // The same network, another member's key: refused.
     match spawn_on(&ours, 1, dir.path(), &[]).await {
-        Err(NodeError::Storage(StoreError::BoundToOther { stored_key: k, key, .. })) => {
-            assert_eq!((k, key), (stored_key, ours.keys[1].public()));
+        Err(NodeError::Storage(StoreError::BoundToOther { stored, opened })) => {
+            assert_eq!((stored.key, opened.key), (stored_key, ours.keys[1].public()));
+            assert_eq!((stored.network, opened.network), (stored_network, stored_network));
         }
         other => panic!("another key opened the dir: {:?}", other.map(|n| n.public_key())),
     }

@@ -98,20 +98,16 @@ pub enum StoreError {
         last: u64,
     },
     /// The store was written by another network or another key (a data directory belongs
-    /// to one network and one key: see [`Store::bind`]).
+    /// to one network and one key: see [`Store::bind`]). Boxed: the error stays small.
     #[error(
-        "the data belongs to network {stored_network} and key {stored_key}, \
-         not to this node's network {network} and key {key}; use another data directory"
+        "the data belongs to network {} and key {}, not to this node's network {} and key {}; use another data directory",
+        stored.network, stored.key, opened.network, opened.key
     )]
     BoundToOther {
-        /// The network id the store was first opened for.
-        stored_network: NetworkId,
-        /// The public key the store was first opened for.
-        stored_key: PublicKey,
-        /// The network id it was opened for now.
-        network: NetworkId,
-        /// The public key it was opened for now.
-        key: PublicKey,
+        /// The network and key the store was first opened for.
+        stored: Box<Owner>,
+        /// The network and key it was opened for now.
+        opened: Box<Owner>,
     },
     /// A thread panicked while holding the in-memory store's lock.
     #[error("the in-memory store's lock is poisoned")]
@@ -248,13 +244,25 @@ impl DeliveryLog for StoreLog<'_> {
     }
 }
 
+/// Whom a store belongs to: a network and a node key ([`Store::bind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The network id (the genesis hash).
+    pub network: NetworkId,
+    /// The node's public key.
+    pub key: PublicKey,
+}
+
 /// The check [`Store::bind`] makes, shared by both stores.
 fn check_binding(stored: (NetworkId, PublicKey), network: NetworkId, key: PublicKey) -> Result<(), StoreError> {
     let (stored_network, stored_key) = stored;
     if stored_network == network && stored_key == key {
         return Ok(());
     }
-    Err(StoreError::BoundToOther { stored_network, stored_key, network, key })
+    Err(StoreError::BoundToOther {
+        stored: Box::new(Owner { network: stored_network, key: stored_key }),
+        opened: Box::new(Owner { network, key }),
+    })
 }
 
 /// Checks the size bounds of a delivery.

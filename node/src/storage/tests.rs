@@ -566,6 +566,6 @@ fn redb_store_keeps_its_binding_across_reopen() {
     store.bind(network, key(3)).expect("bind");
     drop(store);
     let store = RedbStore::open(dir.path()).expect("reopen");
-    assert!(matches!(store.bind(network, key(4)), Err(StoreError::BoundToOther { stored_key, .. }) if stored_key == key(3)));
+    assert!(matches!(store.bind(network, key(4)), Err(StoreError::BoundToOther { stored, .. }) if stored.key == key(3)));
     store.bind(network, key(3)).expect("its own identity");
 }
