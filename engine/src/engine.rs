@@ -25,12 +25,15 @@ use crate::budget::PublishBudget;
 use crate::gossip::{GossipBody, RecentGossip};
 use crate::output::{Delivered, GossipMessage, Metric, Output, PeerAction};
 use crate::peer::Peer;
+use crate::recovery::SeqRecovery;
 use crate::redial::Redial;
 use crate::relay::relays_direct;
 use crate::retransmit::{RETRANSMIT_BACKOFF_QUEUE, Retransmit};
 use crate::slow::SlowPeers;
-use crate::store::{Appended, Batch, Committed, MAX_PRUNED_PER_BATCH, OwnMessage, Recovered, SeqStream, StoredDelivery};
-use crate::sync::{MAX_DIGEST_ORIGINS, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse};
+use crate::store::{Appended, Batch, Committed, FIRST_SEQ, MAX_PRUNED_PER_BATCH, OwnMessage, Recovered, SeqStream, StoredDelivery};
+use crate::sync::{
+    MAX_DIGEST_ORIGINS, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse, SyncedDelivery,
+};
 use crate::topics::{Topics, check_topic_name};
 use crate::verify::{Done, Job, Line, Origin, Outcome, Work};
 use byzgossip_bracha::{Bracha, Certificate, Evidence, FaultKind, InstanceId, Message, Step};
@@ -97,6 +100,11 @@ pub struct EngineConfig {
     /// [`MAX_PRUNED_PER_BATCH`]. A pruned delivery still counts as delivered (its cursor and
     /// watermark stay); an application reading the log more than this far behind misses it.
     pub retention_ms: u64,
+    /// How long a member starting with a fresh store waits for its peers to tell it its own
+    /// delivered instances before it hands out broadcast seqs (ms); 0: don't wait. Only a
+    /// member with bootstrap peers waits (`crate::recovery`; default in the node:
+    /// [`crate::recovery::DEFAULT_SEQ_RECOVERY_TIMEOUT_MS`]).
+    pub seq_recovery_timeout_ms: u64,
 }
 
 /// How often the engine asks the store to prune deliveries older than the retention.
@@ -117,6 +125,11 @@ pub enum EngineError {
     /// Backpressure: the command is valid but must wait; retry shortly.
     #[error("{0}")]
     Busy(String),
+    /// Backpressure: this member started with a fresh store and is still asking its peers
+    /// for its own delivered instances, so that it never reuses a seq (`crate::recovery`);
+    /// retry shortly (the wait is bounded by `seq_recovery_timeout_ms`).
+    #[error("recovering this node's next broadcast seq from its peers (its store is new); retry shortly")]
+    RecoveringSeq,
 }
 
 /// One peer as this node sees it.
@@ -173,6 +186,8 @@ enum Gated {
 enum SyncPurpose {
     Digest,
     Value { instance: InstanceId },
+    /// Recovery of this member's next broadcast seq.
+    Latest,
 }
 
 /// First-sight-to-delivery latency of instances, and its smoothed value.
@@ -245,6 +260,16 @@ pub struct Engine {
     next_prune_ms: u64,
     rng: ChaCha20Rng,
     publish_budget: PublishBudget,
+    recovery: SeqRecovery,
+    /// The store had no own SEND at start: own instances delivered here from certificates
+    /// (not broadcast in this life) get a re-signed SEND of their value stored, so that a
+    /// restart never takes their seqs for lost ones (module `recovery`).
+    lost_own_sends: bool,
+    /// The first seq this engine broadcast, if any.
+    first_own_seq: Option<u64>,
+    /// Every own seq below it is certified delivered (learned from peers); while the own
+    /// low watermark is below it, the recovery wait goes on (the window fills by sync).
+    own_floor: u64,
 }
 
 impl Engine {
@@ -271,6 +296,20 @@ impl Engine {
             check_topic_name(topic).map_err(EngineError::Refused)?;
         }
         let topics = Topics::new(&network);
+        // A member with nothing of its own stored may have lost its store: wait for peers
+        // (module `recovery` says who waits and for how long).
+        let fresh = recovered.next_broadcast_seq == FIRST_SEQ
+            && !recovered.own.iter().any(|m| m.kind == Kind::BrachaSend && m.instance_origin == me);
+        let recovery = if member.is_some()
+            && fresh
+            && committee.n() > 1
+            && config.seq_recovery_timeout_ms > 0
+            && !config.bootstrap.is_empty()
+        {
+            SeqRecovery::wait(now_ms, config.seq_recovery_timeout_ms, committee.n() - 1 - committee.f())
+        } else {
+            SeqRecovery::Done
+        };
         let mut engine = Engine {
             network,
             committee: Arc::new(committee),
@@ -313,6 +352,10 @@ impl Engine {
             next_prune_ms: now_ms,
             rng: ChaCha20Rng::seed_from_u64(config.seed),
             publish_budget: PublishBudget::new(&config.admission.reputation.budget, now_ms),
+            recovery,
+            lost_own_sends: fresh,
+            first_own_seq: None,
+            own_floor: FIRST_SEQ,
         };
         engine.outputs.push_back(Output::Subscribe { topic: engine.topics.bracha() });
         for topic in &config.topics {
@@ -328,6 +371,22 @@ impl Engine {
             if self.committee.contains(&mark.origin) {
                 bracha.set_low_watermark(&mark.origin, mark.low).map_err(|e| EngineError::Config(e.to_string()))?;
             }
+        }
+        // An honest origin signs seq t only while its window [low, low + window) holds it, so
+        // every own seq up to t - window was delivered: start the own window there at least
+        // (a store that lost instances below it, see `recovery`, would otherwise hold the
+        // window below them for ever).
+        let window = bracha.window(&self.me).map_or(0, |w| w.end - w.start);
+        let highest_send = recovered
+            .own
+            .iter()
+            .filter(|m| m.kind == Kind::BrachaSend && m.instance_origin == self.me)
+            .map(|m| m.seq)
+            .max();
+        if let Some(t) = highest_send {
+            bracha
+                .set_low_watermark(&self.me, (t + 1).saturating_sub(window))
+                .map_err(|e| EngineError::Config(e.to_string()))?;
         }
         let mut own_sends = BTreeSet::new();
         let mut steps = Vec::new();
@@ -347,7 +406,10 @@ impl Engine {
                 steps.push(step);
             }
         }
-        let low = bracha.low_watermark(&self.me).unwrap_or(0);
+        // A seq reserved without its SEND was reserved while the window held it and no later
+        // one passed it, so it is at least `next - window`: older seqs without a stored SEND
+        // are not this store's to fill (they were a lost store's, delivered long ago).
+        let low = bracha.low_watermark(&self.me).unwrap_or(0).max(self.next_broadcast_seq.saturating_sub(window));
         for seq in low..self.next_broadcast_seq {
             if !own_sends.contains(&seq) {
                 self.outputs.push_back(Output::Metric(Metric::FilledLostBroadcast { seq }));
@@ -443,12 +505,14 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] is due next (ms).
     pub fn poll_timeout(&self) -> Option<u64> {
-        Some(self.next_tick_ms.min(self.next_sync_ms))
+        let timers = self.next_tick_ms.min(self.next_sync_ms);
+        Some(self.recovery.deadline().map_or(timers, |d| d.min(timers)))
     }
 
     /// Runs the timers due at `now_ms`: the tick (Bracha ticks, retransmission, reputation,
     /// application scores, the wanted block set, redials) and the sync digest.
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.recovery_settle(now_ms);
         if now_ms >= self.next_tick_ms {
             self.next_tick_ms = now_ms + self.tick_ms;
             self.on_tick(now_ms);
@@ -551,9 +615,20 @@ impl Engine {
                 self.max_value_len
             )));
         }
-        let seq = self.next_broadcast_seq;
-        if let Some(window) = bracha.window(&self.me)
-            && !window.contains(&seq)
+        let caught_up = bracha.low_watermark(&self.me).is_some_and(|low| low >= self.own_floor);
+        if let Some(settled) = self.recovery.settle(now_ms, caught_up) {
+            self.outputs.push_back(Output::Metric(Metric::Sync { kind: settled.label() }));
+        }
+        if self.recovery.waiting() {
+            return Err(EngineError::RecoveringSeq);
+        }
+        // Seqs below the own window were delivered (a lost store learns them through sync),
+        // and the machine may know of a later own SEND than the counter: take the highest.
+        // Only a seq beyond the window waits.
+        let window = bracha.window(&self.me);
+        let seq = self.next_broadcast_seq.max(bracha.next_seq()).max(window.as_ref().map_or(0, |w| w.start));
+        if let Some(window) = window
+            && seq >= window.end
         {
             return Err(EngineError::Busy(format!(
                 "{} broadcasts are still being delivered; retry when one completes",
@@ -562,6 +637,7 @@ impl Engine {
         }
         let step = bracha.broadcast_at(seq, value, now_ms).map_err(|e| EngineError::Refused(e.to_string()))?;
         self.next_broadcast_seq = seq + 1;
+        self.first_own_seq.get_or_insert(seq);
         self.batch.next_seq.push((SeqStream::Broadcast, seq + 1));
         let instance = InstanceId { origin: self.me, seq };
         self.latency.seen(instance, now_ms);
@@ -649,6 +725,7 @@ impl Engine {
             self.reconcile_peer(&peer, now_ms);
         }
         self.connected.insert(peer);
+        self.recovery_ask();
     }
 
     /// The last connection to `peer` closed.
@@ -790,6 +867,11 @@ impl Engine {
             }
             (Work::Certificate { certificate, value, .. }, Outcome::Certificate(result)) => match result {
                 Ok(verified) => {
+                    if certificate.instance.origin == self.me {
+                        self.learned_own_seq(certificate.instance.seq);
+                        self.recovery.checked(certificate.instance.seq);
+                        self.recovery_settle(now_ms);
+                    }
                     if let Some(bracha) = self.bracha.as_mut() {
                         let instance = certificate.instance;
                         match bracha.handle_certificate(&verified, value, now_ms) {
@@ -805,6 +887,10 @@ impl Engine {
                     }
                 }
                 Err(_) => {
+                    if certificate.instance.origin == self.me {
+                        self.recovery.checked(certificate.instance.seq);
+                        self.recovery_settle(now_ms);
+                    }
                     self.metric(Metric::Sync { kind: "certificate_invalid" });
                     if let Some(from) = job.from {
                         self.penalise(from, Event::BadSignature, now_ms);
@@ -953,6 +1039,22 @@ impl Engine {
         }
         for delivery in step.delivered {
             self.retransmit.remove_instance(&delivery.instance);
+            if delivery.instance.origin == self.me
+                && self.lost_own_sends
+                && self.first_own_seq.is_none_or(|first| delivery.instance.seq < first)
+            {
+                // An own instance of a lost store: record a SEND of the delivered value (same
+                // digest, so never a conflicting one) as if this store had signed it.
+                let send = Message::Send { instance: delivery.instance, value: delivery.value.clone() };
+                if let Ok(envelope) = send.seal(&self.keypair, self.network, now_ms) {
+                    self.batch.own.push(OwnMessage {
+                        instance_origin: self.me,
+                        seq: delivery.instance.seq,
+                        kind: Kind::BrachaSend,
+                        envelope: codec::encode_envelope(&envelope),
+                    });
+                }
+            }
             let certificate = delivery.certificate.encode();
             let index = self.batch.deliveries.len();
             self.batch.deliveries.push(StoredDelivery {
@@ -991,6 +1093,7 @@ impl Engine {
     // ---- the tick ----
 
     fn on_tick(&mut self, now_ms: u64) {
+        self.recovery_ask();
         if let Some(bracha) = self.bracha.as_mut() {
             let step = bracha.tick(now_ms);
             self.apply_step(step, now_ms);
@@ -1066,9 +1169,9 @@ impl Engine {
 
     // ---- sync ----
 
-    fn send_sync(&mut self, peer: Peer, request: SyncRequest, purpose: SyncPurpose) {
+    fn send_sync(&mut self, peer: Peer, request: SyncRequest, purpose: SyncPurpose) -> bool {
         if self.sync_requests.len() >= MAX_SYNC_IN_FLIGHT {
-            return;
+            return false;
         }
         let request_id = self.next_request_id;
         self.next_request_id += 1;
@@ -1076,9 +1179,90 @@ impl Engine {
         let kind = match purpose {
             SyncPurpose::Digest => "digest_sent",
             SyncPurpose::Value { .. } => "value_sent",
+            SyncPurpose::Latest => "latest_sent",
         };
         self.metric(Metric::Sync { kind });
         self.outputs.push_back(Output::SyncRequest { peer, request_id, request });
+        true
+    }
+
+    // ---- recovery of the next broadcast seq (module `recovery`) ----
+
+    /// Asks every connected member not asked yet for this node's latest delivered instance.
+    fn recovery_ask(&mut self) {
+        let asks = self.recovery.ask_new(self.connected.iter(), self.committee.members(), &self.me);
+        for key in asks {
+            if !self.send_sync(Peer::Key(key), SyncRequest::Latest { origin: self.me }, SyncPurpose::Latest) {
+                self.recovery.failed(&key);
+            }
+        }
+    }
+
+    /// Ends the wait when it may end, and says how.
+    fn recovery_settle(&mut self, now_ms: u64) {
+        let caught_up = self.bracha.as_ref().and_then(|b| b.low_watermark(&self.me)).is_none_or(|low| low >= self.own_floor);
+        if let Some(settled) = self.recovery.settle(now_ms, caught_up) {
+            self.metric(Metric::Sync { kind: settled.label() });
+        }
+    }
+
+    /// `from`'s answer to [`SyncRequest::Latest`]: a certificate of an own instance is
+    /// checked as a job (it counts once verified); anything else of a peer that could have
+    /// checked it costs that peer and is asked again later. An answer arriving after the
+    /// wait ended is still checked: a certified seq is never handed out again.
+    fn recovery_answer(&mut self, from: PublicKey, answer: Option<SyncedDelivery>, now_ms: u64) {
+        let Some(delivery) = answer else {
+            self.recovery.answered(from, None);
+            self.recovery_settle(now_ms);
+            return;
+        };
+        let certificate = match Certificate::decode(&delivery.certificate, MAX_ENVELOPE_LEN) {
+            Ok(c) if c.instance.origin == self.me => c,
+            _ => {
+                self.recovery.failed(&from);
+                self.penalise(from, Event::Malformed, now_ms);
+                return;
+            }
+        };
+        if Digest::of(&delivery.value) != certificate.digest {
+            self.recovery.failed(&from);
+            self.penalise(from, Event::BadHash, now_ms);
+            return;
+        }
+        if self.line_full(Line::Bracha) {
+            self.metric(Metric::Message { kind: "sync", outcome: "overloaded" });
+            self.recovery.failed(&from);
+            return;
+        }
+        self.recovery.answered(from, Some(certificate.instance.seq));
+        self.submit(Job {
+            line: Line::Bracha,
+            origin: Origin::Sync,
+            from: Some(from),
+            work: Work::Certificate {
+                certificate: Box::new(certificate),
+                value: delivery.value,
+                committee: self.committee.clone(),
+                network: self.network,
+            },
+        });
+    }
+
+    /// A verified certificate proves own instance `seq` was delivered: never hand out `seq`
+    /// or a lower one again, and move the own window up to `seq + 1 - window` (an honest
+    /// origin broadcasts `seq` only while its window holds it, so every lower seq was
+    /// delivered) so that sync fills the rest of the window and the next seq fits in it.
+    fn learned_own_seq(&mut self, seq: u64) {
+        let Some(bracha) = self.bracha.as_mut() else { return };
+        // In memory only: the next broadcast stores the counter with its SEND. Storing it
+        // now would make a restart "fill" every seq below it that has no stored SEND with an
+        // empty value, a second SEND for seqs this node used before it lost its store.
+        self.next_broadcast_seq = self.next_broadcast_seq.max(seq.saturating_add(1));
+        self.own_floor = self.own_floor.max(seq.saturating_add(1));
+        if let Some(window) = bracha.window(&self.me) {
+            let low = seq.saturating_add(1).saturating_sub(window.end - window.start);
+            let _ = bracha.set_low_watermark(&self.me, low);
+        }
     }
 
     /// Sends a digest of what this node has to a random connected peer.
@@ -1120,7 +1304,7 @@ impl Engine {
         }
         let cost = match request {
             SyncRequest::Digest { .. } => 1.0,
-            SyncRequest::Value { .. } => byzgossip_reputation::SYNC_VALUE_COST,
+            SyncRequest::Value { .. } | SyncRequest::Latest { .. } => byzgossip_reputation::SYNC_VALUE_COST,
         };
         let allowed = self.admission.allow_sync(key, cost, now_ms);
         self.drain_status_changes(now_ms);
@@ -1137,6 +1321,15 @@ impl Engine {
                 let instance = InstanceId { origin, seq };
                 let held = self.bracha.as_ref().and_then(|b| b.value(&instance, &digest)).map(<[u8]>::to_vec);
                 ServePlan::value(origin, seq, digest, held)
+            }
+            SyncRequest::Latest { origin } => {
+                self.metric(Metric::Sync { kind: "latest_served" });
+                let held = self.bracha.as_ref().and_then(|b| {
+                    b.delivered_since(&origin, 0).last().map(|(instance, r)| {
+                        (instance.seq, SyncedDelivery { certificate: r.certificate.encode(), value: r.value.clone() })
+                    })
+                });
+                ServePlan::latest(origin, held)
             }
             SyncRequest::Digest { bracha, gossip } => {
                 self.metric(Metric::Sync { kind: "digest_served" });
@@ -1178,10 +1371,15 @@ impl Engine {
         let purpose = self.sync_requests.remove(&request_id);
         let Some(response) = response else {
             self.metric(Metric::Sync { kind: "failed" });
+            if let (Some(SyncPurpose::Latest), Some(key)) = (purpose, from.key()) {
+                self.recovery.failed(&key);
+            }
             return;
         };
         let Some(from) = from.key() else { return };
         match (purpose, response) {
+            (Some(SyncPurpose::Latest), SyncResponse::Latest(answer)) => self.recovery_answer(from, answer, now_ms),
+            (Some(SyncPurpose::Latest), _) => self.recovery.failed(&from),
             (Some(SyncPurpose::Value { instance }), SyncResponse::Value(Some(value))) => {
                 if let Some(bracha) = self.bracha.as_mut() {
                     let step = bracha.supply_value(&instance, value.into_vec(), now_ms);

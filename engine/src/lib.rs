@@ -30,6 +30,7 @@ pub mod gossip;
 pub mod hooks;
 pub mod output;
 mod peer;
+mod recovery;
 mod redial;
 pub mod relay;
 pub mod retransmit;
@@ -45,6 +46,7 @@ pub use engine::{
 };
 pub use output::{Delivered, GossipMessage, Metric, Output, PeerAction};
 pub use peer::Peer;
+pub use recovery::DEFAULT_SEQ_RECOVERY_TIMEOUT_MS;
 pub use store::{
     Appended, Batch, Committed, DeliveryLog, MAX_PRUNED_PER_BATCH, OwnMessage, Recovered, SeqStream, StoredDelivery, Watermark,
 };

@@ -6,7 +6,9 @@
 //! with their values, and recent gossip envelopes. Everything received is re-admitted exactly
 //! like gossip (certificates and envelopes are verified as jobs off the event loop), so a
 //! lying peer gains nothing. The engine also asks for a single Bracha value by digest when it
-//! holds 2f+1 READYs but never saw the SEND ([`SyncRequest::Value`]).
+//! holds 2f+1 READYs but never saw the SEND ([`SyncRequest::Value`]), and, while it recovers
+//! its next broadcast seq after losing its store, for the highest delivered instance of its
+//! own ([`SyncRequest::Latest`], see `crate::recovery`).
 //!
 //! Serving reads stored deliveries, which is IO: the engine decides *what* to serve and under
 //! which bounds and hands the driver a [`ServePlan`]; the driver runs [`ServePlan::execute`]
@@ -64,6 +66,12 @@ pub enum SyncRequest {
         /// The value's digest.
         digest: Digest,
     },
+    /// The highest delivered instance of `origin` the peer holds, with its certificate (a
+    /// member recovering its next broadcast seq asks this about itself).
+    Latest {
+        /// The origin.
+        origin: PublicKey,
+    },
 }
 
 impl SyncRequest {
@@ -72,7 +80,7 @@ impl SyncRequest {
     pub fn within_bounds(&self) -> bool {
         match self {
             SyncRequest::Digest { bracha, gossip } => bracha.len() + gossip.len() <= MAX_DIGEST_ORIGINS,
-            SyncRequest::Value { .. } => true,
+            SyncRequest::Value { .. } | SyncRequest::Latest { .. } => true,
         }
     }
 }
@@ -100,6 +108,8 @@ pub enum SyncResponse {
     },
     /// Answer to a value request (`None`: not held).
     Value(Option<serde_bytes::ByteBuf>),
+    /// Answer to [`SyncRequest::Latest`] (`None`: nothing of that origin held).
+    Latest(Option<SyncedDelivery>),
 }
 
 impl SyncResponse {
@@ -108,7 +118,7 @@ impl SyncResponse {
     pub fn within_bounds(&self) -> bool {
         match self {
             SyncResponse::Catchup { deliveries, gossip } => deliveries.len() + gossip.len() <= MAX_SYNC_ITEMS,
-            SyncResponse::Value(_) => true,
+            SyncResponse::Value(_) | SyncResponse::Latest(_) => true,
         }
     }
 
@@ -120,6 +130,7 @@ impl SyncResponse {
                     + gossip.iter().map(|g| g.len()).sum::<usize>()
             }
             SyncResponse::Value(value) => value.as_ref().map_or(0, |v| v.len()),
+            SyncResponse::Latest(delivery) => delivery.as_ref().map_or(0, |d| d.certificate.len() + d.value.len()),
         }
     }
 }
@@ -179,6 +190,8 @@ enum PlanKind {
     /// Stored deliveries of `members` above the requester's marks, then the recent gossip
     /// envelopes the engine picked.
     Catchup { theirs: HashMap<PublicKey, u64>, members: Vec<PublicKey>, gossip: Vec<Vec<u8>> },
+    /// The stored delivery of `origin` with the highest seq, else the one held in memory.
+    Latest { origin: PublicKey, held: Option<(u64, SyncedDelivery)> },
 }
 
 impl ServePlan {
@@ -190,9 +203,27 @@ impl ServePlan {
         ServePlan { kind: PlanKind::Catchup { theirs, members, gossip } }
     }
 
+    pub(crate) fn latest(origin: PublicKey, held: Option<(u64, SyncedDelivery)>) -> Self {
+        ServePlan { kind: PlanKind::Latest { origin, held } }
+    }
+
     /// Builds the response, reading at most [`MAX_SYNC_LOOKUPS`] stored deliveries.
     pub fn execute(self, log: &dyn DeliveryLog) -> SyncResponse {
         match self.kind {
+            PlanKind::Latest { origin, held } => {
+                // One watermark read and one lookup: the highest seq delivered here.
+                let stored = log
+                    .watermarks()
+                    .into_iter()
+                    .find(|m| m.origin == origin)
+                    .and_then(|m| log.delivery(&origin, m.high).map(|d| (m.high, d)))
+                    .map(|(seq, d)| (seq, SyncedDelivery { certificate: d.certificate, value: d.value }));
+                let best = match (stored, held) {
+                    (Some(s), Some(h)) => Some(if h.0 > s.0 { h } else { s }),
+                    (s, h) => s.or(h),
+                };
+                SyncResponse::Latest(best.map(|(_, d)| d))
+            }
             PlanKind::Value { held: Some(value), .. } => SyncResponse::Value(Some(serde_bytes::ByteBuf::from(value))),
             PlanKind::Value { origin, seq, digest, held: None } => {
                 let stored = log.delivery(&origin, seq).filter(|d| d.digest == digest);

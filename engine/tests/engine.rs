@@ -45,6 +45,8 @@ fn config(n: usize, i: usize) -> EngineConfig {
         bootstrap: (0..n).filter(|&j| j != i).map(|j| Peer::Key(key(j).public())).collect(),
         seed: i as u64,
         retention_ms: 0,
+        // Fresh stores here are a new network: no recovery wait (tests of it set their own).
+        seq_recovery_timeout_ms: 0,
     }
 }
 
@@ -966,4 +968,252 @@ fn deliveries_older_than_the_retention_are_pruned_a_page_at_a_time() {
     // Two full pages: asked again at the next timer (100 ms); then every 10 s.
     assert_eq!(&times[..4], &[0, 100, 200, 200 + PRUNE_INTERVAL_MS], "{times:?}");
     assert_eq!(times.len(), 3 + (40_000 - 200 - 1) as usize / PRUNE_INTERVAL_MS as usize);
+}
+
+// ---- Recovery of the next broadcast seq after a lost store (issue #11, point 6) ----
+
+/// `config(n, i)` with a recovery wait of `timeout_ms`.
+fn recovering_config(n: usize, i: usize, timeout_ms: u64) -> EngineConfig {
+    EngineConfig { seq_recovery_timeout_ms: timeout_ms, ..config(n, i) }
+}
+
+impl Net {
+    /// Node `i` loses its store and starts again, empty, with `config`, connected to every
+    /// other node.
+    fn lose_store(&mut self, i: usize, config: EngineConfig) {
+        self.nodes[i].log = Log::default();
+        self.nodes[i].delivered.clear();
+        self.nodes[i].engine = Engine::new(config, Recovered::default(), self.now).expect("engine");
+        self.nodes[i].up = true;
+        for j in 0..self.nodes.len() {
+            if j != i {
+                self.nodes[i].engine.handle_connected(self.now, Peer::Key(key(j).public()));
+            }
+        }
+        self.drain(i);
+    }
+
+    /// Broadcasts from node `i` once the engine takes it, trying every 10 virtual ms until
+    /// `limit`; returns the instance and when it was taken.
+    fn broadcast_when_taken(&mut self, i: usize, value: &[u8], limit: u64) -> (InstanceId, u64) {
+        loop {
+            match self.nodes[i].engine.broadcast(self.now, value.to_vec()) {
+                Ok(instance) => {
+                    self.drain(i);
+                    return (instance, self.now);
+                }
+                Err(byzgossip_engine::EngineError::RecoveringSeq | byzgossip_engine::EngineError::Busy(_)) if self.now < limit => {
+                    let next = self.now + 10;
+                    self.run_until(next);
+                }
+                Err(e) => panic!("broadcast from node {i} at {}: {e}", self.now - T0),
+            }
+        }
+    }
+
+    /// Node 0 broadcasts `count` values, each delivered everywhere before the next.
+    fn deliver_from_node_0(&mut self, count: usize) {
+        for k in 0..count {
+            let limit = self.now + 5_000;
+            let (instance, _) = self.broadcast_when_taken(0, format!("old-{k}").as_bytes(), limit);
+            assert_eq!(instance.seq, k as u64);
+            let until = self.now + 500;
+            self.run_until(until);
+        }
+    }
+}
+
+fn holds(net: &Net, node: usize, instance: InstanceId) -> Option<Vec<u8>> {
+    net.nodes[node].delivered.iter().find(|(_, i, _)| *i == instance).map(|(_, _, v)| v.clone())
+}
+
+/// The bug measured before: a member that lost its store could never broadcast again (its
+/// seq counter restarted at 0, below its own window, and the window check refused it as
+/// "still being delivered"), or, worse, would sign a second SEND for a delivered seq. Now it
+/// asks its peers, takes the highest certified own seq + 1, and its next broadcast is
+/// delivered everywhere under that seq, with nobody convicting it of equivocation.
+#[test]
+fn a_member_that_lost_its_store_recovers_its_next_seq_from_its_peers_and_broadcasts_again() {
+    let mut net = Net::new(4);
+    net.deliver_from_node_0(10);
+    let lost_at = net.now;
+    net.lose_store(0, recovering_config(4, 0, 60_000));
+    // Until its peers answered, the node hands out no seq.
+    assert_eq!(net.nodes[0].engine.broadcast(net.now, b"too early".to_vec()), Err(byzgossip_engine::EngineError::RecoveringSeq));
+    let (instance, taken_at) = net.broadcast_when_taken(0, b"after the loss", lost_at + 60_000);
+    assert_eq!(instance.seq, 10, "the highest delivered own seq was 9");
+    assert!(taken_at - lost_at < 2_000, "recovered from answers, not by the 60 s timeout: {} ms", taken_at - lost_at);
+    net.run_until(net.now + 2_000);
+    for i in 0..4 {
+        assert_eq!(holds(&net, i, instance).as_deref(), Some(&b"after the loss"[..]), "node {i}");
+        // Seq 9 is still its first value everywhere, node 0 included (it learned it from the
+        // certificate its peers answered with).
+        assert_eq!(holds(&net, i, InstanceId { origin: key(0).public(), seq: 9 }).as_deref(), Some(&b"old-9"[..]), "node {i}");
+        let status = net.nodes[i].engine.admission().reputation().status(&key(0).public(), net.now);
+        assert!(matches!(status, byzgossip_reputation::PeerStatus::Ok), "node {i} sees node 0 as {status:?}");
+    }
+}
+
+/// The window check no longer fires below the window: a member whose counter is behind its
+/// own low watermark (it learned its delivered instances through ordinary sync, here with
+/// the recovery wait off) broadcasts at the low watermark instead of answering "busy" for
+/// ever.
+#[test]
+fn a_counter_below_the_own_window_moves_up_to_it_instead_of_refusing() {
+    let mut net = Net::new(4);
+    net.deliver_from_node_0(3);
+    net.lose_store(0, recovering_config(4, 0, 0));
+    net.run_until(net.now + 3_000);
+    assert_eq!(net.nodes[0].engine.bracha().and_then(|b| b.low_watermark(&key(0).public())), Some(3), "sync brought seqs 0..3");
+    let instance = net.nodes[0].engine.broadcast(net.now, b"next".to_vec()).expect("not refused below the window");
+    assert_eq!(instance.seq, 3);
+}
+
+/// The wait is bounded: a fresh member whose peers never answer starts from what it knows
+/// when `seq_recovery_timeout_ms` has passed (and not a millisecond earlier), and its
+/// `poll_timeout` wakes the driver for it.
+#[test]
+fn a_fresh_member_nobody_answers_starts_from_its_store_at_the_timeout() {
+    let mut engine = Engine::new(recovering_config(4, 0, 2_000), Recovered::default(), T0).expect("engine");
+    for j in 1..4 {
+        engine.handle_connected(T0, Peer::Key(key(j).public()));
+    }
+    let mut asked = Vec::new();
+    while let Some(output) = engine.poll() {
+        if let Output::SyncRequest { peer, request: byzgossip_engine::SyncRequest::Latest { origin }, .. } = output {
+            assert_eq!(origin, key(0).public());
+            asked.push(peer);
+        }
+    }
+    assert_eq!(asked.len(), 3, "every connected member is asked once");
+    assert!(engine.poll_timeout().is_some_and(|t| t <= T0 + 2_000));
+    assert_eq!(engine.broadcast(T0 + 1_999, b"v".to_vec()), Err(byzgossip_engine::EngineError::RecoveringSeq));
+    let instance = engine.broadcast(T0 + 2_000, b"v".to_vec()).expect("the wait ended");
+    assert_eq!(instance.seq, 0);
+}
+
+/// A brand-new committee (every store fresh, every member with bootstrap peers and the wait
+/// on) waits only for its members' first answers, one round trip; a member without
+/// bootstrap peers, or with the wait at 0, never waits; a store that is not fresh never
+/// waits.
+#[test]
+fn a_brand_new_committee_waits_only_for_its_members_first_answers() {
+    let mut net = Net::new(4);
+    for i in 0..4 {
+        net.lose_store(i, recovering_config(4, i, 10_000));
+    }
+    let start = net.now;
+    assert_eq!(net.nodes[1].engine.broadcast(net.now, b"x".to_vec()), Err(byzgossip_engine::EngineError::RecoveringSeq));
+    // Request and answer: two link latencies (`run_until` stops before events due at its end).
+    net.run_until(start + 2 * LATENCY + 1);
+    for i in 0..4 {
+        let instance = net.nodes[i].engine.broadcast(net.now, vec![i as u8]).expect("answered: nothing of yours");
+        assert_eq!(instance.seq, 0);
+        net.drain(i);
+    }
+    // No bootstrap peers: nobody to ask at start.
+    let alone = EngineConfig { bootstrap: Vec::new(), ..recovering_config(4, 0, 10_000) };
+    let mut engine = Engine::new(alone, Recovered::default(), T0).expect("engine");
+    assert!(engine.broadcast(T0, b"v".to_vec()).is_ok());
+    // The wait switched off.
+    let mut engine = Engine::new(recovering_config(4, 0, 0), Recovered::default(), T0).expect("engine");
+    assert!(engine.broadcast(T0, b"v".to_vec()).is_ok());
+    // A store with a reserved seq is not fresh.
+    let used = Recovered { next_broadcast_seq: 1, ..Recovered::default() };
+    let mut engine = Engine::new(recovering_config(4, 0, 10_000), used, T0).expect("engine");
+    assert!(engine.broadcast(T0, b"v".to_vec()).is_ok());
+}
+
+/// What counts is checked: an answer carrying a certificate of another origin's instance is
+/// the peer's fault (it is penalised and its answer does not count), and a certificate whose
+/// signatures do not verify moves no seq.
+#[test]
+fn recovery_counts_only_verified_certificates_of_its_own_instances() {
+    let mut net = Net::new(4);
+    net.deliver_from_node_0(2);
+    // Node 1's delivery of its own instance, and a tampered one of node 0's.
+    let (instance, _) = net.broadcast_when_taken(1, b"of node 1", net.now + 1_000);
+    net.run_until(net.now + 500);
+    let foreign = net.nodes[2].log.delivery(&instance.origin, instance.seq).expect("delivered");
+    let mut forged = net.nodes[2].log.delivery(&key(0).public(), 1).expect("delivered");
+    let mut certificate = byzgossip_bracha::Certificate::decode(&forged.certificate, 1 << 20).expect("certificate");
+    certificate.instance.seq = 1_000;
+    forged.certificate = certificate.encode();
+
+    let mut engine = Engine::new(recovering_config(4, 0, 60_000), Recovered::default(), net.now).expect("engine");
+    let now = net.now;
+    for j in 1..4 {
+        engine.handle_connected(now, Peer::Key(key(j).public()));
+    }
+    let mut requests = BTreeMap::new();
+    while let Some(output) = engine.poll() {
+        if let Output::SyncRequest { peer, request_id, .. } = output {
+            requests.insert(peer.key().expect("key"), request_id);
+        }
+    }
+    let answer = |d: &StoredDelivery| {
+        byzgossip_engine::SyncResponse::Latest(Some(byzgossip_engine::sync::SyncedDelivery {
+            certificate: d.certificate.clone(),
+            value: d.value.clone(),
+        }))
+    };
+    let before = engine.admission().reputation().app_score(&key(1).public(), now);
+    engine.handle_sync_response(now, Peer::Key(key(1).public()), requests[&key(1).public()], Some(answer(&foreign)));
+    engine.handle_sync_response(now, Peer::Key(key(2).public()), requests[&key(2).public()], Some(answer(&forged)));
+    let mut jobs = Vec::new();
+    while let Some(output) = engine.poll() {
+        if let Output::Verify(job) = output {
+            jobs.push(job);
+        }
+    }
+    assert!(engine.admission().reputation().app_score(&key(1).public(), now) < before, "another origin's certificate costs the peer");
+    assert_eq!(jobs.len(), 1, "the forged certificate is checked as a job");
+    for job in jobs {
+        let done = job.run();
+        engine.handle_verified(now, done);
+    }
+    // One answer counted (node 2's, whose certificate failed), one needed more: still waiting.
+    assert_eq!(engine.broadcast(now, b"v".to_vec()), Err(byzgossip_engine::EngineError::RecoveringSeq));
+    engine.handle_sync_response(now, Peer::Key(key(3).public()), requests[&key(3).public()], Some(byzgossip_engine::SyncResponse::Latest(None)));
+    let instance = engine.broadcast(now, b"v".to_vec()).expect("two answers");
+    assert_eq!(instance.seq, 0, "a certificate that failed its check moves no seq");
+}
+
+/// A recovery survives restarts: restarted before its first new broadcast, or after it, the
+/// member neither fills its former life's seqs with empty SENDs nor takes one again, and its
+/// broadcasts go on at the next seq, delivered everywhere, with nobody convicting it.
+#[test]
+fn a_recovered_member_that_restarts_keeps_its_recovered_seq() {
+    let mut net = Net::new(4);
+    net.deliver_from_node_0(10);
+    net.lose_store(0, recovering_config(4, 0, 60_000));
+    net.run_until(net.now + 2_000);
+    // Restarted before broadcasting: the store holds re-signed SENDs of what it delivered.
+    net.restart(0);
+    let limit = net.now + 5_000;
+    let (first, _) = net.broadcast_when_taken(0, b"first after the loss", limit);
+    assert_eq!(first.seq, 10);
+    net.run_until(net.now + 1_000);
+    // And restarted after it.
+    net.restart(0);
+    let limit = net.now + 5_000;
+    let (second, _) = net.broadcast_when_taken(0, b"second after the loss", limit);
+    assert_eq!(second.seq, 11);
+    net.run_until(net.now + 2_000);
+    for i in 0..4 {
+        assert_eq!(holds(&net, i, first).as_deref(), Some(&b"first after the loss"[..]), "node {i}");
+        assert_eq!(holds(&net, i, second).as_deref(), Some(&b"second after the loss"[..]), "node {i}");
+        // Every instance of node 0 holds one value everywhere: no empty fill, no second SEND.
+        for (_, instance, value) in &net.nodes[i].delivered {
+            if instance.origin == key(0).public() && instance.seq < 10 {
+                assert_eq!(value, format!("old-{}", instance.seq).as_bytes(), "node {i} seq {}", instance.seq);
+            }
+        }
+        let status = net.nodes[i].engine.admission().reputation().status(&key(0).public(), net.now);
+        assert!(matches!(status, byzgossip_reputation::PeerStatus::Ok), "node {i} sees node 0 as {status:?}");
+    }
+    let published_empty = net.nodes[0].published.iter().any(|e| {
+        e.header().kind == Kind::BrachaSend && e.header().origin == key(0).public() && e.header().seq < 10 && e.body().len() < 16
+    });
+    assert!(!published_empty, "a seq of the former life was filled with an empty value");
 }

@@ -72,6 +72,12 @@ pub struct NodeConfig {
     /// rate times retention) and the restart's work (own messages of retained instances
     /// only). Deliveries past it still count as delivered; `/deliveries` skips them.
     pub retention: Duration,
+    /// How long a member whose store is new waits for its peers to tell it its own
+    /// delivered instances before it broadcasts (a node that lost its data dir must not
+    /// reuse a seq); broadcasts meanwhile answer [`crate::NodeError::Busy`]. Only a member
+    /// with bootstrap peers waits; zero: never wait. Default
+    /// [`byzgossip_engine::DEFAULT_SEQ_RECOVERY_TIMEOUT_MS`] (10 s).
+    pub seq_recovery_timeout: Duration,
 }
 
 /// Default [`NodeConfig::retention`]: one day.
@@ -111,6 +117,7 @@ impl NodeConfig {
             redial_backoff: Duration::from_millis(500),
             topics: Vec::new(),
             retention: DEFAULT_RETENTION,
+            seq_recovery_timeout: Duration::from_millis(byzgossip_engine::DEFAULT_SEQ_RECOVERY_TIMEOUT_MS),
         }
     }
 

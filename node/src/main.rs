@@ -195,6 +195,10 @@ struct RunArgs {
     /// 0 keeps them forever (default 86400, one day).
     #[arg(long)]
     retention_s: Option<u64>,
+    /// Milliseconds a member with a new data dir waits for its peers to tell it its own
+    /// delivered broadcasts before broadcasting (default 10000; 0: don't wait).
+    #[arg(long)]
+    seq_recovery_timeout_ms: Option<u64>,
     /// For supervisors: exit cleanly when stdin closes.
     ///
     /// A supervisor (the testnet's process runtime) keeps a pipe to the node's stdin open;
@@ -227,6 +231,7 @@ struct FileConfig {
     seen_per_origin_capacity: Option<usize>,
     seen_committee_capacity: Option<usize>,
     retention_s: Option<u64>,
+    seq_recovery_timeout_ms: Option<u64>,
 }
 
 /// The log filter without `RUST_LOG`. Gossipsub's "Send Queue full" warning comes once per
@@ -344,6 +349,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         if let Some(value) = value {
             *field = value;
         }
+    }
+    if let Some(ms) = args.seq_recovery_timeout_ms.or(file.seq_recovery_timeout_ms) {
+        config.seq_recovery_timeout = Duration::from_millis(ms);
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -33,7 +33,8 @@ pub struct Metrics {
     /// Known peers by reputation `status`.
     pub peers: Family<Labels, Gauge>,
     /// Sync exchanges, by `kind` (digest_sent, digest_served, value_sent, value_served,
-    /// certificate_applied, envelope_admitted, failed).
+    /// certificate_applied, envelope_admitted, failed; and the recovery of a fresh store's
+    /// next seq: latest_sent, latest_served, seq_recovered, seq_recovery_timed_out).
     pub sync: Family<Labels, Counter>,
     /// Gossipsub slow-peer reports and connections dropped for a wedged link, by outcome.
     pub slow_peers: Family<Labels, Counter>,

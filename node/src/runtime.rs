@@ -56,6 +56,8 @@ impl From<EngineError> for NodeError {
             EngineError::NotAMember => NodeError::NotAMember,
             EngineError::Refused(e) => NodeError::Refused(e),
             EngineError::Busy(e) => NodeError::Busy(e),
+            // Backpressure like a full window: the HTTP API answers 429 with Retry-After.
+            e @ EngineError::RecoveringSeq => NodeError::Busy(e.to_string()),
         }
     }
 }
@@ -317,6 +319,9 @@ pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError>
     let key = identity::libp2p_keypair(&config.keypair);
     let peer_id = key.public().to_peer_id();
     let bootstrap = bootstrap_addrs(&config, peer_id);
+    // A data dir belongs to one network and one key: refuse another's before reading it.
+    let network = config.genesis.network_id();
+    blocking(&store, move |s| s.bind(network, me)).await?;
     let recovered = blocking(&store, |s| storage::recover(s)).await?;
     let engine_config = EngineConfig {
         genesis: config.genesis.clone(),
@@ -331,6 +336,7 @@ pub(crate) async fn spawn(builder: NodeBuilder) -> Result<NodeHandle, NodeError>
         bootstrap: bootstrap.iter().filter_map(|(_, p)| p.as_ref()).map(to_peer).collect(),
         seed: rand::random(),
         retention_ms: config.retention.as_millis() as u64,
+        seq_recovery_timeout_ms: config.seq_recovery_timeout.as_millis().try_into().unwrap_or(u64::MAX),
     };
     let engine = Engine::new(engine_config, recovered, now_ms())?;
     let committee = engine.committee().clone();
@@ -812,6 +818,7 @@ impl Runtime {
 async fn bind(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr], peer_id: PeerId) -> Result<Vec<Multiaddr>, NodeError> {
     let mut listeners = HashMap::new();
     for addr in addrs {
+        probe_tcp_port(addr)?;
         let id = swarm
             .listen_on(addr.clone())
             .map_err(|e| NodeError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
@@ -835,6 +842,39 @@ async fn bind(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr], peer_id: PeerId
         }
     }
     Ok(bound)
+}
+
+/// The socket address of a `/ip4|ip6/<ip>/tcp/<port>` listen address with a fixed port.
+fn fixed_tcp_port(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut parts = addr.iter();
+    let ip: std::net::IpAddr = match parts.next()? {
+        Protocol::Ip4(ip) => ip.into(),
+        Protocol::Ip6(ip) => ip.into(),
+        _ => return None,
+    };
+    match parts.next()? {
+        Protocol::Tcp(port) if port != 0 => Some((ip, port).into()),
+        _ => None,
+    }
+}
+
+/// Refuses a TCP listen address whose port another socket holds. libp2p's TCP transport
+/// sets `SO_REUSEPORT` on every listener (libp2p-tcp 0.45 has no option to turn it off), so a
+/// second byzgossip on the same port would bind without error and the kernel would split
+/// incoming connections between the two processes. A probe bound without `SO_REUSEPORT`
+/// fails with `EADDRINUSE` while any other listener holds the port, and is closed at once so
+/// libp2p can bind. (Two nodes starting in the same instant can still both pass the probe;
+/// a port held from before, the operator's mistake, is always caught.)
+fn probe_tcp_port(addr: &Multiaddr) -> Result<(), NodeError> {
+    let Some(socket) = fixed_tcp_port(addr) else { return Ok(()) };
+    match std::net::TcpListener::bind(socket) {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(e) => Err(NodeError::Listen { addr: addr.to_string(), reason: e.to_string() }),
+    }
 }
 
 fn bootstrap_addrs(config: &NodeConfig, me: PeerId) -> Vec<(Multiaddr, Option<PeerId>)> {

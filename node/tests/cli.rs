@@ -302,3 +302,36 @@ fn api_token_file_from_the_config_file_is_created_and_used() {
     assert!(ok, "{text}");
     node.stop();
 }
+
+/// A data directory belongs to one network and one key: `run` on a directory written for
+/// another network (or by another key) exits non-zero, naming both, and leaves it untouched.
+#[test]
+fn run_refuses_a_data_dir_of_another_network_or_key() {
+    use byzgossip_node::storage::{RedbStore, Store};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().to_str().expect("utf8");
+    let (ok, _) = byzgossip(&["genesis", "--nodes", "1", "--out", &format!("{base}/net")]);
+    assert!(ok);
+    let genesis = format!("{base}/net/genesis.toml");
+    let key = format!("{base}/net/node-0.key");
+    let ours = byzgossip_crypto::Genesis::load(std::path::Path::new(&genesis)).expect("genesis").network_id();
+    let me = byzgossip_crypto::Keypair::load(std::path::Path::new(&key)).expect("key").public();
+    let other_network = byzgossip_crypto::NetworkId([0x5a; 32]);
+    let other_key = byzgossip_crypto::PublicKey([0x6b; 32]);
+
+    for (network, public) in [(other_network, me), (ours, other_key)] {
+        let data = tempfile::tempdir().expect("data dir");
+        RedbStore::open(data.path()).expect("open").bind(network, public).expect("bind");
+        let (ok, text) = byzgossip(&[
+            "run", "--genesis", &genesis, "--key", &key, "--data", data.path().to_str().expect("utf8"),
+            "--listen", "/ip4/127.0.0.1/tcp/0",
+        ]);
+        assert!(!ok, "{text}");
+        for value in [network.to_hex(), public.to_hex(), ours.to_hex(), me.to_hex()] {
+            assert!(text.contains(&value), "the error names {value}: {text}");
+        }
+        assert!(text.contains("belongs to network"), "{text}");
+        // Still bound to its first owner.
+        RedbStore::open(data.path()).expect("reopen").bind(network, public).expect("unchanged");
+    }
+}

@@ -2,9 +2,9 @@
 
 use super::{
     Appended, FIRST_SEQ, MAX_APP_CURSOR_NAME_LEN, MAX_DELIVERIES_PAGE, MAX_OWN_MESSAGE_LEN, OwnMessage, SeqStream,
-    Store, StoreError, StoredDelivery, Watermark, check_delivery, check_len, next_of,
+    Store, StoreError, StoredDelivery, Watermark, check_binding, check_delivery, check_len, next_of,
 };
-use byzgossip_crypto::{Kind, PublicKey};
+use byzgossip_crypto::{Kind, NetworkId, PublicKey};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
@@ -18,6 +18,7 @@ pub(super) struct State {
     watermarks: BTreeMap<PublicKey, Watermark>,
     last_cursor: u64,
     app: BTreeMap<String, u64>,
+    identity: Option<(NetworkId, PublicKey)>,
 }
 
 /// A [`Store`] in memory, for tests: lost when dropped.
@@ -44,6 +45,17 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn bind(&self, network: NetworkId, key: PublicKey) -> Result<(), StoreError> {
+        let mut state = self.lock()?;
+        match state.identity {
+            Some(stored) => check_binding(stored, network, key),
+            None => {
+                state.identity = Some((network, key));
+                Ok(())
+            }
+        }
+    }
+
     fn reserve_seq(&self, stream: SeqStream) -> Result<u64, StoreError> {
         let mut state = self.lock()?;
         let seq = state.next_seq.get(&stream).copied().unwrap_or(FIRST_SEQ);

@@ -15,6 +15,10 @@
 //! 3. **Deliveries** with their certificates, each under a dense cursor (1, 2, 3, ...), at most
 //!    once per `(origin, seq)`, with per-origin [`Watermark`]s for anti-entropy digests.
 //! 4. **Application cursors**: how far each named consumer has read the delivery log.
+//! 5. **Its identity**: the network id and the node's public key, recorded by the first
+//!    [`Store::bind`]. A data directory belongs to one network and one key: its seq counters
+//!    and own votes mean nothing for another key, and its deliveries are another network's.
+//!    Opening it for another one is [`StoreError::BoundToOther`], never a silent reuse.
 //!
 //! Retention: [`Store::prune_deliveries`] drops old deliveries (value and certificate) and
 //! the own messages of their instances. A pruned delivery still counts as delivered: its
@@ -31,7 +35,7 @@ pub use memory::MemoryStore;
 pub use redb_store::{DB_FILE_NAME, RedbStore, SCHEMA_VERSION};
 
 use byzgossip_crypto::codec::{MAX_BODY_LEN, MAX_ENVELOPE_LEN};
-use byzgossip_crypto::{Kind, PublicKey};
+use byzgossip_crypto::{Kind, NetworkId, PublicKey};
 // The persisted records are the engine's (it decides what must survive); this module stores them.
 pub use byzgossip_engine::store::{
     Appended, Batch, Committed, DeliveryLog, FIRST_SEQ, MAX_PRUNED_PER_BATCH, OwnMessage, Recovered, SeqStream, StoredDelivery,
@@ -94,6 +98,18 @@ pub enum StoreError {
         /// The last cursor handed out.
         last: u64,
     },
+    /// The store was written by another network or another key (a data directory belongs
+    /// to one network and one key: see [`Store::bind`]). Boxed: the error stays small.
+    #[error(
+        "the data belongs to network {} and key {}, not to this node's network {} and key {}; use another data directory",
+        stored.network, stored.key, opened.network, opened.key
+    )]
+    BoundToOther {
+        /// The network and key the store was first opened for.
+        stored: Box<Owner>,
+        /// The network and key it was opened for now.
+        opened: Box<Owner>,
+    },
     /// A thread panicked while holding the in-memory store's lock.
     #[error("the in-memory store's lock is poisoned")]
     Poisoned,
@@ -113,6 +129,12 @@ from_redb!(DatabaseError, TransactionError, TableError, StorageError, CommitErro
 /// The node's persistence. Calls are synchronous (run them on blocking tasks) and every write
 /// is durable when it returns.
 pub trait Store: Send + Sync {
+    /// Binds the store to `network` and `key`: the first call records them durably, later
+    /// calls succeed only with the same two values and fail with
+    /// [`StoreError::BoundToOther`] (naming both pairs) otherwise. The node calls it before
+    /// reading anything else.
+    fn bind(&self, network: NetworkId, key: PublicKey) -> Result<(), StoreError>;
+
     /// Returns the next seq of `stream` (the first is [`FIRST_SEQ`]) after durably advancing
     /// the counter: it is never returned again, even after a crash. Sign only after this.
     fn reserve_seq(&self, stream: SeqStream) -> Result<u64, StoreError>;
@@ -225,6 +247,27 @@ impl DeliveryLog for StoreLog<'_> {
     fn watermarks(&self) -> Vec<Watermark> {
         self.0.high_watermarks().unwrap_or_default()
     }
+}
+
+/// Whom a store belongs to: a network and a node key ([`Store::bind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The network id (the genesis hash).
+    pub network: NetworkId,
+    /// The node's public key.
+    pub key: PublicKey,
+}
+
+/// The check [`Store::bind`] makes, shared by both stores.
+fn check_binding(stored: (NetworkId, PublicKey), network: NetworkId, key: PublicKey) -> Result<(), StoreError> {
+    let (stored_network, stored_key) = stored;
+    if stored_network == network && stored_key == key {
+        return Ok(());
+    }
+    Err(StoreError::BoundToOther {
+        stored: Box::new(Owner { network: stored_network, key: stored_key }),
+        opened: Box::new(Owner { network, key }),
+    })
 }
 
 /// Checks the size bounds of a delivery.

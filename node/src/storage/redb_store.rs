@@ -11,6 +11,7 @@
 //! | `by_time`      | `(delivered_at_ms u64, cursor u64)`   | `()` (retention index)                                     |
 //! | `watermarks`   | origin `[u8;32]`                      | `(low u64, high u64, count u64)`                           |
 //! | `app_cursors`  | name `&str`                           | cursor `u64`                                               |
+//! | `identity`     | `&str`: `network`, `public_key`       | `[u8; 32]` (written by the first [`Store::bind`])          |
 //!
 //! Records are redb's own tuple encoding, not the codec: no length limit is needed to read
 //! them back and the large fields (value, certificate) are stored as they are.
@@ -21,10 +22,9 @@
 
 use super::{
     Appended, Batch, Committed, FIRST_SEQ, MAX_APP_CURSOR_NAME_LEN, MAX_DELIVERIES_PAGE, MAX_OWN_MESSAGE_LEN, MAX_PRUNED_PER_BATCH, OwnMessage,
-    SeqStream,
-    Store, StoreError, StoredDelivery, Watermark, check_delivery, check_len, next_of,
+    SeqStream, Store, StoreError, StoredDelivery, Watermark, check_binding, check_delivery, check_len, next_of,
 };
-use byzgossip_crypto::{Digest, Kind, PublicKey};
+use byzgossip_crypto::{Digest, Kind, NetworkId, PublicKey};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 
@@ -42,6 +42,12 @@ const DELIVERED: TableDefinition<([u8; 32], u64), u64> = TableDefinition::new("d
 const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
 const WATERMARKS: TableDefinition<[u8; 32], (u64, u64, u64)> = TableDefinition::new("watermarks");
 const APP_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("app_cursors");
+/// A table of its own (not `meta`, whose values are `u64`): a data dir of an older build
+/// simply lacks it, and the first [`Store::bind`] fills it.
+const IDENTITY: TableDefinition<&str, [u8; 32]> = TableDefinition::new("identity");
+
+const KEY_NETWORK: &str = "network";
+const KEY_PUBLIC_KEY: &str = "public_key";
 
 const KEY_SCHEMA: &str = "schema_version";
 const KEY_LAST_CURSOR: &str = "last_cursor";
@@ -104,6 +110,7 @@ impl RedbStore {
             txn.open_table(BY_TIME)?;
             txn.open_table(WATERMARKS)?;
             txn.open_table(APP_CURSORS)?;
+            txn.open_table(IDENTITY)?;
         }
         txn.commit()?;
         tracing::debug!(path = %path.display(), "store opened");
@@ -234,6 +241,25 @@ fn insert_delivery_in(txn: &redb::WriteTransaction, delivery: &StoredDelivery) -
 
 
 impl Store for RedbStore {
+    fn bind(&self, network: NetworkId, key: PublicKey) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(IDENTITY)?;
+            let stored_network = table.get(KEY_NETWORK)?.map(|v| NetworkId(v.value()));
+            let stored_key = table.get(KEY_PUBLIC_KEY)?.map(|v| PublicKey(v.value()));
+            match (stored_network, stored_key) {
+                (Some(stored_network), Some(stored_key)) => return check_binding((stored_network, stored_key), network, key),
+                (None, None) => {
+                    table.insert(KEY_NETWORK, *network.as_bytes())?;
+                    table.insert(KEY_PUBLIC_KEY, key.0)?;
+                }
+                _ => return Err(StoreError::Corrupt(format!("{}: half an identity record", self.path.display()))),
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     fn reserve_seq(&self, stream: SeqStream) -> Result<u64, StoreError> {
         let txn = self.db.begin_write()?;
         let seq = {

@@ -558,3 +558,41 @@ proptest! {
         }
     }
 }
+
+// ---- Binding to a network and a key ----
+
+fn check_a_store_is_bound_to_its_first_network_and_key(store: &dyn Store) {
+    let (net_a, net_b) = (byzgossip_crypto::NetworkId([0xa0; 32]), byzgossip_crypto::NetworkId([0xb0; 32]));
+    store.bind(net_a, key(1)).expect("the first bind records the identity");
+    store.bind(net_a, key(1)).expect("the same network and key bind again");
+    for (network, public) in [(net_b, key(1)), (net_a, key(2)), (net_b, key(2))] {
+        match store.bind(network, public) {
+            Err(e @ StoreError::BoundToOther { .. }) => {
+                let text = e.to_string();
+                // The message names both pairs, so an operator sees what the dir belongs to.
+                for value in [net_a.to_hex(), key(1).to_hex(), network.to_hex(), public.to_hex()] {
+                    assert!(text.contains(&value), "{text} does not name {value}");
+                }
+            }
+            other => panic!("bind for another identity: {other:?}"),
+        }
+    }
+    store.bind(net_a, key(1)).expect("a refused bind changes nothing");
+}
+
+#[test]
+fn a_store_is_bound_to_its_first_network_and_key() {
+    each_store(check_a_store_is_bound_to_its_first_network_and_key);
+}
+
+#[test]
+fn redb_store_keeps_its_binding_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let network = byzgossip_crypto::NetworkId([7; 32]);
+    let store = RedbStore::open(dir.path()).expect("open");
+    store.bind(network, key(3)).expect("bind");
+    drop(store);
+    let store = RedbStore::open(dir.path()).expect("reopen");
+    assert!(matches!(store.bind(network, key(4)), Err(StoreError::BoundToOther { stored, .. }) if stored.key == key(3)));
+    store.bind(network, key(3)).expect("its own identity");
+}

@@ -277,6 +277,9 @@ impl World {
             bootstrap,
             seed,
             retention_ms: config.retention.as_millis() as u64,
+            // The simulator never loses a store (a restart keeps it), and its nodes start as
+            // a brand-new network: nothing to recover, so no wait.
+            seq_recovery_timeout_ms: 0,
         }
     }
 
