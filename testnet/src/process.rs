@@ -265,6 +265,9 @@ impl Net {
             // The same timers as in-process nodes, so both runtimes catch up alike.
             c.arg("--sync-interval-ms").arg(crate::harness::SYNC_INTERVAL.as_millis().to_string());
             c.arg("--tick-interval-ms").arg(crate::harness::TICK_INTERVAL.as_millis().to_string());
+            if let Some(s) = self.scenario.retention_s {
+                c.arg("--retention-s").arg(s.to_string());
+            }
             if let Some(limits) = &self.scenario.seen_set {
                 c.arg("--seen-capacity").arg(limits.open_capacity.to_string());
                 c.arg("--seen-per-origin-capacity").arg(limits.per_origin_capacity.to_string());
@@ -803,6 +806,9 @@ pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
         config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
         if let Some(limits) = &scenario.seen_set {
             limits.apply(&mut config.admission.replay);
+        }
+        if let Some(s) = scenario.retention_s {
+            config.retention = std::time::Duration::from_secs(s);
         }
         let interceptor = AgentInterceptor::new(agent.clone(), args.seed ^ (incarnation << 40));
         NodeBuilder::new(config).with_store(store.clone()).with_interceptor(Box::new(interceptor)).spawn()

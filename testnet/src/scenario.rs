@@ -534,6 +534,10 @@ pub struct Scenario {
     /// Seen-set limits of every node; node defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_set: Option<SeenSetLimits>,
+    /// Seconds every node keeps deliveries (`--retention-s`); the node default (one day)
+    /// when absent. Soaks set it below their length to show the store stays flat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_s: Option<u64>,
 }
 
 fn is_committee_policy(policy: &GossipPolicy) -> bool {
@@ -592,6 +596,7 @@ impl Scenario {
             links: Links::default(),
             policy: GossipPolicy::Committee,
             seen_set: None,
+            retention_s: None,
         }
     }
 

@@ -263,6 +263,9 @@ impl World {
         if let Some(limits) = &self.scenario.seen_set {
             limits.apply(&mut config.admission.replay);
         }
+        if let Some(s) = self.scenario.retention_s {
+            config.retention = std::time::Duration::from_secs(s);
+        }
         let bootstrap = (0..self.nodes.len()).filter(|j| *j != i).map(|j| Peer::Key(self.nodes[j].keypair.public())).collect();
         EngineConfig {
             genesis: self.genesis.clone(),
