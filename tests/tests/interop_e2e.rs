@@ -7,7 +7,7 @@
 //! from the content (the default id, source plus sequence number, is the same for every
 //! anonymous message); and a `max_transmit_size` at least as large as the messages it wants. It subscribes to a node's gossip topic
 //! (`byzgossip/<first 16 hex digits of the network id>/gossip/<topic>`), receives the
-//! node's envelopes, then publishes junk: the node rejects every piece, bans the peer and
+//! node's envelopes (also those other members published), then publishes junk: the node rejects every piece, bans the peer and
 //! disconnects it, while the committee goes on delivering.
 
 use byzgossip_crypto::codec;
@@ -107,6 +107,26 @@ async fn a_stock_gossipsub_peer_receives_our_envelopes_and_is_banned_for_junk() 
         }
     }
     assert!(received >= 5, "the foreign peer received {received} envelopes of node 0");
+
+    // Messages the other members publish reach it through node 0 (a member with a subscriber
+    // outside the committee forwards what it gets straight from a signer; before, 14 of 20).
+    let mut wanted: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+    for round in 0..12u32 {
+        let payload = format!("from the others {round}").into_bytes();
+        nodes[1 + round as usize % 3].publish("chat", payload.clone()).await.expect("publish");
+        wanted.insert(payload);
+    }
+    let all = drive_until(&mut foreign, Duration::from_secs(10), |e| {
+        if let SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. }) = e
+            && let Ok(envelope) = codec::decode_envelope(&message.data, codec::MAX_ENVELOPE_LEN)
+            && let Some(body) = byzgossip_node::gossip::GossipBody::decode(envelope.body(), codec::MAX_ENVELOPE_LEN)
+        {
+            wanted.remove(&body.payload);
+        }
+        wanted.is_empty()
+    })
+    .await;
+    assert!(all, "{} of 12 messages published by nodes 1-3 never reached the foreign peer", wanted.len());
 
     // Junk from the foreign peer: rejected by admission, punished until banned; the ban
     // blocks the peer at the swarm and closes the connection.
