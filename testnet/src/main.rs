@@ -387,15 +387,8 @@ fn finish(summaries: &[Summary], json: Option<&Path>, out: &Path) -> bool {
     }
     let _ = std::fs::create_dir_all(out);
     let _ = std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(summaries).unwrap_or_default());
-    let mut index = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>byzgossip testnet</title></head><body><h1>byzgossip testnet</h1><pre>");
-    index.push_str(&report::table(summaries).replace('&', "&amp;").replace('<', "&lt;"));
-    index.push_str("</pre><ul>");
-    for s in summaries {
-        index.push_str(&format!("<li><a href=\"{0}/report.html\">{0}</a>: {1}</li>", s.scenario, if s.passed { "PASS" } else { "FAIL" }));
-    }
-    index.push_str("</ul></body></html>");
     if summaries.len() > 1 {
-        let _ = std::fs::write(out.join("index.html"), index);
+        let _ = std::fs::write(out.join("index.html"), report::index_html(summaries));
     }
     if let Some(path) = json
         && let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(summaries).unwrap_or_default())

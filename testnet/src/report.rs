@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
+mod index;
 mod plot;
+pub use index::index_html;
 use plot::{Chart, Event, Line, Mark};
 
 /// Latency percentiles in milliseconds.
