@@ -35,6 +35,7 @@ pub mod adversary;
 pub mod bench;
 pub mod harness;
 pub mod invariants;
+pub mod monitoring;
 pub mod process;
 pub mod record;
 mod recorder;

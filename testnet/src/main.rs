@@ -157,6 +157,10 @@ enum Command {
         /// Seed of the keys.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Also write a Prometheus configuration scraping every node's `/metrics` to this
+        /// file (for `deploy/grafana/byzgossip.json`).
+        #[arg(long)]
+        prometheus_config: Option<PathBuf>,
     },
 }
 
@@ -272,10 +276,16 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        Command::Up { nodes, seed } => {
+        Command::Up { nodes, seed, prometheus_config } => {
             let mut s = scenario::preset("baseline", nodes).context("baseline preset")?;
             s.seed = seed;
             let testnet = Testnet::start(&s, RunOptions { api: true, verbose: false }).await?;
+            if let Some(path) = prometheus_config {
+                let targets: Vec<_> = testnet.describe().iter().filter_map(|n| n.api).collect();
+                std::fs::write(&path, byzgossip_testnet::monitoring::prometheus_config(&targets, 5))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("prometheus config: {} (run `prometheus --config.file={}`)", path.display(), path.display());
+            }
             for node in testnet.describe() {
                 let api = node.api.map_or("-".to_owned(), |a| format!("http://{a}"));
                 let addrs: Vec<String> = node.listen.iter().map(ToString::to_string).collect();
