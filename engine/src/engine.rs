@@ -29,6 +29,7 @@ use crate::recovery::SeqRecovery;
 use crate::redial::Redial;
 use crate::relay::relays_direct;
 use crate::retransmit::{RETRANSMIT_BACKOFF_QUEUE, Retransmit};
+use crate::liveness::{Pings, QuorumHealth, STALL_MS};
 use crate::slow::SlowPeers;
 use crate::store::{Appended, Batch, Committed, FIRST_SEQ, MAX_PRUNED_PER_BATCH, OwnMessage, Recovered, SeqStream, StoredDelivery};
 use crate::sync::{
@@ -143,6 +144,12 @@ pub struct PeerView {
     pub connected: bool,
     /// Committee index, if a member.
     pub member: Option<usize>,
+    /// The last successful ping round trip (ms).
+    pub ping_rtt_ms: Option<u64>,
+    /// Pings failed since the last success or message from the peer.
+    pub ping_failures: u32,
+    /// Whether the peer is suspected (`liveness::SUSPECT_AFTER_FAILURES` failed pings).
+    pub suspected: bool,
 }
 
 /// A summary of the engine's state.
@@ -166,6 +173,9 @@ pub struct EngineStatus {
     pub retransmitting: usize,
     /// Peers blocked at the transport now.
     pub blocked_peers: usize,
+    /// Whether the committee can make progress as far as this node can tell
+    /// ([`crate::liveness`]).
+    pub quorum: QuorumHealth,
 }
 
 /// An output held until the batch it depends on is committed.
@@ -235,6 +245,11 @@ pub struct Engine {
     /// Connected peers with an ed25519 key outside the committee (observers, foreign
     /// subscribers): while there is one, this node forwards every accepted message.
     outsiders: usize,
+    pings: Pings,
+    /// Whether progress was possible at the last tick (`None` before the first).
+    progress_possible: Option<bool>,
+    /// The time of the last tick, for [`Engine::status`] (which takes no clock).
+    now_hint_ms: u64,
     blocks: Blocks,
     redial: Redial,
     slow: SlowPeers,
@@ -329,6 +344,9 @@ impl Engine {
             recent_gossip: RecentGossip::default(),
             connected: BTreeSet::new(),
             outsiders: 0,
+            pings: Pings::default(),
+            progress_possible: None,
+            now_hint_ms: now_ms,
             blocks: Blocks::default(),
             redial: Redial::new(config.bootstrap.clone(), config.redial_backoff_ms),
             slow: SlowPeers::default(),
@@ -472,6 +490,30 @@ impl Engine {
             validation_queue: self.in_flight_bracha + self.in_flight_gossip,
             retransmitting: self.retransmit.len(),
             blocked_peers: self.blocks.applied().len(),
+            quorum: self.quorum_health(self.now_hint_ms),
+        }
+    }
+
+    /// Members reachable, members needed and stalled instances at `now_ms`
+    /// ([`crate::liveness`]).
+    pub fn quorum_health(&self, now_ms: u64) -> QuorumHealth {
+        let others = self
+            .connected
+            .iter()
+            .filter(|peer| peer.key().is_some_and(|key| self.committee.contains(&key) && key != self.me))
+            .filter(|peer| !self.pings.get(peer).suspected())
+            .count();
+        QuorumHealth {
+            members_reachable: others + usize::from(self.member.is_some()),
+            members_needed: 2 * self.committee.f() + 1,
+            stalled_instances: self.latency.first_seen.values().filter(|at| now_ms.saturating_sub(**at) > STALL_MS).count(),
+        }
+    }
+
+    /// A ping to `peer` came back after `rtt_ms` (`Some`) or failed (`None`).
+    pub fn handle_ping(&mut self, _now_ms: u64, peer: Peer, rtt_ms: Option<u64>) {
+        if self.connected.contains(&peer) {
+            self.pings.ping(&peer, rtt_ms);
         }
     }
 
@@ -483,7 +525,11 @@ impl Engine {
             .into_iter()
             .map(|reputation| {
                 let peer = Peer::Key(reputation.peer);
+                let ping = self.pings.get(&peer);
                 PeerView {
+                    ping_rtt_ms: ping.rtt_ms,
+                    ping_failures: ping.failures,
+                    suspected: ping.suspected(),
                     connected: self.connected.contains(&peer),
                     member: self.committee.index_of(&reputation.peer),
                     peer,
@@ -742,6 +788,7 @@ impl Engine {
 
     /// The last connection to `peer` closed.
     pub fn handle_disconnected(&mut self, now_ms: u64, peer: Peer) {
+        self.pings.forget(&peer);
         if self.connected.remove(&peer) && self.is_outsider(&peer) {
             self.outsiders = self.outsiders.saturating_sub(1);
         }
@@ -772,6 +819,7 @@ impl Engine {
     /// A gossipsub message from `from` on wire topic `topic`. The engine answers
     /// [`Output::Validation`] with `token` exactly once (now, or after verification).
     pub fn handle_message(&mut self, now_ms: u64, from: Peer, token: u64, topic: &str, bytes: &[u8]) {
+        self.pings.traffic(&from);
         let Some(from) = from.key() else {
             self.validation(token, Acceptance::Ignore);
             return;
@@ -1130,6 +1178,11 @@ impl Engine {
             self.outputs.push_back(Output::AppScore { peer, score });
         }
         self.reconcile_blocks(now_ms);
+        self.now_hint_ms = now_ms;
+        let health = self.quorum_health(now_ms);
+        let possible = health.progress_possible();
+        let was_possible = self.progress_possible.replace(possible);
+        self.metric(Metric::Quorum { health, was_possible });
         let blocked = self.blocks.applied().clone();
         for peer in self.redial.due(now_ms, |p| blocked.contains(p)) {
             self.outputs.push_back(Output::Peer(PeerAction::Dial(peer)));

@@ -28,6 +28,7 @@ mod budget;
 mod engine;
 pub mod gossip;
 pub mod hooks;
+pub mod liveness;
 pub mod output;
 mod peer;
 mod recovery;

@@ -213,6 +213,15 @@ pub enum Metric {
         /// Outcome label.
         outcome: &'static str,
     },
+    /// Quorum health at a tick ([`crate::liveness`]); `was_possible` is the previous tick's
+    /// verdict (`None` at the first), so the driver can log the moment progress becomes
+    /// impossible, and again when it is possible.
+    Quorum {
+        /// Members reachable, needed, stalled instances.
+        health: crate::liveness::QuorumHealth,
+        /// Whether progress was possible at the previous tick.
+        was_possible: Option<bool>,
+    },
     /// Deliveries older than the retention were pruned from the store.
     Pruned {
         /// How many.

@@ -1250,3 +1250,62 @@ fn a_recovered_member_that_restarts_keeps_its_recovered_seq() {
     });
     assert!(!published_empty, "a seq of the former life was filled with an empty value");
 }
+
+/// Issue #12 point 4: quorum health in virtual time. A member of four (f = 1) that reaches two
+/// others has 3 = 2f+1 members; three failed pings suspect one of them, progress becomes
+/// impossible and the engine says so once; a message from the suspect clears it.
+#[test]
+fn suspected_members_do_not_count_towards_the_quorum_and_traffic_clears_suspicion() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    let (one, two) = (Peer::Key(key(1).public()), Peer::Key(key(2).public()));
+    engine.handle_connected(T0, one.clone());
+    engine.handle_connected(T0, two.clone());
+    let mut now = T0;
+    let mut tick = |engine: &mut Engine, now: &mut u64| {
+        *now += 250;
+        engine.handle_timeout(*now);
+        std::iter::from_fn(|| engine.poll())
+            .filter_map(|o| match o {
+                Output::Metric(Metric::Quorum { health, was_possible }) => Some((health.progress_possible(), was_possible)),
+                _ => None,
+            })
+            .last()
+    };
+    assert_eq!(tick(&mut engine, &mut now), Some((true, None)));
+    assert_eq!((engine.status().quorum.members_reachable, engine.status().quorum.members_needed), (3, 3));
+    for rtt in [Some(3), None, None] {
+        engine.handle_ping(now, two.clone(), rtt);
+    }
+    assert_eq!(tick(&mut engine, &mut now), Some((true, Some(true))), "two failures do not suspect");
+    engine.handle_ping(now, two.clone(), None);
+    let view = engine.peers(now).into_iter().find(|v| v.peer == two);
+    assert!(view.is_none_or(|v| v.suspected && v.ping_failures == 3 && v.ping_rtt_ms == Some(3)));
+    assert_eq!(tick(&mut engine, &mut now), Some((false, Some(true))), "progress impossible, said once");
+    assert_eq!(tick(&mut engine, &mut now), Some((false, Some(false))));
+    assert_eq!(engine.status().quorum.members_reachable, 2);
+    // Any message from the suspect clears it, even one admission refuses.
+    let topic = engine.topics().gossip("load");
+    engine.handle_message(now, two.clone(), 1, &topic, b"junk");
+    assert_eq!(tick(&mut engine, &mut now), Some((true, Some(false))), "possible again");
+    // A disconnected member does not count either.
+    engine.handle_disconnected(now, one);
+    assert_eq!(tick(&mut engine, &mut now), Some((false, Some(true))));
+}
+
+/// An instance seen and not delivered for longer than STALL_MS counts as stalled.
+#[test]
+fn an_instance_open_longer_than_the_stall_deadline_is_reported_stalled() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    for i in 1..4 {
+        engine.handle_connected(T0, Peer::Key(key(i).public()));
+    }
+    engine.broadcast(T0, b"nobody answers".to_vec()).expect("broadcast");
+    while let Some(output) = engine.poll() {
+        if let Output::Persist(batch) = output {
+            engine.handle_committed(T0, batch.id, Ok(Committed { own: vec![None; batch.own.len()], deliveries: vec![], pruned: 0 }));
+        }
+    }
+    let stalled_at = |engine: &Engine, now: u64| engine.quorum_health(now).stalled_instances;
+    assert_eq!(stalled_at(&engine, T0 + byzgossip_engine::liveness::STALL_MS), 0);
+    assert_eq!(stalled_at(&engine, T0 + byzgossip_engine::liveness::STALL_MS + 1), 1);
+}

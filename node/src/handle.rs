@@ -83,6 +83,12 @@ pub struct PeerInfo {
     pub connected: bool,
     /// Committee index, if a member.
     pub member: Option<usize>,
+    /// The last successful ping round trip (ms).
+    pub ping_rtt_ms: Option<u64>,
+    /// Pings failed since the last success or message from the peer.
+    pub ping_failures: u32,
+    /// Suspected after 3 failed pings in a row; cleared by any message or a successful ping.
+    pub suspected: bool,
 }
 
 /// A summary of the node.
@@ -110,6 +116,14 @@ pub struct Status {
     pub open_instances: usize,
     /// Messages waiting for verification.
     pub validation_queue: usize,
+    /// Members reachable: this node if a member, plus connected members not suspected.
+    pub members_reachable: usize,
+    /// Members a broadcast needs to complete (2f+1).
+    pub members_needed: usize,
+    /// Whether `members_reachable >= members_needed`: if not, no broadcast can complete.
+    pub progress_possible: bool,
+    /// Bracha instances seen more than 10 s ago and not delivered.
+    pub stalled_instances: usize,
 }
 
 /// A request from a handle to the node task.

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub slow_peers: Family<Labels, Counter>,
     /// Queue depths, by `queue` (validation).
     pub queue_depth: Family<Labels, Gauge>,
+    /// Quorum health: members reachable and needed, stalled instances.
+    pub quorum: Family<Labels, Gauge>,
     /// Status changes (graylist, ban, exclusion, recovery), by `to` and `reason`.
     pub status_changes: Family<Labels, Counter>,
     /// Bracha faults, by `kind`.
@@ -80,6 +82,7 @@ impl Metrics {
             sync: Family::default(),
             slow_peers: Family::default(),
             queue_depth: Family::default(),
+            quorum: Family::default(),
             status_changes: Family::default(),
             faults: Family::default(),
             published: Family::default(),
@@ -99,6 +102,7 @@ impl Metrics {
         registry.register("sync", "Sync exchanges by kind", m.sync.clone());
         registry.register("slow_peers", "Gossipsub slow-peer reports and connections dropped for a wedged link, by outcome", m.slow_peers.clone());
         registry.register("queue_depth", "Queue depths", m.queue_depth.clone());
+        registry.register("quorum", "Quorum health: members_reachable, members_needed, stalled_instances", m.quorum.clone());
         registry.register("status_changes", "Reputation status changes by new status and reason", m.status_changes.clone());
         registry.register("bracha_faults", "Bracha faults by kind", m.faults.clone());
         registry.register("published", "Messages published by kind", m.published.clone());
@@ -189,6 +193,24 @@ impl Metrics {
                 }
             }
             Metric::SlowPeer { outcome } => Self::inc(&self.slow_peers, "outcome", outcome),
+            Metric::Quorum { health, was_possible } => {
+                for (what, value) in [
+                    ("members_reachable", health.members_reachable),
+                    ("members_needed", health.members_needed),
+                    ("stalled_instances", health.stalled_instances),
+                ] {
+                    self.quorum.get_or_create(&vec![("what", what.to_owned())]).set(value as i64);
+                }
+                let (reachable, needed) = (health.members_reachable, health.members_needed);
+                match (health.progress_possible(), *was_possible) {
+                    (false, Some(true)) => {
+                        tracing::warn!(reachable, needed, "fewer than 2f+1 members reachable: no broadcast can complete")
+                    }
+                    (true, Some(false)) => tracing::info!(reachable, needed, "2f+1 members reachable again: broadcasts can complete"),
+                    (false, None) => tracing::info!(reachable, needed, "not yet 2f+1 members reachable"),
+                    _ => {}
+                }
+            }
             Metric::Pruned { deliveries } => {
                 self.pruned_deliveries.inc_by(*deliveries as u64);
             }

@@ -620,6 +620,9 @@ impl Runtime {
                         connected: view.connected,
                         member: view.member,
                         reputation: view.reputation,
+                        ping_rtt_ms: view.ping_rtt_ms,
+                        ping_failures: view.ping_failures,
+                        suspected: view.suspected,
                     })
                     .collect();
                 let _ = reply.send(peers);
@@ -638,6 +641,10 @@ impl Runtime {
                     last_cursor: status.last_cursor,
                     open_instances: status.open_instances,
                     validation_queue: status.validation_queue,
+                    members_reachable: status.quorum.members_reachable,
+                    members_needed: status.quorum.members_needed,
+                    progress_possible: status.quorum.progress_possible(),
+                    stalled_instances: status.quorum.stalled_instances,
                 });
             }
             Command::Dial { addr, reply } => {
@@ -676,6 +683,10 @@ impl Runtime {
                 self.engine.handle_slow_peer(now, to_peer(&peer_id));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event { peer, result, .. })) => {
+                let rtt_ms = result.ok().map(|rtt| rtt.as_millis().try_into().unwrap_or(u64::MAX));
+                self.engine.handle_ping(now, to_peer(&peer), rtt_ms);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(libp2p::identify::Event::Received { peer_id, info, .. })) => {
                 // Remember the peer's listen addresses so gossipsub and sync can redial.
                 for addr in info.listen_addrs {

@@ -77,6 +77,14 @@ pub struct Status {
     pub open_instances: usize,
     /// Messages waiting for verification.
     pub validation_queue: usize,
+    /// Members reachable (this node if a member, plus connected members not suspected).
+    pub members_reachable: usize,
+    /// Members a broadcast needs (2f+1).
+    pub members_needed: usize,
+    /// Whether enough members are reachable for a broadcast to complete.
+    pub progress_possible: bool,
+    /// Instances seen more than 10 s ago and not delivered.
+    pub stalled_instances: usize,
 }
 
 /// One element of `GET /peers`: `byzgossip_node::PeerInfo`.
@@ -92,6 +100,13 @@ pub struct PeerInfo {
     /// Committee index (`null` if not a member).
     #[serde(deserialize_with = "present")]
     pub member: Option<usize>,
+    /// The last successful ping round trip (ms; `null` before one).
+    #[serde(deserialize_with = "present")]
+    pub ping_rtt_ms: Option<u64>,
+    /// Pings failed since the last success or message.
+    pub ping_failures: u32,
+    /// Whether the peer is suspected (3 failed pings in a row).
+    pub suspected: bool,
 }
 
 /// One `data:` line of `GET /deliveries`: `byzgossip_node::DeliveryEvent`.
@@ -352,9 +367,14 @@ mod tests {
             last_cursor: 42,
             open_instances: 1,
             validation_queue: 0,
+            members_reachable: 4,
+            members_needed: 5,
+            progress_possible: false,
+            stalled_instances: 3,
         };
         let back: Status = parse("/status", &serde_json::to_vec(&status).expect("json")).expect("parses");
         assert_eq!((back.public_key, back.member, back.n, back.f), (status.public_key, status.member, 7, 2));
+        assert_eq!((back.members_reachable, back.members_needed, back.progress_possible, back.stalled_instances), (4, 5, false, 3));
         assert_eq!((back.connected_peers, back.last_cursor, back.listen), (6, 42, status.listen.clone()));
 
         let statuses = [
@@ -364,12 +384,21 @@ mod tests {
             PeerStatus::Excluded { evidence: Digest::of(b"evidence") },
         ];
         for s in statuses {
-            let info = byzgossip_node::PeerInfo { peer_id: "12D3KooX".into(), reputation: snapshot(s), connected: true, member: None };
+            let info = byzgossip_node::PeerInfo {
+                peer_id: "12D3KooX".into(),
+                reputation: snapshot(s),
+                connected: true,
+                member: None,
+                ping_rtt_ms: Some(7),
+                ping_failures: 1,
+                suspected: false,
+            };
             let back: PeerInfo = parse("/peers", &serde_json::to_vec(&vec![info.clone()]).expect("json"))
                 .map(|mut v: Vec<PeerInfo>| v.remove(0))
                 .expect("parses");
             assert_eq!(back.reputation, info.reputation);
             assert_eq!((back.peer_id, back.connected, back.member), (info.peer_id, true, None));
+            assert_eq!((back.ping_rtt_ms, back.ping_failures, back.suspected), (Some(7), 1, false));
         }
 
         let instance = InstanceId { origin: key(1), seq: 5 };
@@ -409,6 +438,9 @@ mod tests {
             reputation: snapshot(PeerStatus::Ok),
             connected: true,
             member: Some(1),
+            ping_rtt_ms: None,
+            ping_failures: 0,
+            suspected: false,
         };
         let good = serde_json::to_value(&info).expect("json");
         assert!(serde_json::from_value::<PeerInfo>(good.clone()).is_ok());
@@ -417,7 +449,7 @@ mod tests {
             f(v.as_object_mut().expect("object"));
             parse::<PeerInfo>("/peers", &serde_json::to_vec(&v).expect("json"))
         };
-        for field in ["status", "score", "peer", "member", "connected", "first_seen_ms"] {
+        for field in ["status", "score", "peer", "member", "connected", "first_seen_ms", "ping_rtt_ms", "suspected"] {
             let r = broken(&|o| {
                 o.remove(field);
             });
@@ -468,6 +500,10 @@ mod tests {
             last_cursor: 0,
             open_instances: 0,
             validation_queue: 0,
+            members_reachable: 1,
+            members_needed: 1,
+            progress_possible: true,
+            stalled_instances: 0,
         })
         .expect("json");
         assert!(serde_json::from_value::<Status>(status.clone()).is_ok());
