@@ -31,19 +31,22 @@ use crate::relay::relays_direct;
 use crate::retransmit::{RETRANSMIT_BACKOFF_QUEUE, Retransmit};
 use crate::liveness::{Pings, QuorumHealth, STALL_MS};
 use crate::slow::SlowPeers;
-use crate::store::{Appended, Batch, Committed, FIRST_SEQ, MAX_PRUNED_PER_BATCH, OwnMessage, Recovered, SeqStream, StoredDelivery};
+use crate::store::{
+    Appended, Batch, Committed, FIRST_SEQ, MAX_PRUNED_PER_BATCH, MAX_STORED_EXCLUSIONS, OwnMessage, Recovered, SeqStream, StoredBan,
+    StoredDelivery, StoredExclusion, StoredGossipId,
+};
 use crate::sync::{
-    MAX_DIGEST_ORIGINS, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse, SyncedDelivery,
+    MAX_DIGEST_ORIGINS, MAX_SYNC_EVIDENCE, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse, SyncedDelivery,
 };
 use crate::topics::{Topics, check_topic_name};
 use crate::verify::{Done, Job, Line, Origin, Outcome, Work};
-use byzgossip_bracha::{Bracha, Certificate, Evidence, FaultKind, InstanceId, Message, Step};
+use byzgossip_bracha::{Bracha, Certificate, Evidence, EvidenceError, FaultKind, InstanceId, Message, Step};
 use byzgossip_crypto::codec::{self, MAX_ENVELOPE_LEN};
 use byzgossip_crypto::{
     Committee, Digest, Envelope, Genesis, GossipPolicy, Keypair, Kind, MessageId, NetworkId, PublicKey, VerifiedEnvelope,
 };
 use byzgossip_reputation::{
-    Acceptance, Admission, AdmissionConfig, Event, PeerSnapshot, PeerStatus, Verdict,
+    Acceptance, Admission, AdmissionConfig, Event, PeerSnapshot, PeerStatus, StatusChange, Verdict, WindowMode,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -189,6 +192,9 @@ enum Gated {
     Deliver { index: usize, delivered: Delivered },
     /// A broadcast whose seq and SEND the batch makes durable.
     Broadcast { instance: InstanceId },
+    /// A gossip message for the application, whose id the batch makes durable (so that a
+    /// replay after a restart is still a duplicate).
+    GossipDeliver(GossipMessage),
 }
 
 /// What an outbound sync request was for.
@@ -288,6 +294,9 @@ pub struct Engine {
     /// Every own seq below it is certified delivered (learned from peers); while the own
     /// low watermark is below it, the recovery wait goes on (the window fills by sync).
     own_floor: u64,
+    /// Verified equivocation evidence per excluded member, kept for sync (module docs of
+    /// `sync`): one per member, so at most the committee's size (and [`MAX_STORED_EXCLUSIONS`]).
+    evidence: BTreeMap<PublicKey, Vec<u8>>,
 }
 
 impl Engine {
@@ -378,13 +387,43 @@ impl Engine {
             lost_own_sends: fresh,
             first_own_seq: None,
             own_floor: FIRST_SEQ,
+            evidence: BTreeMap::new(),
         };
         engine.outputs.push_back(Output::Subscribe { topic: engine.topics.bracha() });
         for topic in &config.topics {
             engine.subscribe(topic)?;
         }
+        engine.restore_sanctions(&recovered, now_ms);
         engine.restore(recovered, now_ms)?;
+        // Restored bans and exclusions are blocked before the first connection is up.
+        engine.reconcile_blocks(now_ms);
         Ok(engine)
+    }
+
+    /// Restores what a restart must not forget about peers (bans with their count, so that a
+    /// repeat still doubles; exclusions with their evidence, which sync offers again) and the
+    /// ids of gossip delivered within the replay window (a replay after the restart is a
+    /// duplicate). The store is this node's own, written only with what it verified, so
+    /// nothing is checked again (like the own votes). An exclusion row whose evidence does not
+    /// decode or names another signer is skipped (counted as `evidence_unreadable`).
+    fn restore_sanctions(&mut self, recovered: &Recovered, now_ms: u64) {
+        for ban in &recovered.bans {
+            self.admission.restore_ban(ban.peer, ban.bans, ban.until_ms, now_ms);
+        }
+        for exclusion in &recovered.exclusions {
+            match Evidence::decode(&exclusion.evidence, MAX_ENVELOPE_LEN) {
+                Ok(evidence) if evidence.offender() == exclusion.member && self.committee.contains(&exclusion.member) => {
+                    let _ = self.admission.record(exclusion.member, Event::Equivocation { evidence: evidence.digest() }, now_ms);
+                    if self.evidence.len() < MAX_STORED_EXCLUSIONS {
+                        self.evidence.insert(exclusion.member, exclusion.evidence.clone());
+                    }
+                }
+                _ => self.metric(Metric::Sync { kind: "evidence_unreadable" }),
+            }
+        }
+        for g in &recovered.gossip {
+            self.admission.restore_seen(MessageId(g.id), g.origin, g.expires_at_ms, now_ms);
+        }
     }
 
     fn restore(&mut self, recovered: Recovered, now_ms: u64) -> Result<(), EngineError> {
@@ -632,6 +671,7 @@ impl Engine {
                 }
                 Gated::Gossip { topic, envelope } => self.publish_envelope(topic, envelope),
                 Gated::Broadcast { instance } => self.outputs.push_back(Output::Broadcast { instance }),
+                Gated::GossipDeliver(message) => self.outputs.push_back(Output::Gossip(message)),
                 Gated::Deliver { index, mut delivered } => {
                     let Some(Appended::New(cursor)) = committed.deliveries.get(index).copied() else { continue };
                     self.last_cursor = self.last_cursor.max(cursor);
@@ -913,6 +953,7 @@ impl Engine {
         match (job.work, outcome) {
             (Work::Envelope(pending), Outcome::Envelope(result)) => {
                 let kind = pending.envelope().header().kind.label();
+                let mode = pending.mode();
                 let verdict = self.admission.complete(*pending, result, now_ms);
                 let accepted = verdict.accepted().cloned();
                 match job.origin {
@@ -929,7 +970,7 @@ impl Engine {
                     }
                 }
                 if let Some(envelope) = accepted {
-                    self.on_admitted(envelope, now_ms);
+                    self.on_admitted(envelope, mode, now_ms);
                 }
             }
             (Work::Certificate { certificate, value, .. }, Outcome::Certificate(result)) => match result {
@@ -966,14 +1007,31 @@ impl Engine {
             },
             (Work::Evidence { evidence, gossip, .. }, Outcome::Evidence(result)) => match result {
                 Ok(offender) => {
+                    if job.from.is_some() {
+                        self.metric(Metric::Sync { kind: "evidence_applied" });
+                    }
                     self.penalise(offender, Event::Equivocation { evidence: evidence.digest() }, now_ms);
+                    self.keep_evidence(offender, &evidence);
                     if gossip {
                         if let Ok(envelope) = Envelope::seal(&self.keypair, self.network, Kind::Evidence, 0, now_ms, evidence.encode()) {
                             self.publish_envelope(self.topics.bracha(), envelope);
                         }
                     }
                 }
-                Err(_) => self.metric(Metric::Message { kind: "evidence", outcome: "invalid_evidence" }),
+                Err(error) => {
+                    self.metric(Metric::Message { kind: "evidence", outcome: "invalid_evidence" });
+                    // From sync, the peer that served it could have checked it (it serves
+                    // only evidence it verified): it pays. Gossiped evidence is checked at
+                    // admission like any envelope, its signer is not the accused.
+                    if let Some(from) = job.from {
+                        self.metric(Metric::Sync { kind: "evidence_invalid" });
+                        let event = match error {
+                            EvidenceError::BadSignature => Event::BadSignature,
+                            _ => Event::Malformed,
+                        };
+                        self.penalise(from, event, now_ms);
+                    }
+                }
             },
             // A job always comes back with the outcome of its own kind of work.
             _ => {}
@@ -1011,8 +1069,7 @@ impl Engine {
     fn drain_status_changes(&mut self, now_ms: u64) {
         let mut block = false;
         while let Some(change) = self.admission.poll_status_change() {
-            block |= matches!(change.to, PeerStatus::Banned { .. } | PeerStatus::Excluded { .. });
-            self.metric(Metric::StatusChange(change));
+            block |= self.status_changed(change);
         }
         if block {
             self.reconcile_blocks(now_ms);
@@ -1020,19 +1077,43 @@ impl Engine {
     }
 
     fn penalise(&mut self, peer: PublicKey, event: Event, now_ms: u64) {
-        if let Some(change) = self.admission.record(peer, event, now_ms) {
-            let block = matches!(change.to, PeerStatus::Banned { .. } | PeerStatus::Excluded { .. });
-            self.metric(Metric::StatusChange(change));
-            if block {
-                self.reconcile_blocks(now_ms);
-            }
+        if let Some(change) = self.admission.record(peer, event, now_ms)
+            && self.status_changed(change)
+        {
+            self.reconcile_blocks(now_ms);
         }
     }
 
+    /// Counts a status change and writes a new ban into the batch (its count and end, so a
+    /// restart keeps it and a repeat still doubles); true if the peer must be blocked.
+    /// Exclusions are written with their evidence by [`Engine::keep_evidence`].
+    fn status_changed(&mut self, change: StatusChange) -> bool {
+        self.metric(Metric::StatusChange(change));
+        match change.to {
+            PeerStatus::Banned { until_ms } => {
+                self.batch.bans.push(StoredBan { peer: change.peer, bans: change.bans, until_ms });
+                true
+            }
+            PeerStatus::Excluded { .. } => true,
+            PeerStatus::Ok | PeerStatus::Graylisted => false,
+        }
+    }
+
+    /// Keeps verified evidence against `offender` (the first one per member): written into
+    /// the batch with the exclusion, and offered to peers in sync responses.
+    fn keep_evidence(&mut self, offender: PublicKey, evidence: &Evidence) {
+        if self.evidence.contains_key(&offender) || self.evidence.len() >= MAX_STORED_EXCLUSIONS {
+            return;
+        }
+        let encoded = evidence.encode();
+        self.batch.exclusions.push(StoredExclusion { member: offender, evidence: encoded.clone() });
+        self.evidence.insert(offender, encoded);
+    }
+
     /// Acts on an admitted envelope.
-    fn on_admitted(&mut self, envelope: VerifiedEnvelope, now_ms: u64) {
+    fn on_admitted(&mut self, envelope: VerifiedEnvelope, mode: WindowMode, now_ms: u64) {
         match envelope.header().kind {
-            Kind::Gossip => self.on_gossip_admitted(&envelope),
+            Kind::Gossip => self.on_gossip_admitted(&envelope, mode, now_ms),
             Kind::BrachaSend | Kind::BrachaEcho | Kind::BrachaReady => {
                 let Some(bracha) = self.bracha.as_mut() else { return };
                 if envelope.header().kind == Kind::BrachaSend
@@ -1059,12 +1140,18 @@ impl Engine {
         });
     }
 
-    fn on_gossip_admitted(&mut self, envelope: &VerifiedEnvelope) {
+    /// Admitted gossip: kept for sync, and handed to the application if subscribed, once its
+    /// id is durable (with its seen-set expiry): a replay after a restart within the window
+    /// is then a duplicate, as before it. Expired ids leave the store with every such batch.
+    fn on_gossip_admitted(&mut self, envelope: &VerifiedEnvelope, mode: WindowMode, now_ms: u64) {
         let Some(body) = GossipBody::decode(envelope.body(), self.max_message_len) else { return };
         let header = envelope.header();
         self.recent_gossip.push(header.origin, header.seq, codec::encode_envelope(envelope.envelope()));
         if self.subscribed.contains(&body.topic) {
-            self.outputs.push_back(Output::Gossip(GossipMessage {
+            let expires_at_ms = self.admission.seen_expiry(header.timestamp_ms, now_ms, mode);
+            self.batch.gossip.push(StoredGossipId { id: *envelope.id().as_bytes(), origin: header.origin, expires_at_ms });
+            self.batch.forget_gossip_before_ms = Some(now_ms);
+            self.gated.push(Gated::GossipDeliver(GossipMessage {
                 topic: body.topic,
                 origin: header.origin,
                 seq: header.seq,
@@ -1417,10 +1504,21 @@ impl Engine {
                     bytes += envelope.len();
                     envelopes.push(envelope.clone());
                 }
-                ServePlan::catchup(theirs, self.committee.members().to_vec(), envelopes)
+                ServePlan::catchup(theirs, self.committee.members().to_vec(), envelopes, self.evidence_for_sync())
             }
         };
         self.outputs.push_back(Output::SyncServe { token, plan });
+    }
+
+    /// Evidence to offer in a catch-up response: every kept proof, at most
+    /// [`MAX_SYNC_EVIDENCE`] from a random starting member (so with more excluded members
+    /// than that, each is offered in turn).
+    fn evidence_for_sync(&mut self) -> Vec<Vec<u8>> {
+        if self.evidence.is_empty() {
+            return Vec::new();
+        }
+        let skip = if self.evidence.len() > MAX_SYNC_EVIDENCE { (self.rng.next_u64() % self.evidence.len() as u64) as usize } else { 0 };
+        self.evidence.values().cycle().skip(skip).take(self.evidence.len().min(MAX_SYNC_EVIDENCE)).cloned().collect()
     }
 
     /// The driver ran the serving plan of `token` (or gave up on it): its slot frees.
@@ -1458,7 +1556,10 @@ impl Engine {
                     self.apply_step(step, now_ms);
                 }
             }
-            (Some(SyncPurpose::Digest), SyncResponse::Catchup { deliveries, gossip }) => {
+            (Some(SyncPurpose::Digest), SyncResponse::Catchup { deliveries, gossip, evidence }) => {
+                for bytes in evidence {
+                    self.synced_evidence(from, &bytes, now_ms);
+                }
                 for delivery in deliveries {
                     self.synced_delivery(from, delivery.certificate, delivery.value, now_ms);
                 }
@@ -1479,6 +1580,34 @@ impl Engine {
             }
             _ => {}
         }
+    }
+
+    /// Evidence from sync: decoded and checked cheaply here (a malformed proof costs the peer
+    /// that served it), the signatures in a job; evidence against a member already excluded
+    /// is not checked again.
+    fn synced_evidence(&mut self, from: PublicKey, bytes: &[u8], now_ms: u64) {
+        let evidence = match Evidence::decode(bytes, MAX_ENVELOPE_LEN) {
+            Ok(evidence) => evidence,
+            Err(_) => {
+                self.metric(Metric::Sync { kind: "evidence_malformed" });
+                self.penalise(from, Event::Malformed, now_ms);
+                return;
+            }
+        };
+        let offender = evidence.offender();
+        if matches!(self.admission.reputation().status(&offender, now_ms), PeerStatus::Excluded { .. }) {
+            return;
+        }
+        if self.line_full(Line::Bracha) {
+            self.metric(Metric::Message { kind: "sync", outcome: "overloaded" });
+            return;
+        }
+        self.submit(Job {
+            line: Line::Bracha,
+            origin: Origin::Sync,
+            from: Some(from),
+            work: Work::Evidence { evidence: Box::new(evidence), committee: self.committee.clone(), network: self.network, gossip: false },
+        });
     }
 
     /// A certificate and value from sync: cheap checks here, the signatures in a job.

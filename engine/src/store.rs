@@ -108,8 +108,58 @@ pub struct Watermark {
     pub count: u64,
 }
 
+/// A ban this node imposed, as kept across restarts: the key's ban count and the end of its
+/// last ban. Rows are replaced per peer and kept after the ban ends (a repeat offence after
+/// a restart must still double the ban); a store keeps at most [`MAX_STORED_BANS`] of them,
+/// forgetting the one whose ban ended first when full (the reputation table itself forgets
+/// ended bans of quiet keys under pressure, with the same cap by default).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBan {
+    /// The banned key.
+    pub peer: PublicKey,
+    /// Bans so far (the next one lasts twice as long, up to the cap).
+    pub bans: u32,
+    /// End of the last ban (ms since the Unix epoch).
+    pub until_ms: u64,
+}
+
+/// Most [`StoredBan`] rows a store keeps: the reputation table's default cap on tracked keys
+/// (`byzgossip_reputation::DEFAULT_MAX_PEERS`).
+pub const MAX_STORED_BANS: usize = 4096;
+
+/// A member excluded for the epoch on verified equivocation evidence, with that evidence (a
+/// `byzgossip_bracha::Evidence` body), kept across restarts and offered to peers through
+/// sync. One row per member, the first evidence kept; at most [`MAX_STORED_EXCLUSIONS`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredExclusion {
+    /// The excluded member.
+    pub member: PublicKey,
+    /// The encoded evidence.
+    pub evidence: Vec<u8>,
+}
+
+/// Most [`StoredExclusion`] rows: only committee members can be proven to equivocate, and a
+/// committee has at most `byzgossip_bracha::MAX_COMMITTEE` members; the reputation layer's
+/// default `max_excluded` is the same.
+pub const MAX_STORED_EXCLUSIONS: usize = 1024;
+
+/// The id of a gossip message this node admitted, kept until it would leave the seen-set
+/// (`expires_at_ms`: its timestamp plus the replay window, or for gossip fetched by sync the
+/// admission time plus the window), so that a replay after a restart is still a duplicate.
+/// Rows expire with the window ([`Batch::forget_gossip_before_ms`]), so a store holds at most
+/// what the seen-set admitted within one window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredGossipId {
+    /// The message id.
+    pub id: [u8; 32],
+    /// Its signer.
+    pub origin: PublicKey,
+    /// When it leaves the seen-set (ms since the Unix epoch).
+    pub expires_at_ms: u64,
+}
+
 /// Writes to commit in one transaction, in this order: seq counters, own messages,
-/// deliveries.
+/// deliveries, bans, exclusions, gossip ids, then the pruning.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     /// The batch's number, to report back in [`crate::Engine::handle_committed`]. Batches are
@@ -125,6 +175,15 @@ pub struct Batch {
     /// own messages of their instances, at most [`MAX_PRUNED_PER_BATCH`] of them (the engine
     /// asks again while a commit reports a full page).
     pub prune_before_ms: Option<u64>,
+    /// Ban records to write (replacing the peer's row).
+    pub bans: Vec<StoredBan>,
+    /// Exclusions to write (a member's first one is kept).
+    pub exclusions: Vec<StoredExclusion>,
+    /// Ids of gossip admitted (and handed to the application) in this batch.
+    pub gossip: Vec<StoredGossipId>,
+    /// Forget stored gossip ids that expire before this time (ms): they are out of the replay
+    /// window, so the window itself rejects a replay.
+    pub forget_gossip_before_ms: Option<u64>,
 }
 
 /// Most deliveries one batch prunes: a node back after a long time, or with a retention just
@@ -134,7 +193,14 @@ pub const MAX_PRUNED_PER_BATCH: usize = 4096;
 impl Batch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.next_seq.is_empty() && self.own.is_empty() && self.deliveries.is_empty() && self.prune_before_ms.is_none()
+        self.next_seq.is_empty()
+            && self.own.is_empty()
+            && self.deliveries.is_empty()
+            && self.prune_before_ms.is_none()
+            && self.bans.is_empty()
+            && self.exclusions.is_empty()
+            && self.gossip.is_empty()
+            && self.forget_gossip_before_ms.is_none()
     }
 }
 
@@ -164,6 +230,12 @@ pub struct Recovered {
     pub watermarks: Vec<Watermark>,
     /// The last delivery cursor handed out (0 before the first delivery).
     pub last_cursor: u64,
+    /// Ban records ([`StoredBan`]).
+    pub bans: Vec<StoredBan>,
+    /// Exclusions with their evidence ([`StoredExclusion`]).
+    pub exclusions: Vec<StoredExclusion>,
+    /// Ids of gossip admitted before the restart that may still be replayed.
+    pub gossip: Vec<StoredGossipId>,
 }
 
 /// Read access to stored deliveries, for [`crate::ServePlan::execute`].
@@ -173,4 +245,117 @@ pub trait DeliveryLog {
     fn delivery(&self, origin: &PublicKey, seq: u64) -> Option<StoredDelivery>;
     /// One [`Watermark`] per origin that ever had a delivery.
     fn watermarks(&self) -> Vec<Watermark>;
+}
+
+/// The bans, exclusions and gossip ids of a store kept in memory, with the semantics every
+/// store follows (the node's `RedbStore` implements the same in its tables): a ban row is
+/// replaced per peer and, at [`MAX_STORED_BANS`], the row whose ban ended first is dropped
+/// for a new peer; a member's first exclusion is kept and beyond [`MAX_STORED_EXCLUSIONS`]
+/// members new ones are refused; gossip ids are kept until
+/// [`Batch::forget_gossip_before_ms`] passes their expiry. The in-memory stores (the node's
+/// `MemoryStore`, the simulator's, the engine tests') embed it.
+#[derive(Clone, Debug, Default)]
+pub struct KeptSanctions {
+    bans: std::collections::BTreeMap<PublicKey, StoredBan>,
+    exclusions: std::collections::BTreeMap<PublicKey, Vec<u8>>,
+    /// (expires_at_ms, id) -> origin.
+    gossip: std::collections::BTreeMap<(u64, [u8; 32]), PublicKey>,
+}
+
+impl KeptSanctions {
+    /// Applies the ban, exclusion and gossip-id parts of `batch`.
+    pub fn apply(&mut self, batch: &Batch) {
+        for ban in &batch.bans {
+            if !self.bans.contains_key(&ban.peer) && self.bans.len() >= MAX_STORED_BANS {
+                let oldest = self.bans.values().min_by_key(|b| (b.until_ms, b.peer)).map(|b| b.peer);
+                if let Some(peer) = oldest {
+                    self.bans.remove(&peer);
+                }
+            }
+            self.bans.insert(ban.peer, ban.clone());
+        }
+        for exclusion in &batch.exclusions {
+            if self.exclusions.len() < MAX_STORED_EXCLUSIONS || self.exclusions.contains_key(&exclusion.member) {
+                self.exclusions.entry(exclusion.member).or_insert_with(|| exclusion.evidence.clone());
+            }
+        }
+        for g in &batch.gossip {
+            self.gossip.insert((g.expires_at_ms, g.id), g.origin);
+        }
+        if let Some(before) = batch.forget_gossip_before_ms {
+            self.gossip = self.gossip.split_off(&(before, [0; 32]));
+        }
+    }
+
+    /// Fills the ban, exclusion and gossip-id parts of `recovered`.
+    pub fn recover_into(&self, recovered: &mut Recovered) {
+        recovered.bans = self.bans.values().cloned().collect();
+        recovered.exclusions =
+            self.exclusions.iter().map(|(member, evidence)| StoredExclusion { member: *member, evidence: evidence.clone() }).collect();
+        recovered.gossip = self
+            .gossip
+            .iter()
+            .map(|(&(expires_at_ms, id), origin)| StoredGossipId { id, origin: *origin, expires_at_ms })
+            .collect();
+    }
+
+    /// Rows kept: (bans, exclusions, gossip ids).
+    pub fn len(&self) -> (usize, usize, usize) {
+        (self.bans.len(), self.exclusions.len(), self.gossip.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> PublicKey {
+        let mut bytes = [0u8; 32];
+        bytes[..4].copy_from_slice(&i.to_be_bytes());
+        PublicKey(bytes)
+    }
+
+    #[test]
+    fn kept_bans_are_bounded_and_forget_the_earliest_ended_first() {
+        let mut kept = KeptSanctions::default();
+        let bans: Vec<StoredBan> =
+            (0..MAX_STORED_BANS as u32 + 10).map(|i| StoredBan { peer: key(i), bans: 1, until_ms: 1_000 + u64::from(i) }).collect();
+        kept.apply(&Batch { bans, ..Default::default() });
+        assert_eq!(kept.len().0, MAX_STORED_BANS);
+        let mut r = Recovered::default();
+        kept.recover_into(&mut r);
+        assert!(r.bans.iter().all(|b| b.until_ms >= 1_010), "the ten earliest-ended were forgotten");
+        // A row of a known peer is replaced, not added.
+        kept.apply(&Batch { bans: vec![StoredBan { peer: key(20), bans: 2, until_ms: 9_999 }], ..Default::default() });
+        kept.recover_into(&mut r);
+        assert_eq!(kept.len().0, MAX_STORED_BANS);
+        assert!(r.bans.contains(&StoredBan { peer: key(20), bans: 2, until_ms: 9_999 }));
+    }
+
+    #[test]
+    fn kept_exclusions_keep_the_first_evidence_and_are_bounded() {
+        let mut kept = KeptSanctions::default();
+        let exclusions: Vec<StoredExclusion> =
+            (0..MAX_STORED_EXCLUSIONS as u32 + 5).map(|i| StoredExclusion { member: key(i), evidence: vec![1] }).collect();
+        kept.apply(&Batch { exclusions, ..Default::default() });
+        kept.apply(&Batch { exclusions: vec![StoredExclusion { member: key(0), evidence: vec![2] }], ..Default::default() });
+        assert_eq!(kept.len().1, MAX_STORED_EXCLUSIONS);
+        let mut r = Recovered::default();
+        kept.recover_into(&mut r);
+        assert_eq!(r.exclusions.iter().find(|e| e.member == key(0)).map(|e| e.evidence.clone()), Some(vec![1]));
+    }
+
+    #[test]
+    fn kept_gossip_ids_expire_with_the_window() {
+        let mut kept = KeptSanctions::default();
+        let gossip: Vec<StoredGossipId> =
+            (0..100u64).map(|i| StoredGossipId { id: [i as u8; 32], origin: key(1), expires_at_ms: 1_000 + i * 10 }).collect();
+        kept.apply(&Batch { gossip, ..Default::default() });
+        assert_eq!(kept.len().2, 100);
+        kept.apply(&Batch { forget_gossip_before_ms: Some(1_500), ..Default::default() });
+        assert_eq!(kept.len().2, 50, "ids expiring before 1500 are forgotten");
+        let mut r = Recovered::default();
+        kept.recover_into(&mut r);
+        assert!(r.gossip.iter().all(|g| g.expires_at_ms >= 1_500));
+    }
 }

@@ -33,6 +33,10 @@ pub const SYNC_RESPONSE_BUDGET: usize = MAX_SYNC_FRAME - 64 * 1024;
 pub const MAX_SYNC_ITEMS: usize = 256;
 /// Most origins named in one digest (the committee plus recent gossip origins).
 pub const MAX_DIGEST_ORIGINS: usize = 4096;
+/// Most equivocation proofs in one catch-up response (each about two envelopes). A node
+/// keeps one proof per excluded member and offers them all when they fit, so a node that
+/// was down while a member was convicted learns of it at its next sync.
+pub const MAX_SYNC_EVIDENCE: usize = 32;
 /// Most stored deliveries looked up to answer one digest: a requester claiming seq 0 against
 /// a long, mostly pruned history must not cost a million reads.
 pub const MAX_SYNC_LOOKUPS: usize = 4 * MAX_SYNC_ITEMS;
@@ -105,6 +109,9 @@ pub enum SyncResponse {
         deliveries: Vec<SyncedDelivery>,
         /// Encoded gossip envelopes the requester lacks.
         gossip: Vec<serde_bytes::ByteBuf>,
+        /// Equivocation evidence (`byzgossip_bracha::Evidence` bodies) the responder verified,
+        /// at most [`MAX_SYNC_EVIDENCE`]; the requester verifies it again, as a job.
+        evidence: Vec<serde_bytes::ByteBuf>,
     },
     /// Answer to a value request (`None`: not held).
     Value(Option<serde_bytes::ByteBuf>),
@@ -117,7 +124,9 @@ impl SyncResponse {
     /// items). Decoders refuse responses that are not.
     pub fn within_bounds(&self) -> bool {
         match self {
-            SyncResponse::Catchup { deliveries, gossip } => deliveries.len() + gossip.len() <= MAX_SYNC_ITEMS,
+            SyncResponse::Catchup { deliveries, gossip, evidence } => {
+                deliveries.len() + gossip.len() + evidence.len() <= MAX_SYNC_ITEMS && evidence.len() <= MAX_SYNC_EVIDENCE
+            }
             SyncResponse::Value(_) | SyncResponse::Latest(_) => true,
         }
     }
@@ -125,9 +134,10 @@ impl SyncResponse {
     /// Bytes of payload the response carries (certificates, values, envelopes).
     pub fn payload_len(&self) -> usize {
         match self {
-            SyncResponse::Catchup { deliveries, gossip } => {
+            SyncResponse::Catchup { deliveries, gossip, evidence } => {
                 deliveries.iter().map(|d| d.certificate.len() + d.value.len()).sum::<usize>()
                     + gossip.iter().map(|g| g.len()).sum::<usize>()
+                    + evidence.iter().map(|e| e.len()).sum::<usize>()
             }
             SyncResponse::Value(value) => value.as_ref().map_or(0, |v| v.len()),
             SyncResponse::Latest(delivery) => delivery.as_ref().map_or(0, |d| d.certificate.len() + d.value.len()),
@@ -140,12 +150,23 @@ impl SyncResponse {
 pub struct ResponseBuilder {
     deliveries: Vec<SyncedDelivery>,
     gossip: Vec<serde_bytes::ByteBuf>,
+    evidence: Vec<serde_bytes::ByteBuf>,
     bytes: usize,
 }
 
 impl ResponseBuilder {
     fn has_room(&self, len: usize) -> bool {
-        self.deliveries.len() + self.gossip.len() < MAX_SYNC_ITEMS && self.bytes + len + 16 <= SYNC_RESPONSE_BUDGET
+        self.deliveries.len() + self.gossip.len() + self.evidence.len() < MAX_SYNC_ITEMS && self.bytes + len + 16 <= SYNC_RESPONSE_BUDGET
+    }
+
+    /// Adds an evidence body if it fits (at most [`MAX_SYNC_EVIDENCE`]); false when full.
+    pub fn push_evidence(&mut self, evidence: Vec<u8>) -> bool {
+        if self.evidence.len() >= MAX_SYNC_EVIDENCE || !self.has_room(evidence.len()) {
+            return false;
+        }
+        self.bytes += evidence.len() + 16;
+        self.evidence.push(serde_bytes::ByteBuf::from(evidence));
+        true
     }
 
     /// Adds a delivery if it fits; false when the response is full.
@@ -171,7 +192,7 @@ impl ResponseBuilder {
 
     /// The response.
     pub fn finish(self) -> SyncResponse {
-        SyncResponse::Catchup { deliveries: self.deliveries, gossip: self.gossip }
+        SyncResponse::Catchup { deliveries: self.deliveries, gossip: self.gossip, evidence: self.evidence }
     }
 }
 
@@ -189,7 +210,7 @@ enum PlanKind {
     Value { origin: PublicKey, seq: u64, digest: Digest, held: Option<Vec<u8>> },
     /// Stored deliveries of `members` above the requester's marks, then the recent gossip
     /// envelopes the engine picked.
-    Catchup { theirs: HashMap<PublicKey, u64>, members: Vec<PublicKey>, gossip: Vec<Vec<u8>> },
+    Catchup { theirs: HashMap<PublicKey, u64>, members: Vec<PublicKey>, gossip: Vec<Vec<u8>>, evidence: Vec<Vec<u8>> },
     /// The stored delivery of `origin` with the highest seq, else the one held in memory.
     Latest { origin: PublicKey, held: Option<(u64, SyncedDelivery)> },
 }
@@ -199,8 +220,8 @@ impl ServePlan {
         ServePlan { kind: PlanKind::Value { origin, seq, digest, held } }
     }
 
-    pub(crate) fn catchup(theirs: HashMap<PublicKey, u64>, members: Vec<PublicKey>, gossip: Vec<Vec<u8>>) -> Self {
-        ServePlan { kind: PlanKind::Catchup { theirs, members, gossip } }
+    pub(crate) fn catchup(theirs: HashMap<PublicKey, u64>, members: Vec<PublicKey>, gossip: Vec<Vec<u8>>, evidence: Vec<Vec<u8>>) -> Self {
+        ServePlan { kind: PlanKind::Catchup { theirs, members, gossip, evidence } }
     }
 
     pub(crate) fn latest(origin: PublicKey, held: Option<(u64, SyncedDelivery)>) -> Self {
@@ -229,8 +250,14 @@ impl ServePlan {
                 let stored = log.delivery(&origin, seq).filter(|d| d.digest == digest);
                 SyncResponse::Value(stored.map(|d| serde_bytes::ByteBuf::from(d.value)))
             }
-            PlanKind::Catchup { theirs, members, gossip } => {
+            PlanKind::Catchup { theirs, members, gossip, evidence } => {
                 let mut response = ResponseBuilder::default();
+                // Evidence first: a few small proofs that exclude a member everywhere.
+                for proof in evidence {
+                    if !response.push_evidence(proof) {
+                        break;
+                    }
+                }
                 let marks = log.watermarks();
                 let mut lookups = 0usize;
                 'origins: for origin in members {
@@ -282,6 +309,13 @@ mod tests {
         assert_eq!(n, SYNC_RESPONSE_BUDGET / 200_016);
         let encoded = codec::encode(&b.finish());
         assert!(encoded.len() <= MAX_SYNC_FRAME, "{}", encoded.len());
+        let mut b = ResponseBuilder::default();
+        let mut n = 0;
+        while b.push_evidence(vec![0; 10]) {
+            n += 1;
+        }
+        assert_eq!(n, MAX_SYNC_EVIDENCE, "evidence per response is bounded");
+        assert!(b.finish().within_bounds());
     }
 
     /// A log claiming a huge history of which nothing is kept: every lookup misses.
@@ -302,7 +336,7 @@ mod tests {
     #[test]
     fn a_catchup_plan_reads_a_bounded_number_of_deliveries() {
         let log = Pruned { lookups: Cell::new(0) };
-        let plan = ServePlan::catchup(HashMap::new(), vec![PublicKey([1; 32])], vec![]);
+        let plan = ServePlan::catchup(HashMap::new(), vec![PublicKey([1; 32])], vec![], vec![]);
         let response = plan.execute(&log);
         assert_eq!(log.lookups.get(), MAX_SYNC_LOOKUPS, "a claim of seq 0 must not cost 2^40 reads");
         assert!(response.within_bounds());

@@ -58,6 +58,7 @@ struct Log {
     own: BTreeMap<(PublicKey, u64, u8), Vec<u8>>,
     deliveries: BTreeMap<u64, StoredDelivery>,
     index: BTreeMap<(PublicKey, u64), u64>,
+    sanctions: byzgossip_engine::KeptSanctions,
 }
 
 impl Log {
@@ -82,6 +83,7 @@ impl Log {
             self.index.insert((d.origin, d.seq), cursor);
             committed.deliveries.push(Appended::New(cursor));
         }
+        self.sanctions.apply(batch);
         committed
     }
 
@@ -97,7 +99,7 @@ impl Log {
                 mark.low += 1;
             }
         }
-        Recovered {
+        let mut recovered = Recovered {
             next_broadcast_seq: self.next_seq.get(&SeqStream::Broadcast).copied().unwrap_or(0),
             next_gossip_seq: self.next_seq.get(&SeqStream::Gossip).copied().unwrap_or(0),
             own: self
@@ -112,7 +114,10 @@ impl Log {
                 .collect(),
             watermarks: watermarks.into_values().collect(),
             last_cursor: self.deliveries.len() as u64,
-        }
+            ..Recovered::default()
+        };
+        self.sanctions.recover_into(&mut recovered);
+        recovered
     }
 }
 
@@ -133,6 +138,8 @@ struct Node {
     published: Vec<Envelope>,
     actions: Vec<PeerAction>,
     verdicts: BTreeMap<u64, Acceptance>,
+    /// Ids of gossip handed to the application.
+    gossip: Vec<byzgossip_crypto::MessageId>,
     up: bool,
 }
 
@@ -167,6 +174,7 @@ impl Net {
                 published: Vec::new(),
                 actions: Vec::new(),
                 verdicts: BTreeMap::new(),
+                gossip: Vec::new(),
                 up: true,
             })
             .collect();
@@ -238,6 +246,7 @@ impl Net {
                     self.nodes[i].verdicts.insert(token, acceptance);
                 }
                 Output::Peer(action) => self.nodes[i].actions.push(action),
+                Output::Gossip(m) => self.nodes[i].gossip.push(m.id),
                 Output::SyncRequest { peer, request_id, request } => match self.index_of(&peer) {
                     Some(to) if self.linked(i, to) => self.send(Event::SyncRequest { to, from: i, request_id, request }, false),
                     _ => self.nodes[i].engine.handle_sync_response(now, peer, request_id, None),
@@ -252,7 +261,6 @@ impl Net {
                 Output::SyncRefuse { .. }
                 | Output::Broadcast { .. }
                 | Output::Subscribe { .. }
-                | Output::Gossip(_)
                 | Output::AppScore { .. }
                 | Output::Metric(_) => {}
             }
@@ -789,7 +797,7 @@ fn synced_envelopes_beyond_a_full_verification_line_are_dropped_unverified() {
             serde_bytes::ByteBuf::from(codec::encode_envelope(&envelope))
         })
         .collect();
-    let response = byzgossip_engine::SyncResponse::Catchup { deliveries: vec![], gossip };
+    let response = byzgossip_engine::SyncResponse::Catchup { deliveries: vec![], gossip, evidence: vec![] };
     engine.handle_sync_response(T0 + 310, peer, request_id, Some(response));
     let jobs = std::iter::from_fn(|| engine.poll()).filter(|o| matches!(o, Output::Verify(_))).count();
     assert_eq!(jobs, 2, "the gossip line holds two jobs; the rest wait for the next sync");
@@ -1261,7 +1269,7 @@ fn suspected_members_do_not_count_towards_the_quorum_and_traffic_clears_suspicio
     engine.handle_connected(T0, one.clone());
     engine.handle_connected(T0, two.clone());
     let mut now = T0;
-    let mut tick = |engine: &mut Engine, now: &mut u64| {
+    let tick = |engine: &mut Engine, now: &mut u64| {
         *now += 250;
         engine.handle_timeout(*now);
         std::iter::from_fn(|| engine.poll())
@@ -1308,4 +1316,204 @@ fn an_instance_open_longer_than_the_stall_deadline_is_reported_stalled() {
     let stalled_at = |engine: &Engine, now: u64| engine.quorum_health(now).stalled_instances;
     assert_eq!(stalled_at(&engine, T0 + byzgossip_engine::liveness::STALL_MS), 0);
     assert_eq!(stalled_at(&engine, T0 + byzgossip_engine::liveness::STALL_MS + 1), 1);
+}
+
+// ---- bans, exclusions and gossip ids across restarts (issue #11 point 4) ----
+
+/// Polls every output of `engine`, committing batches into `log`; returns the rest.
+fn pump(engine: &mut Engine, log: &mut Log, now: u64) -> Vec<Output> {
+    let mut rest = Vec::new();
+    while let Some(output) = engine.poll() {
+        match output {
+            Output::Persist(batch) => {
+                let committed = log.commit(&batch);
+                engine.handle_committed(now, batch.id, Ok(committed));
+            }
+            Output::Verify(job) => engine.handle_verified(now, job.run()),
+            other => rest.push(other),
+        }
+    }
+    rest
+}
+
+/// Sends garbage from `attacker` until it is blocked, committing every batch; returns when.
+fn ban_committed(engine: &mut Engine, log: &mut Log, attacker: &Peer, now: &mut u64, token: &mut u64) -> u64 {
+    let topic = engine.topics().bracha();
+    for _ in 0..1000 {
+        *token += 1;
+        *now += 1;
+        engine.handle_message(*now, attacker.clone(), *token, &topic, b"garbage");
+        if pump(engine, log, *now).iter().any(|o| matches!(o, Output::Peer(PeerAction::Block(p)) if p == attacker)) {
+            return *now;
+        }
+    }
+    panic!("never banned");
+}
+
+/// Ticks every 100 ms, committing batches, until `peer` is unblocked; returns when.
+fn unblocked_committed(engine: &mut Engine, log: &mut Log, peer: &Peer, now: &mut u64, limit: u64) -> u64 {
+    while *now < limit {
+        *now += 100;
+        engine.handle_timeout(*now);
+        if pump(engine, log, *now).iter().any(|o| matches!(o, Output::Peer(PeerAction::Unblock(p)) if p == peer)) {
+            return *now;
+        }
+    }
+    panic!("never unblocked before {limit}");
+}
+
+#[test]
+fn a_ban_survives_a_restart_blocks_at_start_ends_on_time_and_a_repeat_doubles() {
+    let mut cfg = config(4, 0);
+    cfg.admission.reputation.ban_base_ms = 10_000;
+    let mut log = Log::default();
+    let mut engine = Engine::new(cfg.clone(), Recovered::default(), T0).expect("engine");
+    pump(&mut engine, &mut log, T0);
+    let attacker = Peer::Key(key(9).public());
+    engine.handle_connected(T0, attacker.clone());
+    let (mut now, mut token) = (T0, 0);
+    let first_ban = ban_committed(&mut engine, &mut log, &attacker, &mut now, &mut token);
+    assert_eq!(log.sanctions.len().0, 1, "the ban is in the store");
+    // A crash 3 s into the ban: the restarted engine blocks the attacker before any
+    // connection is up, and lifts the ban when it was due, not 10 s after the restart.
+    now += 3_000;
+    let mut engine = Engine::new(cfg, log.recovered(), now).expect("engine");
+    let started = pump(&mut engine, &mut log, now);
+    assert!(started.iter().any(|o| matches!(o, Output::Peer(PeerAction::Block(p)) if *p == attacker)), "blocked at start");
+    let lift = unblocked_committed(&mut engine, &mut log, &attacker, &mut now, first_ban + 60_000);
+    assert!((10_000..10_200).contains(&(lift - first_ban)), "the first ban lasted {} ms", lift - first_ban);
+    // The second offence after the restart: twice as long (the ban count survived).
+    let second_ban = ban_committed(&mut engine, &mut log, &attacker, &mut now, &mut token);
+    let second_lift = unblocked_committed(&mut engine, &mut log, &attacker, &mut now, second_ban + 120_000);
+    assert!((20_000..20_200).contains(&(second_lift - second_ban)), "the second ban lasted {} ms", second_lift - second_ban);
+}
+
+/// Node 2 is down while member 3 equivocates and is excluded by nodes 0 and 1.
+fn equivocation_while_node_2_is_down() -> Net {
+    let mut net = Net::new(4);
+    net.nodes[2].up = false;
+    let network = genesis(4).network_id();
+    let send = |value: &[u8]| {
+        byzgossip_bracha::Message::Send { instance: InstanceId { origin: key(3).public(), seq: 0 }, value: value.to_vec() }
+            .seal(&key(3), network, T0)
+            .expect("seal")
+    };
+    let (a, b) = (codec::encode_envelope(&send(b"a")), codec::encode_envelope(&send(b"b")));
+    let topic = net.nodes[0].engine.topics().bracha();
+    for (to, bytes) in [(0, &a), (1, &b), (0, &b), (1, &a)] {
+        net.push(T0 + 1, Event::Message { to, from: 3, topic: topic.clone(), bytes: bytes.clone() });
+    }
+    net.run_until(T0 + 1_000);
+    for i in 0..2 {
+        assert!(net.nodes[i].engine.blocked().any(|p| *p == Peer::Key(key(3).public())), "node {i} excludes the equivocator");
+    }
+    net
+}
+
+#[test]
+fn a_member_down_while_an_equivocator_was_convicted_excludes_it_after_catching_up_through_sync() {
+    let mut net = equivocation_while_node_2_is_down();
+    let equivocator = key(3).public();
+    // Node 2 comes back: nothing of the equivocation reaches it but sync.
+    net.restart(2);
+    assert!(!matches!(net.nodes[2].engine.admission().reputation().status(&equivocator, net.now), byzgossip_reputation::PeerStatus::Excluded { .. }));
+    let back = net.now;
+    net.run_until(back + 2_000);
+    let status = net.nodes[2].engine.admission().reputation().status(&equivocator, net.now);
+    assert!(matches!(status, byzgossip_reputation::PeerStatus::Excluded { .. }), "node 2 rates the equivocator {status:?}");
+    assert!(net.nodes[2].engine.blocked().any(|p| *p == Peer::Key(equivocator)));
+    assert_eq!(net.nodes[2].log.sanctions.len().1, 1, "the evidence it learned is stored");
+}
+
+#[test]
+fn an_exclusion_and_its_evidence_survive_a_restart() {
+    let mut net = equivocation_while_node_2_is_down();
+    let equivocator = Peer::Key(key(3).public());
+    net.nodes[0].up = false;
+    net.restart(0);
+    assert!(net.nodes[0].engine.blocked().any(|p| *p == equivocator), "excluded again at start, from its store");
+    // And it still offers the evidence: node 2, back after node 0's restart, learns it.
+    net.nodes[1].up = false;
+    net.restart(2);
+    net.run_until(net.now + 3_000);
+    assert!(net.nodes[2].engine.blocked().any(|p| *p == equivocator));
+}
+
+/// Sends a catch-up response carrying `evidence` from node 1 to engine 0; returns node 1's
+/// score at engine 0 after it was handled, and the sync metrics it caused.
+fn serve_evidence(evidence: Vec<u8>) -> (f64, Vec<&'static str>) {
+    let mut log = Log::default();
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    let peer = Peer::Key(key(1).public());
+    engine.handle_connected(T0, peer.clone());
+    pump(&mut engine, &mut log, T0);
+    engine.handle_timeout(T0 + 300);
+    let request_id = pump(&mut engine, &mut log, T0 + 300)
+        .into_iter()
+        .find_map(|o| if let Output::SyncRequest { request_id, .. } = o { Some(request_id) } else { None })
+        .expect("a digest request");
+    let response = byzgossip_engine::SyncResponse::Catchup {
+        deliveries: vec![],
+        gossip: vec![],
+        evidence: vec![serde_bytes::ByteBuf::from(evidence)],
+    };
+    engine.handle_sync_response(T0 + 310, peer, request_id, Some(response));
+    let metrics = pump(&mut engine, &mut log, T0 + 310)
+        .into_iter()
+        .filter_map(|o| if let Output::Metric(Metric::Sync { kind }) = o { Some(kind) } else { None })
+        .collect();
+    (engine.admission().reputation().score(&key(1).public(), T0 + 310), metrics)
+}
+
+#[test]
+fn bad_evidence_in_sync_costs_the_peer_that_served_it_and_never_panics() {
+    // Bytes that are no evidence at all.
+    let (score, metrics) = serve_evidence(b"not evidence".to_vec());
+    assert!(score < 0.0, "score {score}");
+    assert!(metrics.contains(&"evidence_malformed"), "{metrics:?}");
+    // Well-formed, but the two messages are signed by different members.
+    let network = genesis(4).network_id();
+    let send = |signer: usize, value: &[u8]| {
+        byzgossip_bracha::Message::Send { instance: InstanceId { origin: key(3).public(), seq: 0 }, value: value.to_vec() }
+            .seal(&key(signer), network, T0)
+            .expect("seal")
+    };
+    let framed = byzgossip_bracha::Evidence { first: send(3, b"a"), second: send(2, b"b") }.encode();
+    let (score, metrics) = serve_evidence(framed);
+    assert!(score < 0.0, "score {score}");
+    assert!(metrics.contains(&"evidence_invalid"), "{metrics:?}");
+    // Valid evidence is applied and costs nothing.
+    let valid = byzgossip_bracha::Evidence { first: send(3, b"a"), second: send(3, b"b") }.encode();
+    let (score, metrics) = serve_evidence(valid);
+    assert!(score >= 0.0, "score {score}");
+    assert!(metrics.contains(&"evidence_applied"), "{metrics:?}");
+}
+
+#[test]
+fn gossip_delivered_before_a_restart_is_not_delivered_again_when_replayed_within_the_window() {
+    let mut net = Net::new(4);
+    let id = net.nodes[0].engine.publish(net.now, "load", b"once".to_vec()).expect("publish");
+    net.drain(0);
+    net.run_until(T0 + 500);
+    assert_eq!(net.nodes[1].gossip, vec![id]);
+    let replay = codec::encode_envelope(net.nodes[0].published.iter().find(|e| e.id() == id).expect("published"));
+    // Node 1 restarts; node 3 replays the envelope a minute later (well within the window),
+    // and sync offers it again too.
+    net.nodes[1].up = false;
+    net.restart(1);
+    let topic = net.nodes[1].engine.topics().gossip("load");
+    net.push(T0 + 60_000, Event::Message { to: 1, from: 3, topic, bytes: replay });
+    net.run_until(T0 + 61_000);
+    assert_eq!(net.nodes[1].gossip, vec![id], "delivered once across the restart");
+    // The stored id leaves the store with the window: a later gossip batch forgets it.
+    assert_eq!(net.nodes[1].log.sanctions.len().2, 1);
+    let window = AdmissionConfig::default().replay.max_age_ms + AdmissionConfig::default().replay.max_future_ms;
+    net.run_until(T0 + window + 1_000);
+    net.nodes[2].engine.publish(net.now, "load", b"later".to_vec()).expect("publish");
+    net.drain(2);
+    net.run_until(net.now + 500);
+    let mut r = Recovered::default();
+    net.nodes[1].log.sanctions.recover_into(&mut r);
+    assert!(!r.gossip.is_empty());
+    assert!(r.gossip.iter().all(|g| g.expires_at_ms > T0 + window), "the expired id was forgotten: {:?}", r.gossip);
 }

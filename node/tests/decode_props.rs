@@ -127,6 +127,7 @@ fn response() -> impl Strategy<Value = SyncResponse> {
         3 => (vec(delivery(), 0..3), vec(gossip_envelope(), 0..4)).prop_map(|(deliveries, gossip)| SyncResponse::Catchup {
             deliveries,
             gossip: gossip.into_iter().map(serde_bytes::ByteBuf::from).collect(),
+            evidence: vec![],
         }),
         1 => proptest::option::of(vec(any::<u8>(), 0..128))
             .prop_map(|value| SyncResponse::Value(value.map(serde_bytes::ByteBuf::from))),
@@ -154,8 +155,8 @@ fn check_request_stream(stream: &[u8]) -> Result<(), TestCaseError> {
 fn check_response_stream(stream: &[u8]) -> Result<(), TestCaseError> {
     let Ok(response) = read_response(stream) else { return Ok(()) };
     prop_assert_eq!(write_response(response.clone()), consumed(stream), "decode then encode changed the frame");
-    if let SyncResponse::Catchup { deliveries, gossip } = response {
-        prop_assert!(deliveries.len() + gossip.len() <= MAX_SYNC_ITEMS);
+    if let SyncResponse::Catchup { deliveries, gossip, evidence } = response {
+        prop_assert!(deliveries.len() + gossip.len() + evidence.len() <= MAX_SYNC_ITEMS);
         for delivery in deliveries {
             if let Ok(certificate) = Certificate::decode(&delivery.certificate, MAX_ENVELOPE_LEN) {
                 prop_assert_eq!(certificate.encode(), delivery.certificate);
@@ -275,7 +276,7 @@ fn sample_streams() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let delivery = proptest::strategy::ValueTree::current(&delivery().new_tree(&mut runner).expect("delivery"));
     let gossip = mutation::generate(&gossip_envelope(), 2).into_iter().map(serde_bytes::ByteBuf::from).collect();
     let responses = vec![
-        write_response(SyncResponse::Catchup { deliveries: vec![delivery], gossip }),
+        write_response(SyncResponse::Catchup { deliveries: vec![delivery], gossip, evidence: vec![] }),
         write_response(SyncResponse::Value(Some(serde_bytes::ByteBuf::from(b"value".to_vec())))),
     ];
     (requests, responses)
@@ -369,7 +370,7 @@ fn sync_response_read_allocates_within_its_bound() {
         },
         |max_input| 4 * max_input + MAX_SYNC_FRAME.max(SYNC_DECODE_BOUND),
         |stream| {
-            if let Ok(SyncResponse::Catchup { deliveries, gossip }) = read_response(stream) {
+            if let Ok(SyncResponse::Catchup { deliveries, gossip, .. }) = read_response(stream) {
                 for delivery in deliveries {
                     let _ = std::hint::black_box(Certificate::decode(&delivery.certificate, MAX_ENVELOPE_LEN));
                 }

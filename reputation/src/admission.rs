@@ -505,6 +505,22 @@ impl Admission {
         self.reputation.record(peer, event, now_ms)
     }
 
+    /// Restores a ban record kept across a restart ([`Reputation::restore_ban`]).
+    pub fn restore_ban(&mut self, peer: PublicKey, bans: u32, until_ms: u64, now_ms: u64) -> bool {
+        self.reputation.restore_ban(peer, bans, until_ms, now_ms)
+    }
+
+    /// Remembers the id of gossip admitted before a restart until its stored expiry
+    /// ([`ReplayGuard::restore`]).
+    pub fn restore_seen(&mut self, id: MessageId, origin: PublicKey, expires_at_ms: u64, now_ms: u64) -> bool {
+        self.guard.restore(id, origin, expires_at_ms, now_ms)
+    }
+
+    /// When the id of `envelope`, admitted now under `mode`, leaves the seen-set.
+    pub fn seen_expiry(&self, timestamp_ms: u64, now_ms: u64, mode: WindowMode) -> u64 {
+        self.guard.expiry_of(timestamp_ms, now_ms, mode)
+    }
+
     /// The next status change caused inside admission (graylist, ban, recovery), oldest
     /// first. The node drains this after each call to log and count them.
     pub fn poll_status_change(&mut self) -> Option<StatusChange> {

@@ -318,22 +318,50 @@ impl ReplayGuard {
             return outcome;
         }
         let expiry = self.config.expiry(header.timestamp_ms, now_ms, mode);
-        if !self.push_expiry(id, expiry) {
+        if !self.insert_entry(id, header.origin, header.kind == Kind::Gossip, expiry) {
             // Unreachable by the window arithmetic (module docs); refused rather than kept
             // too briefly.
             return ReplayOutcome::TooNew { by_ms: 0 };
         }
-        let slot = self.intern(header.origin);
-        let gossip = header.kind == Kind::Gossip;
+        ReplayOutcome::Fresh
+    }
+
+    /// The expiry [`ReplayGuard::insert_mode`] gives an id of an envelope with this
+    /// timestamp admitted at `now_ms` (what a node persists to [`ReplayGuard::restore`] it
+    /// after a restart).
+    pub fn expiry_of(&self, timestamp_ms: u64, now_ms: u64, mode: WindowMode) -> u64 {
+        self.config.expiry(timestamp_ms, now_ms, mode)
+    }
+
+    /// Remembers the id of a gossip envelope of `origin` admitted before a restart, until
+    /// `expires_at_ms` (as stored): a replay of it after the restart is a duplicate, as it
+    /// would have been before. The pools' bounds hold as for [`ReplayGuard::insert`]: an id
+    /// that finds its share full, or that already expired, is not restored (false).
+    pub fn restore(&mut self, id: MessageId, origin: PublicKey, expires_at_ms: u64, now_ms: u64) -> bool {
+        self.expire(now_ms);
+        if expires_at_ms <= now_ms || self.seen.contains_key(&id) || self.share_full_for(&origin, true) {
+            return false;
+        }
+        // Never kept longer than a window from now (a store written with a longer window).
+        let longest = now_ms.saturating_add(self.config.max_age_ms).saturating_add(self.config.max_future_ms);
+        self.insert_entry(id, origin, true, expires_at_ms.min(longest))
+    }
+
+    /// Inserts an id that passed the checks; false if its expiry does not fit the buckets.
+    fn insert_entry(&mut self, id: MessageId, origin_key: PublicKey, gossip: bool, expiry: u64) -> bool {
+        if !self.push_expiry(id, expiry) {
+            return false;
+        }
+        let slot = self.intern(origin_key);
         if let Some(origin) = self.origins.get_mut(slot as usize) {
             origin.count = origin.count.saturating_add(1);
             origin.gossip = origin.gossip.saturating_add(u32::from(gossip));
         }
-        if !self.is_member(&header.origin) {
+        if !self.is_member(&origin_key) {
             self.open_len += 1;
         }
         self.seen.insert(id, Entry { slot, gossip });
-        ReplayOutcome::Fresh
+        true
     }
 
     /// Forgets every id whose expiry is at or before `now_ms`; returns how many. Amortised
@@ -409,9 +437,13 @@ impl ReplayGuard {
 
     /// Whether a new id of `header`'s origin and kind would exceed its pool or its share.
     fn share_full(&self, header: &Header) -> bool {
-        let (count, gossip) = self.origin_slot(&header.origin).map_or((0, 0), |o| (o.count as usize, o.gossip as usize));
-        if self.is_member(&header.origin) {
-            count >= self.member_share || (header.kind == Kind::Gossip && gossip >= self.member_share / 2)
+        self.share_full_for(&header.origin, header.kind == Kind::Gossip)
+    }
+
+    fn share_full_for(&self, origin: &PublicKey, is_gossip: bool) -> bool {
+        let (count, gossip) = self.origin_slot(origin).map_or((0, 0), |o| (o.count as usize, o.gossip as usize));
+        if self.is_member(origin) {
+            count >= self.member_share || (is_gossip && gossip >= self.member_share / 2)
         } else {
             self.open_len >= self.config.capacity || count >= self.config.per_origin_capacity
         }
@@ -545,6 +577,27 @@ mod tests {
     }
 
     const NOW: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn restored_ids_are_duplicates_until_their_stored_expiry_and_respect_the_pools() {
+        let mut g = guard(3, 2);
+        let (a, b, c) = (header(1, 0, NOW), header(1, 1, NOW), header(1, 2, NOW));
+        let expiry = g.expiry_of(NOW, NOW, WindowMode::Gossip);
+        assert!(g.restore(a.id(), a.origin, expiry, NOW + 1_000));
+        assert_eq!(g.check_sync(&a.id(), &a, NOW + 1_000), ReplayOutcome::Duplicate, "a replay after a restart is a duplicate");
+        assert!(!g.restore(a.id(), a.origin, expiry, NOW + 1_000), "restored once");
+        assert!(!g.restore(c.id(), c.origin, NOW + 500, NOW + 1_000), "an id already expired is not restored");
+        assert!(g.restore(b.id(), b.origin, expiry, NOW + 1_000));
+        assert!(!g.restore(c.id(), c.origin, expiry, NOW + 1_000), "the origin's share (2) is full");
+        // At the stored expiry the id goes, as if it had never left the set.
+        g.expire(expiry);
+        assert!(!g.contains(&a.id()));
+        // An expiry beyond a window from now (another configuration) is cut to one window.
+        let mut g = guard(16, 16);
+        assert!(g.restore(a.id(), a.origin, u64::MAX, NOW));
+        g.expire(g.expiry_of(NOW, NOW, WindowMode::Gossip));
+        assert!(!g.contains(&a.id()));
+    }
 
     #[test]
     fn window_bounds_are_inclusive_and_report_distance() {

@@ -698,6 +698,28 @@ impl Reputation {
         })
     }
 
+    /// Restores a ban record kept across a restart: `bans` so far and the end of the last
+    /// one (`until_ms`, possibly past). The key is tracked with that history, so a ban still
+    /// running blocks it until it ends and its next ban doubles from there; trust restarts
+    /// at 0. A record never lowers what the table already holds. False if the key cannot be
+    /// tracked (table full of protected keys) or the record holds no ban.
+    pub fn restore_ban(&mut self, peer: PublicKey, bans: u32, until_ms: u64, now_ms: u64) -> bool {
+        if bans == 0 {
+            return false;
+        }
+        let Some(slot) = self.slot_or_track(peer, now_ms) else { return false };
+        let Some(state) = self.peers.get_mut(slot) else { return false };
+        state.bans = state.bans.max(bans);
+        state.ban_until_ms = state.ban_until_ms.max(until_ms);
+        state.trust = 0.0;
+        true
+    }
+
+    /// Bans so far of `peer` (0 for an unknown key) and the end of its last ban.
+    pub fn ban_record(&self, peer: &PublicKey) -> (u32, u64) {
+        self.state(peer).map_or((0, 0), |s| (s.bans, s.ban_until_ms))
+    }
+
     /// Spends `cost` from `peer`'s token bucket; false if the budget is exceeded or the key
     /// cannot be tracked. The caller records [`Event::Flood`] on false (through
     /// [`Reputation::record`], so the penalty is reported like any other).
@@ -1051,6 +1073,31 @@ mod tests {
         let mut r = rep();
         assert_eq!(r.record(key(1), Event::OutsideWindow { by_ms: 3_000 }, T0), None);
         assert_eq!(r.score(&key(1), T0), 0.0, "within the grace: no penalty");
+    }
+
+    #[test]
+    fn a_restored_ban_blocks_until_its_end_and_the_next_one_doubles() {
+        let mut r = Reputation::new(ReputationConfig { ban_base_ms: 10 * MIN, ..ReputationConfig::default() }).expect("valid");
+        let p = key(7);
+        assert!(!r.restore_ban(p, 0, T0 + MIN, T0), "a record without a ban restores nothing");
+        assert!(r.restore_ban(p, 1, T0 + MIN, T0));
+        assert_eq!(r.status(&p, T0), PeerStatus::Banned { until_ms: T0 + MIN });
+        assert_eq!(r.trust(&p, T0), 0.0);
+        assert_eq!(r.status(&p, T0 + MIN), PeerStatus::Ok, "readmitted when the stored ban ends");
+        assert_eq!(r.ban_record(&p), (1, T0 + MIN));
+        // The next offence is the second ban: 20 minutes.
+        let mut t = T0 + MIN;
+        let until = loop {
+            t += 1;
+            if let Some(StatusChange { to: PeerStatus::Banned { until_ms }, bans, .. }) = r.record(p, Event::BadSignature, t) {
+                assert_eq!(bans, 2);
+                break until_ms;
+            }
+        };
+        assert_eq!(until - t, 20 * MIN);
+        // A stale record never shortens what the table holds.
+        r.restore_ban(p, 1, T0, t);
+        assert_eq!(r.ban_record(&p), (2, until));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: the [`Store`] for tests. Same semantics as [`super::RedbStore`], nothing on disk.
 
 use super::{
+    Batch, KeptSanctions, Recovered, check_sanctions,
     Appended, FIRST_SEQ, MAX_APP_CURSOR_NAME_LEN, MAX_DELIVERIES_PAGE, MAX_OWN_MESSAGE_LEN, OwnMessage, SeqStream,
     Store, StoreError, StoredDelivery, Watermark, check_binding, check_delivery, check_len, next_of,
 };
@@ -19,6 +20,7 @@ pub(super) struct State {
     last_cursor: u64,
     app: BTreeMap<String, u64>,
     identity: Option<(NetworkId, PublicKey)>,
+    sanctions: KeptSanctions,
 }
 
 /// A [`Store`] in memory, for tests: lost when dropped.
@@ -45,6 +47,17 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn commit_sanctions(&self, batch: &Batch) -> Result<(), StoreError> {
+        check_sanctions(batch)?;
+        self.lock()?.sanctions.apply(batch);
+        Ok(())
+    }
+
+    fn recover_sanctions(&self, recovered: &mut Recovered) -> Result<(), StoreError> {
+        self.lock()?.sanctions.recover_into(recovered);
+        Ok(())
+    }
+
     fn bind(&self, network: NetworkId, key: PublicKey) -> Result<(), StoreError> {
         let mut state = self.lock()?;
         match state.identity {

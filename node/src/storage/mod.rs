@@ -20,6 +20,15 @@
 //!    and own votes mean nothing for another key, and its deliveries are another network's.
 //!    Opening it for another one is [`StoreError::BoundToOther`], never a silent reuse.
 //!
+//! 6. **Bans, exclusions and delivered gossip ids** (from the engine's [`Batch`]): a ban row
+//!    per peer (its ban count and the end of its last ban, kept after it ends so a repeat
+//!    doubles; at most [`MAX_STORED_BANS`], the earliest ended forgotten first), an
+//!    exclusion per member with its evidence (the first kept; at most
+//!    [`MAX_STORED_EXCLUSIONS`]), and the ids of gossip handed to the application until they
+//!    leave the replay window ([`Batch::forget_gossip_before_ms`]). A restarted node keeps
+//!    its bans, excludes whom it excluded, offers the evidence through sync, and delivers no
+//!    replay of what it delivered before.
+//!
 //! Retention: [`Store::prune_deliveries`] drops old deliveries (value and certificate) and
 //! the own messages of their instances. A pruned delivery still counts as delivered: its
 //! cursor is never reused, appending it again stores nothing (it answers
@@ -38,8 +47,8 @@ use byzgossip_crypto::codec::{MAX_BODY_LEN, MAX_ENVELOPE_LEN};
 use byzgossip_crypto::{Kind, NetworkId, PublicKey};
 // The persisted records are the engine's (it decides what must survive); this module stores them.
 pub use byzgossip_engine::store::{
-    Appended, Batch, Committed, DeliveryLog, FIRST_SEQ, MAX_PRUNED_PER_BATCH, OwnMessage, Recovered, SeqStream, StoredDelivery,
-    Watermark,
+    Appended, Batch, Committed, DeliveryLog, FIRST_SEQ, KeptSanctions, MAX_PRUNED_PER_BATCH, MAX_STORED_BANS, MAX_STORED_EXCLUSIONS,
+    OwnMessage, Recovered, SeqStream, StoredBan, StoredDelivery, StoredExclusion, StoredGossipId, Watermark,
 };
 
 /// Most deliveries one [`Store::deliveries_from`] call returns, whatever limit is asked.
@@ -53,6 +62,9 @@ pub const MAX_VALUE_LEN: usize = MAX_BODY_LEN;
 
 /// Largest delivery certificate accepted (2f+1 READY envelopes fit easily).
 pub const MAX_CERTIFICATE_LEN: usize = MAX_ENVELOPE_LEN;
+
+/// Largest stored equivocation evidence (two envelopes, framed): the codec's ceiling.
+pub const MAX_EVIDENCE_LEN: usize = MAX_ENVELOPE_LEN;
 
 /// Longest application cursor name, in bytes.
 pub const MAX_APP_CURSOR_NAME_LEN: usize = 128;
@@ -213,8 +225,16 @@ pub trait Store: Send + Sync {
         if let Some(before_ms) = batch.prune_before_ms {
             committed.pruned = self.prune_deliveries(before_ms, MAX_PRUNED_PER_BATCH)?;
         }
+        self.commit_sanctions(batch)?;
         Ok(committed)
     }
+
+    /// Writes the bans, exclusions and gossip ids of `batch` (and forgets expired ids), with
+    /// the bounds of [`KeptSanctions`]. Refuses evidence over [`MAX_EVIDENCE_LEN`].
+    fn commit_sanctions(&self, batch: &Batch) -> Result<(), StoreError>;
+
+    /// Fills the bans, exclusions and gossip ids of `recovered`.
+    fn recover_sanctions(&self, recovered: &mut Recovered) -> Result<(), StoreError>;
 
     /// Durably sets the application cursor `name` (at most [`MAX_APP_CURSOR_NAME_LEN`] bytes)
     /// to `cursor`, which may not be past [`Store::last_cursor`].
@@ -226,13 +246,24 @@ pub trait Store: Send + Sync {
 
 /// What an engine needs from the store at start.
 pub fn recover(store: &dyn Store) -> Result<Recovered, StoreError> {
-    Ok(Recovered {
+    let mut recovered = Recovered {
         next_broadcast_seq: store.peek_seq(SeqStream::Broadcast)?,
         next_gossip_seq: store.peek_seq(SeqStream::Gossip)?,
         own: store.own_messages()?,
         watermarks: store.high_watermarks()?,
         last_cursor: store.last_cursor()?,
-    })
+        ..Recovered::default()
+    };
+    store.recover_sanctions(&mut recovered)?;
+    Ok(recovered)
+}
+
+/// Checks the size bounds of the evidence in a batch.
+fn check_sanctions(batch: &Batch) -> Result<(), StoreError> {
+    for exclusion in &batch.exclusions {
+        check_len("evidence", exclusion.evidence.len(), MAX_EVIDENCE_LEN)?;
+    }
+    Ok(())
 }
 
 /// A store read as the engine's [`DeliveryLog`] (for sync serving plans). A read error reads

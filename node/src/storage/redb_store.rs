@@ -12,6 +12,9 @@
 //! | `watermarks`   | origin `[u8;32]`                      | `(low u64, high u64, count u64)`                           |
 //! | `app_cursors`  | name `&str`                           | cursor `u64`                                               |
 //! | `identity`     | `&str`: `network`, `public_key`       | `[u8; 32]` (written by the first [`Store::bind`])          |
+//! | `bans`         | peer `[u8;32]`                        | `(bans u32, until_ms u64)` (at most `MAX_STORED_BANS`)      |
+//! | `exclusions`   | member `[u8;32]`                      | evidence `&[u8]` (first kept; at most `MAX_STORED_EXCLUSIONS`) |
+//! | `gossip_ids`   | `(expires_at_ms u64, id [u8;32])`     | origin `[u8;32]` (forgotten once expired, a page per commit) |
 //!
 //! Records are redb's own tuple encoding, not the codec: no length limit is needed to read
 //! them back and the large fields (value, certificate) are stored as they are.
@@ -21,11 +24,12 @@
 //! takes an exclusive file lock, released when the store is dropped (or the process dies).
 
 use super::{
+    MAX_STORED_BANS, MAX_STORED_EXCLUSIONS, Recovered, StoredBan, StoredExclusion, StoredGossipId, check_sanctions,
     Appended, Batch, Committed, FIRST_SEQ, MAX_APP_CURSOR_NAME_LEN, MAX_DELIVERIES_PAGE, MAX_OWN_MESSAGE_LEN, MAX_PRUNED_PER_BATCH, OwnMessage,
     SeqStream, Store, StoreError, StoredDelivery, Watermark, check_binding, check_delivery, check_len, next_of,
 };
 use byzgossip_crypto::{Digest, Kind, NetworkId, PublicKey};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::{Path, PathBuf};
 
 /// The database file inside the data directory.
@@ -45,6 +49,11 @@ const APP_CURSORS: TableDefinition<&str, u64> = TableDefinition::new("app_cursor
 /// A table of its own (not `meta`, whose values are `u64`): a data dir of an older build
 /// simply lacks it, and the first [`Store::bind`] fills it.
 const IDENTITY: TableDefinition<&str, [u8; 32]> = TableDefinition::new("identity");
+
+/// Tables of their own, created on open: a data dir of an older build simply starts empty.
+const BANS: TableDefinition<[u8; 32], (u32, u64)> = TableDefinition::new("bans");
+const EXCLUSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("exclusions");
+const GOSSIP_IDS: TableDefinition<(u64, [u8; 32]), [u8; 32]> = TableDefinition::new("gossip_ids");
 
 const KEY_NETWORK: &str = "network";
 const KEY_PUBLIC_KEY: &str = "public_key";
@@ -111,6 +120,9 @@ impl RedbStore {
             txn.open_table(WATERMARKS)?;
             txn.open_table(APP_CURSORS)?;
             txn.open_table(IDENTITY)?;
+            txn.open_table(BANS)?;
+            txn.open_table(EXCLUSIONS)?;
+            txn.open_table(GOSSIP_IDS)?;
         }
         txn.commit()?;
         tracing::debug!(path = %path.display(), "store opened");
@@ -189,6 +201,54 @@ fn prune_in(txn: &redb::WriteTransaction, before_ms: u64, limit: usize) -> Resul
         }
     }
     Ok(old.len())
+}
+
+/// Writes the bans, exclusions and gossip ids of `batch` in `txn`, with the bounds of
+/// [`KeptSanctions`]: a new peer's ban row past [`MAX_STORED_BANS`] replaces the row whose ban
+/// ended first (a scan of the table, only when it is full); a member's first exclusion stays
+/// and none is added past [`MAX_STORED_EXCLUSIONS`]; at most [`MAX_PRUNED_PER_BATCH`] expired
+/// gossip ids are forgotten per commit (an expired id left over is refused at restore, and the
+/// next batch with gossip forgets more).
+fn commit_sanctions_in(txn: &redb::WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
+    let mut bans = txn.open_table(BANS)?;
+    for ban in &batch.bans {
+        let known = bans.get(ban.peer.0)?.is_some();
+        if !known && bans.len()? as usize >= MAX_STORED_BANS {
+            let mut oldest: Option<(u64, [u8; 32])> = None;
+            for entry in bans.iter()? {
+                let (peer, row) = entry?;
+                let (_, until) = row.value();
+                if oldest.is_none_or(|(u, p)| (until, peer.value()) < (u, p)) {
+                    oldest = Some((until, peer.value()));
+                }
+            }
+            if let Some((_, peer)) = oldest {
+                bans.remove(peer)?;
+            }
+        }
+        bans.insert(ban.peer.0, (ban.bans, ban.until_ms))?;
+    }
+    let mut exclusions = txn.open_table(EXCLUSIONS)?;
+    for exclusion in &batch.exclusions {
+        if exclusions.get(exclusion.member.0)?.is_none() && (exclusions.len()? as usize) < MAX_STORED_EXCLUSIONS {
+            exclusions.insert(exclusion.member.0, exclusion.evidence.as_slice())?;
+        }
+    }
+    let mut gossip = txn.open_table(GOSSIP_IDS)?;
+    for g in &batch.gossip {
+        gossip.insert((g.expires_at_ms, g.id), g.origin.0)?;
+    }
+    if let Some(before) = batch.forget_gossip_before_ms {
+        let expired: Vec<(u64, [u8; 32])> = gossip
+            .range(..(before, [0u8; 32]))?
+            .take(MAX_PRUNED_PER_BATCH)
+            .map(|e| e.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()?;
+        for key in expired {
+            gossip.remove(key)?;
+        }
+    }
+    Ok(())
 }
 
 fn insert_delivery_in(txn: &redb::WriteTransaction, delivery: &StoredDelivery) -> Result<Appended, StoreError> {
@@ -350,6 +410,7 @@ impl Store for RedbStore {
         for delivery in &batch.deliveries {
             check_delivery(delivery)?;
         }
+        check_sanctions(batch)?;
         // One transaction, one fsync, for everything one engine poll wrote.
         let txn = self.db.begin_write()?;
         {
@@ -369,8 +430,47 @@ impl Store for RedbStore {
         if let Some(before_ms) = batch.prune_before_ms {
             committed.pruned = prune_in(&txn, before_ms, MAX_PRUNED_PER_BATCH)?;
         }
+        commit_sanctions_in(&txn, batch)?;
         txn.commit()?;
         Ok(committed)
+    }
+
+    fn commit_sanctions(&self, batch: &Batch) -> Result<(), StoreError> {
+        check_sanctions(batch)?;
+        let txn = self.db.begin_write()?;
+        commit_sanctions_in(&txn, batch)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn recover_sanctions(&self, recovered: &mut Recovered) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        let bans = txn.open_table(BANS)?;
+        recovered.bans = bans
+            .iter()?
+            .map(|e| {
+                e.map(|(peer, row)| {
+                    let (count, until_ms) = row.value();
+                    StoredBan { peer: PublicKey(peer.value()), bans: count, until_ms }
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let exclusions = txn.open_table(EXCLUSIONS)?;
+        recovered.exclusions = exclusions
+            .iter()?
+            .map(|e| e.map(|(member, evidence)| StoredExclusion { member: PublicKey(member.value()), evidence: evidence.value().to_vec() }))
+            .collect::<Result<_, _>>()?;
+        let gossip = txn.open_table(GOSSIP_IDS)?;
+        recovered.gossip = gossip
+            .iter()?
+            .map(|e| {
+                e.map(|(key, origin)| {
+                    let (expires_at_ms, id) = key.value();
+                    StoredGossipId { id, origin: PublicKey(origin.value()), expires_at_ms }
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(())
     }
 
     fn deliveries_from(&self, cursor: u64, limit: usize) -> Result<Vec<(u64, StoredDelivery)>, StoreError> {

@@ -42,7 +42,7 @@ fn check_a_batch_commits_like_its_items_and_recovers(store: &dyn Store) {
         next_seq: vec![(SeqStream::Broadcast, 3), (SeqStream::Gossip, 1)],
         own: vec![own(0, b"first"), own(0, b"second"), own(1, b"other")],
         deliveries: vec![delivery(1, 0, 10), delivery(1, 0, 10), delivery(2, 5, 11)],
-        prune_before_ms: None,
+        ..Batch::default()
     };
     let committed = store.commit(&batch).expect("commit");
     assert_eq!(committed.own, vec![None, Some(b"first".to_vec()), None], "the first own message of a slot wins");
@@ -58,6 +58,75 @@ fn check_a_batch_commits_like_its_items_and_recovers(store: &dyn Store) {
 #[test]
 fn a_batch_commits_like_its_items_and_recovers() {
     each_store(check_a_batch_commits_like_its_items_and_recovers);
+}
+
+fn check_bans_exclusions_and_gossip_ids_are_kept_within_their_bounds(store: &dyn Store) {
+    let ban = |peer: u8, bans, until_ms| StoredBan { peer: key(peer), bans, until_ms };
+    let gossip = |id: u8, expires_at_ms| StoredGossipId { id: [id; 32], origin: key(9), expires_at_ms };
+    store
+        .commit(&Batch {
+            id: 1,
+            bans: vec![ban(1, 1, 100), ban(2, 1, 200)],
+            exclusions: vec![StoredExclusion { member: key(3), evidence: b"proof".to_vec() }],
+            gossip: vec![gossip(1, 1_000), gossip(2, 2_000), gossip(3, 3_000)],
+            ..Batch::default()
+        })
+        .expect("commit");
+    // A repeat ban replaces the peer's row; a second proof against a member keeps the first;
+    // ids expired before 2_000 are forgotten.
+    store
+        .commit(&Batch {
+            id: 2,
+            bans: vec![ban(1, 2, 500)],
+            exclusions: vec![StoredExclusion { member: key(3), evidence: b"other".to_vec() }],
+            forget_gossip_before_ms: Some(2_000),
+            ..Batch::default()
+        })
+        .expect("commit");
+    let r = recover(store).expect("recover");
+    assert_eq!(r.bans, vec![ban(1, 2, 500), ban(2, 1, 200)]);
+    assert_eq!(r.exclusions, vec![StoredExclusion { member: key(3), evidence: b"proof".to_vec() }]);
+    assert_eq!(r.gossip, vec![gossip(2, 2_000), gossip(3, 3_000)]);
+    // Evidence is size-checked like every other record.
+    let huge = Batch { id: 3, exclusions: vec![StoredExclusion { member: key(4), evidence: vec![0; MAX_EVIDENCE_LEN + 1] }], ..Batch::default() };
+    assert!(matches!(store.commit(&huge), Err(StoreError::TooLarge { what: "evidence", .. })));
+    // The ban table is bounded: a new peer past the cap replaces the row whose ban ended first.
+    let many: Vec<StoredBan> = (0..MAX_STORED_BANS as u32).map(|i| StoredBan { peer: PublicKey({
+        let mut b = [0xAA; 32];
+        b[..4].copy_from_slice(&i.to_be_bytes());
+        b
+    }), bans: 1, until_ms: 1_000 + u64::from(i) }).collect();
+    store.commit(&Batch { id: 4, bans: many, ..Batch::default() }).expect("commit");
+    let r = recover(store).expect("recover");
+    assert_eq!(r.bans.len(), MAX_STORED_BANS);
+    assert!(!r.bans.iter().any(|b| b.peer == key(2)), "the two earliest-ended rows made room");
+    assert!(!r.bans.iter().any(|b| b.peer == key(1)));
+}
+
+#[test]
+fn bans_exclusions_and_gossip_ids_are_kept_within_their_bounds() {
+    each_store(check_bans_exclusions_and_gossip_ids_are_kept_within_their_bounds);
+}
+
+#[test]
+fn redb_store_keeps_bans_exclusions_and_gossip_ids_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let batch = Batch {
+        id: 1,
+        bans: vec![StoredBan { peer: key(1), bans: 3, until_ms: 77 }],
+        exclusions: vec![StoredExclusion { member: key(2), evidence: b"proof".to_vec() }],
+        gossip: vec![StoredGossipId { id: [5; 32], origin: key(3), expires_at_ms: 99 }],
+        ..Batch::default()
+    };
+    let before = {
+        let store = RedbStore::open(dir.path()).expect("open");
+        store.commit(&batch).expect("commit");
+        recover(&store).expect("recover")
+    };
+    let store = RedbStore::open(dir.path()).expect("reopen");
+    let after = recover(&store).expect("recover");
+    assert_eq!((after.bans.len(), after.exclusions.len(), after.gossip.len()), (1, 1, 1));
+    assert_eq!(before, after);
 }
 
 fn check_seqs_are_dense_per_stream(store: &dyn Store) {

@@ -4,11 +4,12 @@
 //! `(origin, seq, kind)` wins forever, a delivery is appended at most once per
 //! `(origin, seq)` under dense cursors from 1, and per-origin watermarks advance over
 //! contiguous seqs. It survives a simulated crash (it is the node's disk) and produces the
-//! [`Recovered`] a restarted engine starts from. Nothing is pruned (runs are short).
+//! [`Recovered`] a restarted engine starts from. No delivery is pruned (runs are short);
+//! bans, exclusions and gossip ids follow [`KeptSanctions`].
 
 use byzgossip_crypto::{Kind, PublicKey};
 use byzgossip_engine::store::FIRST_SEQ;
-use byzgossip_engine::{Appended, Batch, Committed, DeliveryLog, OwnMessage, Recovered, SeqStream, StoredDelivery, Watermark};
+use byzgossip_engine::{Appended, Batch, Committed, DeliveryLog, KeptSanctions, OwnMessage, Recovered, SeqStream, StoredDelivery, Watermark};
 use std::collections::BTreeMap;
 
 /// One node's durable state.
@@ -20,6 +21,7 @@ pub struct SimStore {
     index: BTreeMap<(PublicKey, u64), u64>,
     watermarks: BTreeMap<PublicKey, Watermark>,
     last_cursor: u64,
+    sanctions: KeptSanctions,
 }
 
 impl SimStore {
@@ -43,6 +45,7 @@ impl SimStore {
         for delivery in &batch.deliveries {
             committed.deliveries.push(self.insert_delivery(delivery));
         }
+        self.sanctions.apply(batch);
         committed
     }
 
@@ -82,13 +85,16 @@ impl SimStore {
                 Some(OwnMessage { instance_origin, seq, kind: Kind::from_u8(kind)?, envelope: envelope.clone() })
             })
             .collect();
-        Recovered {
+        let mut recovered = Recovered {
             next_broadcast_seq: self.next_seq.get(&SeqStream::Broadcast).copied().unwrap_or(FIRST_SEQ),
             next_gossip_seq: self.next_seq.get(&SeqStream::Gossip).copied().unwrap_or(FIRST_SEQ),
             own,
             watermarks: self.watermarks.values().copied().collect(),
             last_cursor: self.last_cursor,
-        }
+            ..Recovered::default()
+        };
+        self.sanctions.recover_into(&mut recovered);
+        recovered
     }
 
     /// The delivery log in cursor order.
@@ -139,7 +145,7 @@ mod tests {
             next_seq: vec![(SeqStream::Broadcast, 3)],
             own: vec![own(1), own(2)],
             deliveries: vec![delivery(1, 1), delivery(1, 0), delivery(1, 1)],
-            prune_before_ms: None,
+            ..Default::default()
         };
         let c = store.commit(&batch);
         assert_eq!(c.own, vec![None, Some(vec![1])]);
