@@ -172,6 +172,9 @@ impl Testnet {
         if let Some(limits) = &self.scenario.seen_set {
             limits.apply(&mut config.admission.replay);
         }
+        if let Some(bans) = &self.scenario.bans {
+            bans.apply(&mut config.admission.reputation);
+        }
         if let Some(token) = &self.api_token {
             config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
             config.api_token = token.clone();

@@ -263,6 +263,9 @@ impl World {
         if let Some(limits) = &self.scenario.seen_set {
             limits.apply(&mut config.admission.replay);
         }
+        if let Some(bans) = &self.scenario.bans {
+            bans.apply(&mut config.admission.reputation);
+        }
         let bootstrap = (0..self.nodes.len()).filter(|j| *j != i).map(|j| Peer::Key(self.nodes[j].keypair.public())).collect();
         EngineConfig {
             genesis: self.genesis.clone(),
@@ -811,13 +814,7 @@ impl World {
             let Some(engine) = node.engine.as_ref() else { continue };
             for p in engine.peers(now) {
                 if let Some(&peer) = self.by_key.get(&p.reputation.peer) {
-                    samples.push(PeerSample {
-                        t_ms: now,
-                        observer: index,
-                        peer,
-                        score: p.reputation.score,
-                        status: p.reputation.status.label().to_owned(),
-                    });
+                    samples.push(PeerSample::of(now, index, peer, &p.reputation));
                 }
             }
         }
