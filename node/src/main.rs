@@ -199,6 +199,14 @@ struct RunArgs {
     /// delivered broadcasts before broadcasting (default 10000; 0: don't wait).
     #[arg(long)]
     seq_recovery_timeout_ms: Option<u64>,
+    /// Milliseconds of a first reputation ban; each repeat doubles it, up to 24 h
+    /// (default 600000, ten minutes). Testnets use short bans to watch readmission.
+    #[arg(long)]
+    ban_base_ms: Option<u64>,
+    /// Half-life of a peer's penalty counter in milliseconds: how fast a past offence is
+    /// forgiven (default 1800000, 30 minutes).
+    #[arg(long)]
+    penalty_half_life_ms: Option<u64>,
     /// For supervisors: exit cleanly when stdin closes.
     ///
     /// A supervisor (the testnet's process runtime) keeps a pipe to the node's stdin open;
@@ -232,6 +240,8 @@ struct FileConfig {
     seen_committee_capacity: Option<usize>,
     retention_s: Option<u64>,
     seq_recovery_timeout_ms: Option<u64>,
+    ban_base_ms: Option<u64>,
+    penalty_half_life_ms: Option<u64>,
 }
 
 /// The log filter without `RUST_LOG`. Gossipsub's "Send Queue full" warning comes once per
@@ -352,6 +362,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(ms) = args.seq_recovery_timeout_ms.or(file.seq_recovery_timeout_ms) {
         config.seq_recovery_timeout = Duration::from_millis(ms);
+    }
+    let reputation = &mut config.admission.reputation;
+    if let Some(ms) = args.ban_base_ms.or(file.ban_base_ms) {
+        reputation.ban_base_ms = ms;
+    }
+    if let Some(ms) = args.penalty_half_life_ms.or(file.penalty_half_life_ms) {
+        reputation.penalty_half_life_ms = ms;
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

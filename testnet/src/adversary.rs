@@ -16,7 +16,7 @@
 //! [`NodeBuilder`]: byzgossip_node::NodeBuilder
 //! [`Interceptor`]: byzgossip_node::hooks::Interceptor
 
-use crate::scenario::{Attack as AttackKnobs, Degradation, Role};
+use crate::scenario::{Attack as AttackKnobs, Degradation, REFORMED_OFFENCE_S, Role};
 use byzgossip_bracha::{InstanceId, Message};
 use byzgossip_crypto::codec::{self, MAX_ENVELOPE_LEN};
 use byzgossip_crypto::{Digest, Envelope, Header, Keypair, Kind, NetworkId, PublicKey, Signature, WIRE_VERSION};
@@ -454,6 +454,8 @@ pub struct Attack {
     own_send_seq: u64,
     flashed: bool,
     replay_at: usize,
+    reoffend_at_s: f64,
+    equivocate_s: f64,
 }
 
 impl Attack {
@@ -486,6 +488,8 @@ impl Attack {
             own_send_seq: 0,
             flashed: false,
             replay_at: 0,
+            reoffend_at_s: knobs.reoffend_at_s,
+            equivocate_s: knobs.equivocate_s,
         })
     }
 
@@ -506,7 +510,8 @@ impl Attack {
             match agent.role {
                 Role::EquivocateOrigin => {
                     // Two values for one seq; the second SEND follows the first at once.
-                    if sent.is_multiple_of(10) {
+                    let equivocating = self.equivocate_s <= 0.0 || (sent as f64) / self.rate <= self.equivocate_s;
+                    if equivocating && sent.is_multiple_of(10) {
                         let s = self.own_send_seq;
                         self.own_send_seq += 1;
                         batch.push((RawTopic::Bracha, signed_send(key, net, s, now_ms, random_bytes(rng, 64))));
@@ -525,6 +530,21 @@ impl Attack {
                 Role::Tamper => {
                     let e = gossip_envelope(key, net, seq, now_ms, LOAD_TOPIC, payload);
                     batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), tampered(&e, rng)));
+                }
+                Role::Reformed => {
+                    // The message's own time decides: offences in two windows, honest
+                    // (nothing extra sent) in between and after.
+                    let at = (sent as f64) / self.rate;
+                    let offending = at < REFORMED_OFFENCE_S
+                        || (at >= self.reoffend_at_s && at < self.reoffend_at_s + REFORMED_OFFENCE_S);
+                    if offending {
+                        // A body that no longer matches its hash: refused at decode, so each
+                        // one costs the sender even once it is graylisted, and it is banned.
+                        let e = gossip_envelope(key, net, seq, now_ms, LOAD_TOPIC, payload);
+                        let mut body = e.body().to_vec();
+                        body[0] ^= 0x5a;
+                        batch.push((RawTopic::Gossip(LOAD_TOPIC.into()), codec::encode_raw(e.header(), &body, e.signature())));
+                    }
                 }
                 Role::Malformed => {
                     let e = gossip_envelope(key, net, seq, now_ms, LOAD_TOPIC, payload);

@@ -175,6 +175,9 @@ impl Testnet {
         if let Some(s) = self.scenario.retention_s {
             config.retention = std::time::Duration::from_secs(s);
         }
+        if let Some(bans) = &self.scenario.bans {
+            bans.apply(&mut config.admission.reputation);
+        }
         if let Some(token) = &self.api_token {
             config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
             config.api_token = token.clone();

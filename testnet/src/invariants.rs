@@ -9,9 +9,11 @@
 //! | `validity` | every honest broadcast is delivered by every correct node still up |
 //! | `totality` | an instance delivered by one correct node is delivered by all within the deadline (from its first delivery, or from the end of the last disruption) |
 //! | `no-forgery` | no gossip message or Bracha value attributed to a correct origin that it never sent is delivered |
-//! | `no-replay` | no node hands one gossip message to its application twice (within one start of the node) |
+//! | `no-replay` | no node hands one gossip message to its application twice, across restarts too (gossip ids persist with the replay window) |
 //! | `no-false-bans` | no honest node graylists, bans or excludes a correct node |
 //! | `detection` | every detectable attacker is graylisted, banned or excluded by every honest node within the deadline of its arming |
+//! | `catch-up` | a correct node restarted after an honest node excluded an equivocator excludes it too, within the detection deadline of its restart |
+//! | `readmission` | every honest node readmits a `reformed` attacker (status ok) within the detection deadline of its first ban's end, and bans it again for twice as long |
 
 use crate::record::RunLog;
 use serde::{Deserialize, Serialize};
@@ -77,6 +79,8 @@ pub fn check(log: &RunLog) -> Vec<CheckResult> {
         no_replay(log),
         no_false_bans(log),
         detection(log),
+        catch_up(log),
+        readmission(log),
     ]
 }
 
@@ -236,24 +240,25 @@ pub fn no_forgery(log: &RunLog) -> CheckResult {
     b.finish(format!("{checked} deliveries attributed to correct origins"))
 }
 
-/// No gossip message reaches one node's application twice within one start of the node.
+/// No gossip message reaches one node's application twice, whatever restarts in between.
 pub fn no_replay(log: &RunLog) -> CheckResult {
     let mut b = Builder::new("no-replay");
-    let mut seen: HashSet<(usize, u32, &str)> = HashSet::new();
-    let mut across: HashSet<(usize, &str)> = HashSet::new();
-    let mut across_restarts = 0;
+    let mut seen: HashSet<(usize, &str)> = HashSet::new();
+    let mut after_restart = 0;
     for g in &log.gossip {
-        if !seen.insert((g.node, g.incarnation, &g.id)) {
-            b.fail(format!("node {} delivered gossip {} twice (second at {})", g.node, short(&g.id), rel(log, g.received_at_ms)));
-        } else if !across.insert((g.node, &g.id)) {
-            across_restarts += 1;
+        if !seen.insert((g.node, &g.id)) {
+            b.fail(format!(
+                "node {} delivered gossip {} twice (second at {}, start {} of the node)",
+                g.node,
+                short(&g.id),
+                rel(log, g.received_at_ms),
+                g.incarnation
+            ));
+        } else if g.incarnation > 0 {
+            after_restart += 1;
         }
     }
-    let mut detail = format!("{} gossip deliveries", log.gossip.len());
-    if across_restarts > 0 {
-        detail.push_str(&format!(" ({across_restarts} seen again after a restart, allowed: gossip ids are not persisted)"));
-    }
-    b.finish(detail)
+    b.finish(format!("{} gossip deliveries ({after_restart} by restarted nodes)", log.gossip.len()))
 }
 
 /// No honest node rates a correct node below ok.
@@ -302,6 +307,163 @@ pub fn detection(log: &RunLog) -> CheckResult {
         "no detectable attacker in this scenario".to_owned()
     } else {
         format!("{attackers} detectable attackers x {} honest observers, deadline {:.1} s", observers.len(), deadline_ms as f64 / 1000.0)
+    };
+    b.finish(detail)
+}
+
+/// When node `i` was restarted (the timeline's `restart node i` events), in order.
+fn restarts(log: &RunLog, i: usize) -> Vec<u64> {
+    let what = format!("restart node {i}");
+    log.events.iter().filter(|e| e.what == what).map(|e| e.t_ms).collect()
+}
+
+/// A correct node restarted after an honest node excluded an equivocator excludes it too,
+/// within the detection deadline of its restart: the evidence it missed while down reaches
+/// it through sync.
+pub fn catch_up(log: &RunLog) -> CheckResult {
+    use crate::scenario::Role;
+    let mut b = Builder::new("catch-up");
+    let deadline_ms = (log.scenario.deadlines.detection_s * 1000.0) as u64;
+    let honest: HashSet<usize> = log.honest_nodes().into_iter().collect();
+    let equivocators: Vec<usize> = log
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.role, Role::EquivocateOrigin | Role::EquivocateVote | Role::CovertFlash))
+        .map(|n| n.index)
+        .collect();
+    let mut checked = 0;
+    let mut inconclusive = 0;
+    for node in log.nodes.iter().filter(|n| n.correct() && !n.down_at_end) {
+        let Some(&restart) = restarts(log, node.index).last() else { continue };
+        for &e in &equivocators {
+            let excluded_before = log
+                .peer_samples
+                .iter()
+                .any(|s| s.peer == e && honest.contains(&s.observer) && s.status == "excluded" && s.t_ms < restart);
+            if !excluded_before {
+                continue;
+            }
+            checked += 1;
+            let caught_up = log
+                .peer_samples
+                .iter()
+                .filter(|s| s.observer == node.index && s.peer == e && s.status == "excluded" && s.t_ms >= restart)
+                .map(|s| s.t_ms)
+                .min();
+            match caught_up {
+                Some(t) if t <= restart + deadline_ms => {}
+                Some(t) => b.fail(format!(
+                    "node {} excluded equivocator {e} only {:.2} s after its restart at {}",
+                    node.index,
+                    (t - restart) as f64 / 1000.0,
+                    rel(log, restart)
+                )),
+                None if log.end_ms < restart + deadline_ms => inconclusive += 1,
+                None => b.fail(format!("node {} never excluded equivocator {e} after its restart at {}", node.index, rel(log, restart))),
+            }
+        }
+    }
+    let mut detail = if checked == 0 {
+        "no node restarted after an equivocator's conviction".to_owned()
+    } else {
+        format!("{checked} (restarted node, convicted equivocator) pairs, deadline {:.1} s after the restart", deadline_ms as f64 / 1000.0)
+    };
+    if inconclusive > 0 {
+        detail.push_str(&format!(" ({inconclusive} still within their deadline at the end)"));
+    }
+    b.finish(detail)
+}
+
+/// One ban as an observer's samples show it: its number, its end, and bounds on its length
+/// (the ban started between the last sample before it and the first sample of it).
+struct SampledBan {
+    bans: u32,
+    until_ms: u64,
+    first_seen_ms: u64,
+    shortest_ms: u64,
+    longest_ms: u64,
+}
+
+fn sampled_bans(samples: &[&crate::record::PeerSample], armed: u64) -> Vec<SampledBan> {
+    let mut out: Vec<SampledBan> = Vec::new();
+    let mut previous = armed;
+    for s in samples {
+        if let (true, Some(until_ms)) = (s.status == "banned", s.until_ms)
+            && out.last().is_none_or(|b| b.bans < s.bans)
+        {
+            out.push(SampledBan {
+                bans: s.bans,
+                until_ms,
+                first_seen_ms: s.t_ms,
+                shortest_ms: until_ms.saturating_sub(s.t_ms),
+                longest_ms: until_ms.saturating_sub(previous),
+            });
+        }
+        previous = s.t_ms;
+    }
+    out
+}
+
+/// Every honest node readmits a `reformed` attacker once its first ban ends (rates it ok
+/// again within the detection deadline of the ban's end) and bans its second offence twice
+/// as long. Ban lengths are measured from the samples: each is known up to the sample
+/// interval, so the check asks that the second ban be longer than the first for certain and
+/// that twice the first be within the second's bounds.
+pub fn readmission(log: &RunLog) -> CheckResult {
+    use crate::scenario::Role;
+    let mut b = Builder::new("readmission");
+    let deadline_ms = (log.scenario.deadlines.detection_s * 1000.0) as u64;
+    let observers: Vec<usize> = log.nodes.iter().filter(|n| n.role == Role::Honest && !n.down_at_end).map(|n| n.index).collect();
+    let mut pairs = 0;
+    for node in log.nodes.iter().filter(|n| n.role == Role::Reformed) {
+        let Some(armed) = node.armed_at_ms else { continue };
+        for &o in &observers {
+            pairs += 1;
+            let samples: Vec<&crate::record::PeerSample> =
+                log.peer_samples.iter().filter(|s| s.observer == o && s.peer == node.index && s.t_ms >= armed).collect();
+            let bans = sampled_bans(&samples, armed);
+            let Some(first) = bans.first() else {
+                b.fail(format!("node {o} never banned reformed attacker {}", node.index));
+                continue;
+            };
+            let readmitted = samples
+                .iter()
+                .filter(|s| s.status == "ok" && s.t_ms >= first.until_ms && s.bans == first.bans)
+                .map(|s| s.t_ms)
+                .min();
+            match readmitted {
+                Some(t) if t <= first.until_ms + deadline_ms => {}
+                Some(t) => b.fail(format!(
+                    "node {o} readmitted reformed attacker {} only {:.2} s after its ban ended",
+                    node.index,
+                    (t - first.until_ms) as f64 / 1000.0
+                )),
+                None => b.fail(format!("node {o} never readmitted reformed attacker {} after its ban ended at {}", node.index, rel(log, first.until_ms))),
+            }
+            let Some(second) = bans.iter().find(|x| x.bans == first.bans + 1) else {
+                b.fail(format!("node {o} never banned reformed attacker {} again (its second offence)", node.index));
+                continue;
+            };
+            let doubled = second.shortest_ms > first.longest_ms
+                && second.shortest_ms <= 2 * first.longest_ms
+                && second.longest_ms >= 2 * first.shortest_ms;
+            if !doubled {
+                b.fail(format!(
+                    "node {o}: the second ban of reformed attacker {} (from {}) lasted {}..{} ms, the first {}..{} ms: not twice as long",
+                    node.index,
+                    rel(log, second.first_seen_ms),
+                    second.shortest_ms,
+                    second.longest_ms,
+                    first.shortest_ms,
+                    first.longest_ms
+                ));
+            }
+        }
+    }
+    let detail = if pairs == 0 {
+        "no reformed attacker in this scenario".to_owned()
+    } else {
+        format!("{pairs} (honest observer, reformed attacker) pairs, readmission deadline {:.1} s", deadline_ms as f64 / 1000.0)
     };
     b.finish(detail)
 }

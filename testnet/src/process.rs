@@ -273,6 +273,10 @@ impl Net {
                 c.arg("--seen-per-origin-capacity").arg(limits.per_origin_capacity.to_string());
                 c.arg("--seen-committee-capacity").arg(limits.committee_capacity.to_string());
             }
+            if let Some(bans) = &self.scenario.bans {
+                c.arg("--ban-base-ms").arg(bans.base_ms.to_string());
+                c.arg("--penalty-half-life-ms").arg(bans.penalty_half_life_ms.to_string());
+            }
             c
         } else {
             let mut c = tokio::process::Command::new(&self.options.testnet);
@@ -809,6 +813,9 @@ pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
         }
         if let Some(s) = scenario.retention_s {
             config.retention = std::time::Duration::from_secs(s);
+        }
+        if let Some(bans) = &scenario.bans {
+            bans.apply(&mut config.admission.reputation);
         }
         let interceptor = AgentInterceptor::new(agent.clone(), args.seed ^ (incarnation << 40));
         NodeBuilder::new(config).with_store(store.clone()).with_interceptor(Box::new(interceptor)).spawn()

@@ -80,8 +80,8 @@ pub struct DeliveryRecord {
 pub struct GossipRecord {
     /// Node index of the receiver.
     pub node: usize,
-    /// Which start of the node (0 first, +1 per restart): the node does not persist gossip
-    /// ids, so a restarted node may legitimately see a message again.
+    /// Which start of the node (0 first, +1 per restart). Gossip ids are persisted with the
+    /// replay window, so a restart is no excuse for a second delivery.
     pub incarnation: u32,
     /// Origin key (hex).
     pub origin: String,
@@ -104,6 +104,31 @@ pub struct PeerSample {
     pub score: f64,
     /// Its status label (ok, graylisted, banned, excluded).
     pub status: String,
+    /// Bans of the peer so far, as the observer counts them.
+    #[serde(default)]
+    pub bans: u32,
+    /// End of the ban in force (status `banned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+}
+
+impl PeerSample {
+    /// The sample of one peer in an observer's snapshot at `t_ms`.
+    pub fn of(t_ms: u64, observer: usize, peer: usize, snapshot: &byzgossip_reputation::PeerSnapshot) -> PeerSample {
+        let until_ms = match snapshot.status {
+            byzgossip_reputation::PeerStatus::Banned { until_ms } => Some(until_ms),
+            _ => None,
+        };
+        PeerSample {
+            t_ms,
+            observer,
+            peer,
+            score: snapshot.score,
+            status: snapshot.status.label().to_owned(),
+            bans: snapshot.bans,
+            until_ms,
+        }
+    }
 }
 
 /// Messages and bytes through one node's interceptor (all incarnations).

@@ -56,11 +56,19 @@ pub enum Role {
     /// Sends sync digests that ask for everything from seq 0 to every connected peer, at
     /// `attack.sync_flood_per_s` rounds a second: as much serving work as it can make us do.
     SyncFlood,
+    /// Offends twice: gossip whose body no longer matches its hash, for [`REFORMED_OFFENCE_S`]
+    /// at the attack start (banned),
+    /// honest after that (readmitted when the ban ends), and again at `attack.reoffend_at_s`
+    /// (banned twice as long).
+    Reformed,
 }
+
+/// How long each offence of a [`Role::Reformed`] attacker lasts (s).
+pub const REFORMED_OFFENCE_S: f64 = 0.5;
 
 impl Role {
     /// Every role, in [`Role::name`] order of the presets.
-    pub const ALL: [Role; 20] = [
+    pub const ALL: [Role; 21] = [
         Role::Honest,
         Role::Silent,
         Role::CrashRestart,
@@ -81,6 +89,7 @@ impl Role {
         Role::SybilKeys,
         Role::BudgetFlood,
         Role::SyncFlood,
+        Role::Reformed,
     ];
 
     /// The kebab-case name used in scenario files.
@@ -106,6 +115,7 @@ impl Role {
             Role::SybilKeys => "sybil-keys",
             Role::BudgetFlood => "budget-flood",
             Role::SyncFlood => "sync-flood",
+            Role::Reformed => "reformed",
         }
     }
 
@@ -139,6 +149,7 @@ impl Role {
                 | Role::Sybil
                 | Role::CovertFlash
                 | Role::SyncFlood
+                | Role::Reformed
         )
     }
 }
@@ -401,11 +412,53 @@ pub struct Attack {
     pub budget_flood_per_s: f64,
     /// Rounds per second of a `sync-flood` member (each round: one digest to every peer).
     pub sync_flood_per_s: f64,
+    /// Seconds after arming at which a `reformed` member offends again.
+    pub reoffend_at_s: f64,
+    /// Seconds after arming during which an `equivocate-origin` member equivocates; 0: the
+    /// whole attack window. (`amnesia` stops it before its victim restarts, so that the
+    /// victim can learn of the conviction only from its peers.)
+    pub equivocate_s: f64,
 }
 
 impl Default for Attack {
     fn default() -> Self {
-        Self { rate_per_s: 20.0, flood_per_s: 2000.0, victim: 0, sybil_keys: 32, sybil_key_rate_per_s: 25.0, budget_flood_per_s: 150.0, sync_flood_per_s: 100.0 }
+        Self {
+            rate_per_s: 20.0,
+            flood_per_s: 2000.0,
+            victim: 0,
+            sybil_keys: 32,
+            sybil_key_rate_per_s: 25.0,
+            budget_flood_per_s: 150.0,
+            sync_flood_per_s: 100.0,
+            reoffend_at_s: 3.5,
+            equivocate_s: 0.0,
+        }
+    }
+}
+
+/// Reputation settings every node of the scenario runs with (`byzgossip run --ban-base-ms
+/// --penalty-half-life-ms` in process mode). The node defaults (10 min bans, 30 min
+/// half-life) outlast a run; a scenario that watches bans end scales them down.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bans {
+    /// First ban (ms); each repeat doubles it.
+    pub base_ms: u64,
+    /// Half-life of the penalty counter (ms): how soon a banned peer's score recovers.
+    pub penalty_half_life_ms: u64,
+}
+
+impl Bans {
+    /// Sets these values in a node's reputation configuration.
+    pub fn apply(&self, reputation: &mut byzgossip_reputation::ReputationConfig) {
+        reputation.ban_base_ms = self.base_ms;
+        reputation.penalty_half_life_ms = self.penalty_half_life_ms;
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut reputation = byzgossip_reputation::ReputationConfig::default();
+        self.apply(&mut reputation);
+        reputation.validate().map_err(|e| format!("bans: {e}"))
     }
 }
 
@@ -538,6 +591,9 @@ pub struct Scenario {
     /// when absent. Soaks set it below their length to show the store stays flat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_s: Option<u64>,
+    /// Ban length and penalty half-life of every node; node defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bans: Option<Bans>,
 }
 
 fn is_committee_policy(policy: &GossipPolicy) -> bool {
@@ -597,6 +653,7 @@ impl Scenario {
             policy: GossipPolicy::Committee,
             seen_set: None,
             retention_s: None,
+            bans: None,
         }
     }
 
@@ -666,6 +723,9 @@ impl Scenario {
         if let Some(seen_set) = &self.seen_set {
             seen_set.validate(self.nodes).map_err(ScenarioError::Invalid)?;
         }
+        if let Some(bans) = &self.bans {
+            bans.validate().map_err(ScenarioError::Invalid)?;
+        }
         let a = &self.attack;
         if a.sybil_keys == 0 || a.sybil_keys > MAX_SYBIL_KEYS {
             return bad(format!("attack.sybil_keys must be in 1..={MAX_SYBIL_KEYS}"));
@@ -674,6 +734,8 @@ impl Scenario {
             ("sybil_key_rate_per_s", a.sybil_key_rate_per_s),
             ("budget_flood_per_s", a.budget_flood_per_s),
             ("sync_flood_per_s", a.sync_flood_per_s),
+            ("reoffend_at_s", a.reoffend_at_s),
+            ("equivocate_s", a.equivocate_s),
         ] {
             if !(v.is_finite() && (0.0..=10_000.0).contains(&v)) {
                 return bad(format!("attack.{name} must be in 0..=10000"));
@@ -766,6 +828,8 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("lossy", "f+1 honest members lose 20% of what they receive and hold the rest 50 ms during the attack"),
     ("sync-flood", "f members send sync digests asking for everything to every peer, 100 rounds a second"),
     ("seen-flood", "open policy: 2 extra nodes sign gossip with 32 keys each under budget, f members gossip at their full budget, into small seen-sets"),
+    ("reformed", "f members tamper, are banned (2 s bans), behave and are readmitted, then offend again and are banned twice as long"),
+    ("amnesia", "a member is down while an equivocator is convicted and while old envelopes are replayed after its restart: it excludes the equivocator after catch-up and delivers no replay"),
 ];
 
 /// The default suite: every preset, in [`PRESETS`] order.
@@ -806,6 +870,38 @@ pub fn preset(name: &str, nodes: usize) -> Option<Scenario> {
             // total size (the seen-set before it had a committee pool) fills within the attack
             // at n = 4, 7 and 16, and honest votes are refused.
             s.seen_set = Some(SeenSetLimits { open_capacity: 1024, per_origin_capacity: 128, committee_capacity: 512 * nodes });
+            s
+        }
+        "reformed" => {
+            let mut s = Scenario::new(name, description, nodes, group(Role::Reformed));
+            // Bans of 2 s and a penalty half-life of 0.5 s: the first ban (at about 0.2 s)
+            // ends near 2.2 s with the score back above the graylist (about -50 halved four
+            // times), the attacker is readmitted, offends again at 3.5 s and is banned for
+            // 4 s, past the end of the 6 s attack window.
+            s.bans = Some(Bans { base_ms: 2_000, penalty_half_life_ms: 500 });
+            s.timeline.attack_s = 6.0;
+            s.attack.reoffend_at_s = 3.5;
+            s
+        }
+        "amnesia" => {
+            // The crash-restart member is killed at the attack start and restarted at its
+            // middle (2 s). The equivocator stops after 1 s: the restarted member can learn
+            // of its conviction only from its peers. The replayer replays what it captured
+            // in the warm-up (which the amnesiac member delivered before it went down) all
+            // through the attack window.
+            let mut s = Scenario::new(
+                name,
+                description,
+                nodes,
+                // One of each from n = 4 (one honest member stays); smaller committees
+                // keep only the crash.
+                vec![
+                    Group { role: Role::EquivocateOrigin, count: usize::from(nodes >= 4) },
+                    Group { role: Role::Replay, count: usize::from(nodes >= 4) },
+                    Group { role: Role::CrashRestart, count: usize::from(nodes >= 2) },
+                ],
+            );
+            s.attack.equivocate_s = 1.0;
             s
         }
         "lossy" => {

@@ -324,7 +324,7 @@ pub(crate) fn spawn_sampler<T: Runtime>(target: &Arc<T>) -> JoinHandle<()> {
                 let mut samples = lock(&target.shared().samples);
                 for p in peers {
                     if let Some(&peer) = by_key.get(&p.peer) {
-                        samples.push(PeerSample { t_ms, observer, peer, score: p.score, status: p.status.label().to_owned() });
+                        samples.push(PeerSample::of(t_ms, observer, peer, &p));
                     }
                 }
             }

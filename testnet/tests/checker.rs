@@ -114,18 +114,96 @@ fn forged_and_replayed_gossip_are_caught() {
     let mut log = clean_log();
     log.gossip.push(log.gossip[0].clone());
     assert!(!result(&invariants::check(&log), "no-replay").passed);
-    // After a restart, a second sighting is allowed (gossip ids are not persisted).
+    // A restart is no excuse: gossip ids persist with the replay window.
     let mut log = clean_log();
     let mut again = log.gossip[0].clone();
     again.incarnation = 1;
     log.gossip.push(again);
-    assert!(result(&invariants::check(&log), "no-replay").passed);
+    let results = invariants::check(&log);
+    let no_replay = result(&results, "no-replay");
+    assert!(!no_replay.passed);
+    assert!(no_replay.evidence[0].contains("start 1 of the node"), "{:?}", no_replay.evidence);
+}
+
+fn sample(t_ms: u64, observer: usize, peer: usize, status: &str, bans: u32, until_ms: Option<u64>) -> PeerSample {
+    PeerSample { t_ms, observer, peer, score: 0.0, status: status.into(), bans, until_ms }
+}
+
+#[test]
+fn a_restarted_node_that_never_excludes_a_convicted_equivocator_fails_catch_up() {
+    // Node 3 equivocates; honest node 0 excludes it at 2.1 s; node 2 (crash-restart) restarts
+    // at 3 s and excludes it at 3.5 s: in time (deadline 3.5 s).
+    let mut log = clean_log();
+    log.nodes[3].role = Role::EquivocateOrigin;
+    log.nodes[3].armed_at_ms = Some(2_000);
+    log.nodes[2].role = Role::CrashRestart;
+    log.deliveries.retain(|d| d.node != 3);
+    log.gossip.retain(|g| g.node != 3);
+    log.events.push(byzgossip_testnet::record::EventRecord { t_ms: 3_000, what: "restart node 2".into() });
+    log.peer_samples = vec![
+        sample(2_100, 0, 3, "excluded", 0, None),
+        sample(2_100, 1, 3, "excluded", 0, None),
+        sample(3_500, 2, 3, "excluded", 0, None),
+    ];
+    assert!(result(&invariants::check(&log), "catch-up").passed);
+    // Excluded only before the restart (its memory of it) does not count; never after fails.
+    log.peer_samples[2].t_ms = 2_900;
+    let results = invariants::check(&log);
+    let catch_up = result(&results, "catch-up");
+    assert!(!catch_up.passed);
+    assert!(catch_up.evidence[0].contains("never excluded equivocator 3"), "{:?}", catch_up.evidence);
+    // Too late fails too.
+    log.peer_samples[2].t_ms = 7_000;
+    assert!(!result(&invariants::check(&log), "catch-up").passed);
+}
+
+#[test]
+fn readmission_needs_an_ok_after_the_first_ban_and_a_second_ban_twice_as_long() {
+    // Node 3 is reformed, armed at 2 s; samples every 250 ms at nodes 0..=2.
+    let base = |second_ban_ms: u64, readmitted: bool| {
+        let mut log = clean_log();
+        log.nodes[3].role = Role::Reformed;
+        log.nodes[3].armed_at_ms = Some(2_000);
+        log.deliveries.retain(|d| d.node != 3);
+        log.gossip.retain(|g| g.node != 3);
+        for o in 0..3 {
+            // First ban from 2_200 to 4_200, second from 5_600.
+            let mut t = 2_000;
+            while t <= 9_500 {
+                let s = if t < 2_250 {
+                    sample(t, o, 3, "ok", 0, None)
+                } else if t < 4_200 {
+                    sample(t, o, 3, "banned", 1, Some(4_200))
+                } else if t < 5_750 {
+                    sample(t, o, 3, if readmitted { "ok" } else { "graylisted" }, 1, None)
+                } else if t < 5_600 + second_ban_ms {
+                    sample(t, o, 3, "banned", 2, Some(5_600 + second_ban_ms))
+                } else {
+                    sample(t, o, 3, "ok", 2, None)
+                };
+                log.peer_samples.push(s);
+                t += 250;
+            }
+        }
+        log
+    };
+    let results = invariants::check(&base(4_000, true));
+    assert!(result(&results, "readmission").passed, "{:?}", result(&results, "readmission").evidence);
+    assert!(result(&results, "detection").passed);
+    // A second ban as long as the first is not a doubling.
+    let results = invariants::check(&base(2_000, true));
+    let readmission = result(&results, "readmission");
+    assert!(!readmission.passed);
+    assert!(readmission.evidence[0].contains("not twice as long"), "{:?}", readmission.evidence);
+    // Never back to ok after the first ban.
+    let results = invariants::check(&base(4_000, false));
+    assert!(result(&results, "readmission").evidence[0].contains("never readmitted"));
 }
 
 #[test]
 fn bans_of_correct_nodes_and_missed_attackers_are_caught() {
     let mut log = clean_log();
-    log.peer_samples.push(PeerSample { t_ms: 2_500, observer: 0, peer: 1, score: -50.0, status: "banned".into() });
+    log.peer_samples.push(PeerSample { t_ms: 2_500, observer: 0, peer: 1, score: -50.0, status: "banned".into(), bans: 0, until_ms: None });
     assert!(!result(&invariants::check(&log), "no-false-bans").passed);
 
     // Node 3 is a forger armed at 2 s; node 0 convicts it in time, node 1 late, node 2 never.
@@ -135,8 +213,8 @@ fn bans_of_correct_nodes_and_missed_attackers_are_caught() {
     log.deliveries.retain(|d| d.node != 3);
     log.gossip.retain(|g| g.node != 3);
     log.peer_samples = vec![
-        PeerSample { t_ms: 2_300, observer: 0, peer: 3, score: -20.0, status: "graylisted".into() },
-        PeerSample { t_ms: 9_000, observer: 1, peer: 3, score: -20.0, status: "banned".into() },
+        PeerSample { t_ms: 2_300, observer: 0, peer: 3, score: -20.0, status: "graylisted".into(), bans: 0, until_ms: None },
+        PeerSample { t_ms: 9_000, observer: 1, peer: 3, score: -20.0, status: "banned".into(), bans: 0, until_ms: None },
     ];
     let results = invariants::check(&log);
     let detection = result(&results, "detection");

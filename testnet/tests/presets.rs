@@ -85,7 +85,7 @@ async fn remaining_presets_hold_every_invariant() {
     let mut failed = Vec::new();
     for name in [
         "silent", "equivocate-origin", "replay", "stale-timestamp", "future-timestamp", "tamper", "malformed", "fake-votes",
-        "sybil", "censor", "eclipse", "covert-flash", "lossy",
+        "sybil", "censor", "eclipse", "covert-flash", "lossy", "reformed", "amnesia",
     ] {
         let summary = run_preset(name).await;
         if !summary.passed {

@@ -266,6 +266,9 @@ impl World {
         if let Some(s) = self.scenario.retention_s {
             config.retention = std::time::Duration::from_secs(s);
         }
+        if let Some(bans) = &self.scenario.bans {
+            bans.apply(&mut config.admission.reputation);
+        }
         let bootstrap = (0..self.nodes.len()).filter(|j| *j != i).map(|j| Peer::Key(self.nodes[j].keypair.public())).collect();
         EngineConfig {
             genesis: self.genesis.clone(),
@@ -814,13 +817,7 @@ impl World {
             let Some(engine) = node.engine.as_ref() else { continue };
             for p in engine.peers(now) {
                 if let Some(&peer) = self.by_key.get(&p.reputation.peer) {
-                    samples.push(PeerSample {
-                        t_ms: now,
-                        observer: index,
-                        peer,
-                        score: p.reputation.score,
-                        status: p.reputation.status.label().to_owned(),
-                    });
+                    samples.push(PeerSample::of(now, index, peer, &p.reputation));
                 }
             }
         }
