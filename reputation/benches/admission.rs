@@ -153,6 +153,10 @@ fn unlimited_budget() -> BudgetConfig {
         origin_trusted_rate_per_s: 1e12,
         origin_base_burst: 1e12,
         origin_trusted_burst: 1e12,
+        sync_base_rate_per_s: 1e12,
+        sync_trusted_rate_per_s: 1e12,
+        sync_base_burst: 1e12,
+        sync_trusted_burst: 1e12,
     }
 }
 
