@@ -169,15 +169,7 @@ impl Testnet {
         config.tick_interval = TICK_INTERVAL;
         config.topics = vec![LOAD_TOPIC.to_owned()];
         config.verify_workers = 1;
-        if let Some(limits) = &self.scenario.seen_set {
-            limits.apply(&mut config.admission.replay);
-        }
-        if let Some(s) = self.scenario.retention_s {
-            config.retention = std::time::Duration::from_secs(s);
-        }
-        if let Some(bans) = &self.scenario.bans {
-            bans.apply(&mut config.admission.reputation);
-        }
+        self.scenario.apply_node_settings(&mut config);
         if let Some(token) = &self.api_token {
             config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
             config.api_token = token.clone();

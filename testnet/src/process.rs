@@ -808,15 +808,7 @@ pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
         config.sync_interval = crate::harness::SYNC_INTERVAL;
         config.tick_interval = crate::harness::TICK_INTERVAL;
         config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
-        if let Some(limits) = &scenario.seen_set {
-            limits.apply(&mut config.admission.replay);
-        }
-        if let Some(s) = scenario.retention_s {
-            config.retention = std::time::Duration::from_secs(s);
-        }
-        if let Some(bans) = &scenario.bans {
-            bans.apply(&mut config.admission.reputation);
-        }
+        scenario.apply_node_settings(&mut config);
         let interceptor = AgentInterceptor::new(agent.clone(), args.seed ^ (incarnation << 40));
         NodeBuilder::new(config).with_store(store.clone()).with_interceptor(Box::new(interceptor)).spawn()
     };

@@ -791,6 +791,22 @@ impl Scenario {
         self
     }
 
+    /// Sets what the scenario says about every node (seen-set limits, retention, bans) in a
+    /// node's configuration: the one place the in-process runtime, the simulator and the
+    /// process runtime's adversaries take them from (its `byzgossip` children get the same
+    /// values as command-line flags).
+    pub fn apply_node_settings(&self, config: &mut byzgossip_node::NodeConfig) {
+        if let Some(limits) = &self.seen_set {
+            limits.apply(&mut config.admission.replay);
+        }
+        if let Some(s) = self.retention_s {
+            config.retention = std::time::Duration::from_secs(s);
+        }
+        if let Some(bans) = &self.bans {
+            bans.apply(&mut config.admission.reputation);
+        }
+    }
+
     /// Reads a TOML scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::File(format!("{}: {e}", path.display())))?;

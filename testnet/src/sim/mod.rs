@@ -260,15 +260,7 @@ impl World {
         let mut config = NodeConfig::new(self.genesis.clone(), node.keypair.clone());
         let seed = self.scenario.seed ^ ((i as u64) << 20) ^ ((node.incarnation as u64) << 40);
         config.admission.replay.hash_seed = seed ^ 0x5eed_0000_0000_0000;
-        if let Some(limits) = &self.scenario.seen_set {
-            limits.apply(&mut config.admission.replay);
-        }
-        if let Some(s) = self.scenario.retention_s {
-            config.retention = std::time::Duration::from_secs(s);
-        }
-        if let Some(bans) = &self.scenario.bans {
-            bans.apply(&mut config.admission.reputation);
-        }
+        self.scenario.apply_node_settings(&mut config);
         let bootstrap = (0..self.nodes.len()).filter(|j| *j != i).map(|j| Peer::Key(self.nodes[j].keypair.public())).collect();
         EngineConfig {
             genesis: self.genesis.clone(),
