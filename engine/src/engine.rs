@@ -192,9 +192,6 @@ enum Gated {
     Deliver { index: usize, delivered: Delivered },
     /// A broadcast whose seq and SEND the batch makes durable.
     Broadcast { instance: InstanceId },
-    /// A gossip message for the application, whose id the batch makes durable (so that a
-    /// replay after a restart is still a duplicate).
-    GossipDeliver(GossipMessage),
 }
 
 /// What an outbound sync request was for.
@@ -297,7 +294,15 @@ pub struct Engine {
     /// Verified equivocation evidence per excluded member, kept for sync (module docs of
     /// `sync`): one per member, so at most the committee's size (and [`MAX_STORED_EXCLUSIONS`]).
     evidence: BTreeMap<PublicKey, Vec<u8>>,
+    /// A tick passed since the last batch: gossip ids collected alone may leave now.
+    gossip_ids_due: bool,
 }
+
+/// Gossip ids collected alone (no other write in the batch) are held until the next tick or
+/// until this many, so that gossip costs at most one extra commit per tick: writing them with
+/// every poll made a commit (an fsync) per delivered message, and under the flood presets at
+/// n = 16 the store threads fell behind and held the Bracha votes gated on them.
+pub const MAX_HELD_GOSSIP_IDS: usize = 4096;
 
 impl Engine {
     /// Starts an engine from its config and what the driver recovered from its store:
@@ -388,6 +393,7 @@ impl Engine {
             first_own_seq: None,
             own_floor: FIRST_SEQ,
             evidence: BTreeMap::new(),
+            gossip_ids_due: false,
         };
         engine.outputs.push_back(Output::Subscribe { topic: engine.topics.bracha() });
         for topic in &config.topics {
@@ -617,6 +623,17 @@ impl Engine {
     }
 
     fn flush(&mut self) {
+        let only_gossip_ids = self.batch.next_seq.is_empty()
+            && self.batch.own.is_empty()
+            && self.batch.deliveries.is_empty()
+            && self.batch.prune_before_ms.is_none()
+            && self.batch.bans.is_empty()
+            && self.batch.exclusions.is_empty();
+        if only_gossip_ids && !self.gossip_ids_due && self.batch.gossip.len() < MAX_HELD_GOSSIP_IDS {
+            // Gossip ids alone wait for the next tick or another write (module docs of
+            // `store`: the crash window of a gossip id is one tick).
+            return;
+        }
         if self.batch.is_empty() || self.awaiting.len() >= MAX_BATCHES_IN_FLIGHT {
             // Nothing to write (whatever is gated, nothing normally, is released with the
             // next batch), or the driver already holds its share of uncommitted batches:
@@ -624,6 +641,7 @@ impl Engine {
             // Indices in `gated` point into this growing batch, so they stay valid.
             return;
         }
+        self.gossip_ids_due = false;
         let id = self.next_batch_id;
         self.next_batch_id += 1;
         let mut batch = std::mem::take(&mut self.batch);
@@ -671,7 +689,6 @@ impl Engine {
                 }
                 Gated::Gossip { topic, envelope } => self.publish_envelope(topic, envelope),
                 Gated::Broadcast { instance } => self.outputs.push_back(Output::Broadcast { instance }),
-                Gated::GossipDeliver(message) => self.outputs.push_back(Output::Gossip(message)),
                 Gated::Deliver { index, mut delivered } => {
                     let Some(Appended::New(cursor)) = committed.deliveries.get(index).copied() else { continue };
                     self.last_cursor = self.last_cursor.max(cursor);
@@ -1140,9 +1157,12 @@ impl Engine {
         });
     }
 
-    /// Admitted gossip: kept for sync, and handed to the application if subscribed, once its
-    /// id is durable (with its seen-set expiry): a replay after a restart within the window
-    /// is then a duplicate, as before it. Expired ids leave the store with every such batch.
+    /// Admitted gossip: kept for sync, and handed to the application if subscribed; its id
+    /// (with its seen-set expiry) goes to the store with the next batch, at the latest after
+    /// the next tick, so a replay after a restart within the window is a duplicate, as before
+    /// it. Not gated on the commit (gossip is not worth an fsync per message): a crash
+    /// forgets the ids of the last tick's deliveries. Expired ids leave the store with every
+    /// batch that carries ids.
     fn on_gossip_admitted(&mut self, envelope: &VerifiedEnvelope, mode: WindowMode, now_ms: u64) {
         let Some(body) = GossipBody::decode(envelope.body(), self.max_message_len) else { return };
         let header = envelope.header();
@@ -1151,7 +1171,7 @@ impl Engine {
             let expires_at_ms = self.admission.seen_expiry(header.timestamp_ms, now_ms, mode);
             self.batch.gossip.push(StoredGossipId { id: *envelope.id().as_bytes(), origin: header.origin, expires_at_ms });
             self.batch.forget_gossip_before_ms = Some(now_ms);
-            self.gated.push(Gated::GossipDeliver(GossipMessage {
+            self.outputs.push_back(Output::Gossip(GossipMessage {
                 topic: body.topic,
                 origin: header.origin,
                 seq: header.seq,
@@ -1247,6 +1267,7 @@ impl Engine {
     // ---- the tick ----
 
     fn on_tick(&mut self, now_ms: u64) {
+        self.gossip_ids_due = true;
         self.recovery_ask();
         if let Some(bracha) = self.bracha.as_mut() {
             let step = bracha.tick(now_ms);

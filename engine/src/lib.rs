@@ -21,7 +21,10 @@
 //! writes coalesce into the next batch); tracked latencies [`MAX_TRACKED_LATENCY`]; retransmissions follow
 //! the Bracha windows; blocks by hand [`blocks::MAX_OPERATOR_BLOCKS`]; foreign identities
 //! [`blocks::MAX_FOREIGN_BLOCKS`]; recent gossip [`gossip::RECENT_GOSSIP_ENTRIES`] and
-//! [`gossip::RECENT_GOSSIP_BYTES`]; slow peers tracked [`slow::MAX_SLOW_PEERS`]; sync plans [`sync::MAX_SYNC_LOOKUPS`] reads.
+//! [`gossip::RECENT_GOSSIP_BYTES`]; slow peers tracked [`slow::MAX_SLOW_PEERS`]; sync plans [`sync::MAX_SYNC_LOOKUPS`] reads;
+//! kept evidence one per excluded member (at most [`MAX_STORED_EXCLUSIONS`]), offered at most
+//! [`sync::MAX_SYNC_EVIDENCE`] per sync response; stored bans [`MAX_STORED_BANS`]; stored
+//! gossip ids until they leave the replay window ([`store::KeptSanctions`]).
 
 pub mod blocks;
 mod budget;
@@ -42,7 +45,8 @@ pub mod topics;
 pub mod verify;
 
 pub use engine::{
-    BRACHA_QUEUE_FACTOR, Engine, EngineConfig, EngineError, EngineStatus, LATENCY_FORGET_MS, MAX_BATCHES_IN_FLIGHT, PRUNE_INTERVAL_MS,
+    BRACHA_QUEUE_FACTOR, Engine, EngineConfig, EngineError, EngineStatus, LATENCY_FORGET_MS, MAX_BATCHES_IN_FLIGHT, MAX_HELD_GOSSIP_IDS,
+    PRUNE_INTERVAL_MS,
     MAX_SYNC_IN_FLIGHT, MAX_SYNC_SERVING, MAX_TRACKED_LATENCY, PeerView,
 };
 pub use output::{Delivered, GossipMessage, Metric, Output, PeerAction};

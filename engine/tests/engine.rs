@@ -1517,3 +1517,39 @@ fn gossip_delivered_before_a_restart_is_not_delivered_again_when_replayed_within
     assert!(!r.gossip.is_empty());
     assert!(r.gossip.iter().all(|g| g.expires_at_ms > T0 + window), "the expired id was forgotten: {:?}", r.gossip);
 }
+
+#[test]
+fn gossip_ids_alone_wait_for_the_next_tick_and_never_cost_a_commit_per_message() {
+    let mut net = Net::new(4);
+    // Stop node 1's timers from firing: deliver the gossip by hand between ticks.
+    let network = genesis(4).network_id();
+    let topic = net.nodes[1].engine.topics().gossip("load");
+    let batches_before = net.nodes[1].engine.status().last_cursor;
+    let mut persisted = 0;
+    for seq in 0..20u64 {
+        let body = byzgossip_engine::gossip::GossipBody { topic: "load".into(), payload: vec![seq as u8] }.encode();
+        let envelope = Envelope::seal(&key(0), network, Kind::Gossip, 100 + seq, net.now, body).expect("seal");
+        net.next_token += 1;
+        let token = net.next_token;
+        net.nodes[1].engine.handle_message(net.now, Peer::Key(key(0).public()), token, &topic, &codec::encode_envelope(&envelope));
+        while let Some(output) = net.nodes[1].engine.poll() {
+            match output {
+                Output::Verify(job) => net.nodes[1].engine.handle_verified(net.now, job.run()),
+                Output::Persist(_) => persisted += 1,
+                Output::Gossip(m) => net.nodes[1].gossip.push(m.id),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(net.nodes[1].gossip.len(), 20, "delivered at once, not held for a commit");
+    assert_eq!(persisted, 0, "no batch for gossip ids alone before the tick");
+    assert_eq!(batches_before, net.nodes[1].engine.status().last_cursor);
+    // The tick lets them go, in one batch.
+    let tick = net.nodes[1].engine.poll_timeout().expect("timer");
+    net.nodes[1].engine.handle_timeout(tick);
+    let batches: Vec<Batch> = std::iter::from_fn(|| net.nodes[1].engine.poll())
+        .filter_map(|o| if let Output::Persist(b) = o { Some(b) } else { None })
+        .collect();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].gossip.len(), 20);
+}

@@ -375,7 +375,8 @@ pub fn catch_up(log: &RunLog) -> CheckResult {
 }
 
 /// One ban as an observer's samples show it: its number, its end, and bounds on its length
-/// (the ban started between the last sample before it and the first sample of it).
+/// (the ban started after the last sample before it was asked for, and before the first
+/// sample of it was answered).
 struct SampledBan {
     bans: u32,
     until_ms: u64,
@@ -399,7 +400,7 @@ fn sampled_bans(samples: &[&crate::record::PeerSample], armed: u64) -> Vec<Sampl
                 longest_ms: until_ms.saturating_sub(previous),
             });
         }
-        previous = s.t_ms;
+        previous = s.asked_ms();
     }
     out
 }

@@ -110,6 +110,14 @@ pub struct PeerSample {
     /// End of the ban in force (status `banned`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_ms: Option<u64>,
+    /// When the observer was asked (0: at `t_ms`). The snapshot was taken between this and
+    /// `t_ms` (when the answer arrived), which bounds event times exactly under load.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub asked_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl PeerSample {
@@ -127,7 +135,13 @@ impl PeerSample {
             status: snapshot.status.label().to_owned(),
             bans: snapshot.bans,
             until_ms,
+            asked_ms: 0,
         }
+    }
+
+    /// When the snapshot may have been taken at the earliest.
+    pub fn asked_ms(&self) -> u64 {
+        if self.asked_ms == 0 { self.t_ms } else { self.asked_ms.min(self.t_ms) }
     }
 }
 

@@ -459,8 +459,8 @@ mod tests {
         log.broadcasts.push(BroadcastRecord { origin: 0, seq: 0, digest: digest.clone(), sent_at_ms: 1_010 });
         log.deliveries = (0..3).map(|n| DeliveryRecord { node: n, origin: format!("{:064x}", 1), seq: 0, digest: digest.clone(), delivered_at_ms: 1_100 + 10 * n as u64, cursor: 1 }).collect();
         for (t, score, status) in [(2_000, 0.0, "ok"), (2_500, -30.0, "graylisted"), (3_000, -80.0, "banned")] {
-            log.peer_samples.push(PeerSample { t_ms: t, observer: 0, peer: 3, score, status: status.into(), bans: 0, until_ms: None });
-            log.peer_samples.push(PeerSample { t_ms: t, observer: 0, peer: 1, score: 1.0, status: "ok".into(), bans: 0, until_ms: None });
+            log.peer_samples.push(PeerSample { t_ms: t, observer: 0, peer: 3, score, status: status.into(), bans: 0, until_ms: None, asked_ms: 0 });
+            log.peer_samples.push(PeerSample { t_ms: t, observer: 0, peer: 1, score: 1.0, status: "ok".into(), bans: 0, until_ms: None, asked_ms: 0 });
         }
         log.events = vec![EventRecord { t_ms: 2_200, what: "kill node 2".into() }, EventRecord { t_ms: 2_600, what: "restart node 2".into() }, EventRecord { t_ms: 2_000, what: "arm [3]".into() }];
         log

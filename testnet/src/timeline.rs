@@ -312,6 +312,7 @@ pub(crate) fn spawn_sampler<T: Runtime>(target: &Arc<T>) -> JoinHandle<()> {
             interval.tick().await;
             for observer in (0..target.len()).filter(|&i| target.correct(i)) {
                 let Some(node) = target.node(observer) else { continue };
+                let asked_ms = now_ms();
                 let peers = match timed(node.peers()).await {
                     Some(Ok(peers)) => peers,
                     Some(Err(Failure::Protocol(why))) => {
@@ -324,7 +325,7 @@ pub(crate) fn spawn_sampler<T: Runtime>(target: &Arc<T>) -> JoinHandle<()> {
                 let mut samples = lock(&target.shared().samples);
                 for p in peers {
                     if let Some(&peer) = by_key.get(&p.peer) {
-                        samples.push(PeerSample::of(t_ms, observer, peer, &p));
+                        samples.push(PeerSample { asked_ms, ..PeerSample::of(t_ms, observer, peer, &p) });
                     }
                 }
             }

@@ -126,7 +126,7 @@ fn forged_and_replayed_gossip_are_caught() {
 }
 
 fn sample(t_ms: u64, observer: usize, peer: usize, status: &str, bans: u32, until_ms: Option<u64>) -> PeerSample {
-    PeerSample { t_ms, observer, peer, score: 0.0, status: status.into(), bans, until_ms }
+    PeerSample { t_ms, observer, peer, score: 0.0, status: status.into(), bans, until_ms, asked_ms: 0 }
 }
 
 #[test]
@@ -203,7 +203,7 @@ fn readmission_needs_an_ok_after_the_first_ban_and_a_second_ban_twice_as_long() 
 #[test]
 fn bans_of_correct_nodes_and_missed_attackers_are_caught() {
     let mut log = clean_log();
-    log.peer_samples.push(PeerSample { t_ms: 2_500, observer: 0, peer: 1, score: -50.0, status: "banned".into(), bans: 0, until_ms: None });
+    log.peer_samples.push(PeerSample { t_ms: 2_500, observer: 0, peer: 1, score: -50.0, status: "banned".into(), bans: 0, until_ms: None, asked_ms: 0 });
     assert!(!result(&invariants::check(&log), "no-false-bans").passed);
 
     // Node 3 is a forger armed at 2 s; node 0 convicts it in time, node 1 late, node 2 never.
@@ -213,8 +213,8 @@ fn bans_of_correct_nodes_and_missed_attackers_are_caught() {
     log.deliveries.retain(|d| d.node != 3);
     log.gossip.retain(|g| g.node != 3);
     log.peer_samples = vec![
-        PeerSample { t_ms: 2_300, observer: 0, peer: 3, score: -20.0, status: "graylisted".into(), bans: 0, until_ms: None },
-        PeerSample { t_ms: 9_000, observer: 1, peer: 3, score: -20.0, status: "banned".into(), bans: 0, until_ms: None },
+        PeerSample { t_ms: 2_300, observer: 0, peer: 3, score: -20.0, status: "graylisted".into(), bans: 0, until_ms: None, asked_ms: 0 },
+        PeerSample { t_ms: 9_000, observer: 1, peer: 3, score: -20.0, status: "banned".into(), bans: 0, until_ms: None, asked_ms: 0 },
     ];
     let results = invariants::check(&log);
     let detection = result(&results, "detection");
