@@ -192,6 +192,9 @@ enum Gated {
     Deliver { index: usize, delivered: Delivered },
     /// A broadcast whose seq and SEND the batch makes durable.
     Broadcast { instance: InstanceId },
+    /// A gossip message for the application, whose id the batch makes durable (so that a
+    /// replay after a restart, even after a crash, is still a duplicate).
+    GossipDeliver(GossipMessage),
 }
 
 /// What an outbound sync request was for.
@@ -294,14 +297,14 @@ pub struct Engine {
     /// Verified equivocation evidence per excluded member, kept for sync (module docs of
     /// `sync`): one per member, so at most the committee's size (and [`MAX_STORED_EXCLUSIONS`]).
     evidence: BTreeMap<PublicKey, Vec<u8>>,
-    /// A tick passed since the last batch: gossip ids collected alone may leave now.
-    gossip_ids_due: bool,
+    /// The batch in flight that carries only gossip ids, if any: at most one at a time.
+    gossip_only_in_flight: Option<u64>,
 }
 
-/// Gossip ids collected alone (no other write in the batch) are held until the next tick or
-/// until this many, so that gossip costs at most one extra commit per tick: writing them with
-/// every poll made a commit (an fsync) per delivered message, and under the flood presets at
-/// n = 16 the store threads fell behind and held the Bracha votes gated on them.
+/// Gossip ids collected alone (no other write in the batch) wait while another batch of
+/// only gossip ids is being committed, up to this many: gossip then costs at most one commit
+/// in flight (group commit) instead of a commit, an fsync, per delivered message, and never
+/// more than one commit queued ahead of the Bracha votes gated on the store.
 pub const MAX_HELD_GOSSIP_IDS: usize = 4096;
 
 impl Engine {
@@ -393,7 +396,7 @@ impl Engine {
             first_own_seq: None,
             own_floor: FIRST_SEQ,
             evidence: BTreeMap::new(),
-            gossip_ids_due: false,
+            gossip_only_in_flight: None,
         };
         engine.outputs.push_back(Output::Subscribe { topic: engine.topics.bracha() });
         for topic in &config.topics {
@@ -629,9 +632,8 @@ impl Engine {
             && self.batch.prune_before_ms.is_none()
             && self.batch.bans.is_empty()
             && self.batch.exclusions.is_empty();
-        if only_gossip_ids && !self.gossip_ids_due && self.batch.gossip.len() < MAX_HELD_GOSSIP_IDS {
-            // Gossip ids alone wait for the next tick or another write (module docs of
-            // `store`: the crash window of a gossip id is one tick).
+        if only_gossip_ids && self.gossip_only_in_flight.is_some() && self.batch.gossip.len() < MAX_HELD_GOSSIP_IDS {
+            // Gossip ids alone wait for the id-only batch in flight (their deliveries with them).
             return;
         }
         if self.batch.is_empty() || self.awaiting.len() >= MAX_BATCHES_IN_FLIGHT {
@@ -641,9 +643,11 @@ impl Engine {
             // Indices in `gated` point into this growing batch, so they stay valid.
             return;
         }
-        self.gossip_ids_due = false;
         let id = self.next_batch_id;
         self.next_batch_id += 1;
+        if only_gossip_ids && !self.batch.gossip.is_empty() {
+            self.gossip_only_in_flight = Some(id);
+        }
         let mut batch = std::mem::take(&mut self.batch);
         batch.id = id;
         self.awaiting.push_back((id, std::mem::take(&mut self.gated)));
@@ -653,6 +657,9 @@ impl Engine {
     /// The driver committed batch `id` (`Ok`) or could not (`Err`): release what it gated,
     /// or drop it.
     pub fn handle_committed(&mut self, now_ms: u64, id: u64, result: Result<Committed, String>) {
+        if self.gossip_only_in_flight == Some(id) {
+            self.gossip_only_in_flight = None;
+        }
         let Some(position) = self.awaiting.iter().position(|(b, _)| *b == id) else { return };
         let Some((_, gated)) = self.awaiting.remove(position) else { return };
         let committed = match result {
@@ -689,6 +696,7 @@ impl Engine {
                 }
                 Gated::Gossip { topic, envelope } => self.publish_envelope(topic, envelope),
                 Gated::Broadcast { instance } => self.outputs.push_back(Output::Broadcast { instance }),
+                Gated::GossipDeliver(message) => self.outputs.push_back(Output::Gossip(message)),
                 Gated::Deliver { index, mut delivered } => {
                     let Some(Appended::New(cursor)) = committed.deliveries.get(index).copied() else { continue };
                     self.last_cursor = self.last_cursor.max(cursor);
@@ -1157,12 +1165,13 @@ impl Engine {
         });
     }
 
-    /// Admitted gossip: kept for sync, and handed to the application if subscribed; its id
-    /// (with its seen-set expiry) goes to the store with the next batch, at the latest after
-    /// the next tick, so a replay after a restart within the window is a duplicate, as before
-    /// it. Not gated on the commit (gossip is not worth an fsync per message): a crash
-    /// forgets the ids of the last tick's deliveries. Expired ids leave the store with every
-    /// batch that carries ids.
+    /// Admitted gossip: kept for sync, and handed to the application if subscribed once its
+    /// id (with its seen-set expiry) is durable, so a replay after a restart within the
+    /// window, after a crash too, is a duplicate, as before it. (Delivering first and writing
+    /// at the next tick lost the last tick's ids to a SIGKILL in process mode, and the
+    /// restarted node delivered one again through sync.) Ids alone ride at most one commit in
+    /// flight ([`MAX_HELD_GOSSIP_IDS`]). Expired ids leave the store with every batch that
+    /// carries ids.
     fn on_gossip_admitted(&mut self, envelope: &VerifiedEnvelope, mode: WindowMode, now_ms: u64) {
         let Some(body) = GossipBody::decode(envelope.body(), self.max_message_len) else { return };
         let header = envelope.header();
@@ -1171,7 +1180,7 @@ impl Engine {
             let expires_at_ms = self.admission.seen_expiry(header.timestamp_ms, now_ms, mode);
             self.batch.gossip.push(StoredGossipId { id: *envelope.id().as_bytes(), origin: header.origin, expires_at_ms });
             self.batch.forget_gossip_before_ms = Some(now_ms);
-            self.outputs.push_back(Output::Gossip(GossipMessage {
+            self.gated.push(Gated::GossipDeliver(GossipMessage {
                 topic: body.topic,
                 origin: header.origin,
                 seq: header.seq,
@@ -1267,7 +1276,6 @@ impl Engine {
     // ---- the tick ----
 
     fn on_tick(&mut self, now_ms: u64) {
-        self.gossip_ids_due = true;
         self.recovery_ask();
         if let Some(bracha) = self.bracha.as_mut() {
             let step = bracha.tick(now_ms);

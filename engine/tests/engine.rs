@@ -1519,13 +1519,12 @@ fn gossip_delivered_before_a_restart_is_not_delivered_again_when_replayed_within
 }
 
 #[test]
-fn gossip_ids_alone_wait_for_the_next_tick_and_never_cost_a_commit_per_message() {
+fn gossip_is_delivered_once_its_id_is_durable_with_at_most_one_id_only_commit_in_flight() {
     let mut net = Net::new(4);
-    // Stop node 1's timers from firing: deliver the gossip by hand between ticks.
     let network = genesis(4).network_id();
     let topic = net.nodes[1].engine.topics().gossip("load");
-    let batches_before = net.nodes[1].engine.status().last_cursor;
-    let mut persisted = 0;
+    let mut batches = Vec::new();
+    let mut delivered = 0;
     for seq in 0..20u64 {
         let body = byzgossip_engine::gossip::GossipBody { topic: "load".into(), payload: vec![seq as u8] }.encode();
         let envelope = Envelope::seal(&key(0), network, Kind::Gossip, 100 + seq, net.now, body).expect("seal");
@@ -1535,21 +1534,33 @@ fn gossip_ids_alone_wait_for_the_next_tick_and_never_cost_a_commit_per_message()
         while let Some(output) = net.nodes[1].engine.poll() {
             match output {
                 Output::Verify(job) => net.nodes[1].engine.handle_verified(net.now, job.run()),
-                Output::Persist(_) => persisted += 1,
-                Output::Gossip(m) => net.nodes[1].gossip.push(m.id),
+                Output::Persist(b) => batches.push(b),
+                Output::Gossip(_) => delivered += 1,
                 _ => {}
             }
         }
     }
-    assert_eq!(net.nodes[1].gossip.len(), 20, "delivered at once, not held for a commit");
-    assert_eq!(persisted, 0, "no batch for gossip ids alone before the tick");
-    assert_eq!(batches_before, net.nodes[1].engine.status().last_cursor);
-    // The tick lets them go, in one batch.
-    let tick = net.nodes[1].engine.poll_timeout().expect("timer");
-    net.nodes[1].engine.handle_timeout(tick);
-    let batches: Vec<Batch> = std::iter::from_fn(|| net.nodes[1].engine.poll())
-        .filter_map(|o| if let Output::Persist(b) = o { Some(b) } else { None })
-        .collect();
-    assert_eq!(batches.len(), 1);
-    assert_eq!(batches[0].gossip.len(), 20);
+    // The first id left at once; the other 19 wait for its commit, and nothing is delivered
+    // before its id is durable.
+    assert_eq!(batches.len(), 1, "one id-only batch in flight");
+    assert_eq!(batches[0].gossip.len(), 1);
+    assert_eq!(delivered, 0);
+    let first = batches.remove(0);
+    let committed = net.nodes[1].log.commit(&first);
+    net.nodes[1].engine.handle_committed(net.now, first.id, Ok(committed));
+    let mut rest = Vec::new();
+    while let Some(output) = net.nodes[1].engine.poll() {
+        match output {
+            Output::Persist(b) => rest.push(b),
+            Output::Gossip(_) => delivered += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(delivered, 1);
+    assert_eq!(rest.len(), 1, "the 19 held ids leave as one batch");
+    assert_eq!(rest[0].gossip.len(), 19);
+    let committed = net.nodes[1].log.commit(&rest[0]);
+    net.nodes[1].engine.handle_committed(net.now, rest[0].id, Ok(committed));
+    delivered += std::iter::from_fn(|| net.nodes[1].engine.poll()).filter(|o| matches!(o, Output::Gossip(_))).count();
+    assert_eq!(delivered, 20);
 }
