@@ -159,7 +159,7 @@ impl Message {
                     Message::Ready { instance: body.instance, digest: body.digest }
                 }
             }
-            Kind::Gossip | Kind::Evidence => return Err(MessageError::WrongKind),
+            Kind::Gossip | Kind::Evidence | Kind::Certified => return Err(MessageError::WrongKind),
         };
         if message.instance().seq != header.seq {
             return Err(MessageError::SeqMismatch);

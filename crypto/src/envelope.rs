@@ -50,12 +50,15 @@ pub enum Kind {
     BrachaReady = 4,
     /// Proof that a member signed two conflicting messages.
     Evidence = 5,
+    /// A delivery certificate and its value, announced by a member to the nodes outside the
+    /// committee (observers), which deliver on the certificate alone.
+    Certified = 6,
 }
 
 impl Kind {
     /// Every kind, for exhaustive tests and metric label sets.
-    pub const ALL: [Kind; 5] =
-        [Kind::Gossip, Kind::BrachaSend, Kind::BrachaEcho, Kind::BrachaReady, Kind::Evidence];
+    pub const ALL: [Kind; 6] =
+        [Kind::Gossip, Kind::BrachaSend, Kind::BrachaEcho, Kind::BrachaReady, Kind::Evidence, Kind::Certified];
 
     /// The kind for a wire byte.
     pub fn from_u8(byte: u8) -> Option<Kind> {
@@ -70,6 +73,7 @@ impl Kind {
             Kind::BrachaEcho => "echo",
             Kind::BrachaReady => "ready",
             Kind::Evidence => "evidence",
+            Kind::Certified => "certified",
         }
     }
 }

@@ -38,6 +38,7 @@ use crate::store::{
 use crate::sync::{
     MAX_DIGEST_ORIGINS, MAX_SYNC_EVIDENCE, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse, SyncedDelivery,
 };
+use crate::observer::{CertifiedBody, CertifiedLog, OBSERVER_WINDOW_FACTOR, Position};
 use crate::topics::{Topics, check_topic_name};
 use crate::verify::{Done, Job, Line, Origin, Outcome, Work};
 use byzgossip_bracha::{Bracha, Certificate, Evidence, EvidenceError, FaultKind, InstanceId, Message, Step};
@@ -243,6 +244,9 @@ pub struct Engine {
     topics: Topics,
     admission: Admission,
     bracha: Option<Bracha>,
+    /// Outside the committee (observers): what was delivered on verified certificates
+    /// (module `observer`). Exactly one of `bracha` and `certified` is set.
+    certified: Option<CertifiedLog>,
     max_message_len: usize,
     max_value_len: usize,
     subscribed: BTreeSet<String>,
@@ -327,6 +331,9 @@ impl Engine {
             Some(_) => Some(Bracha::new(committee.clone(), config.keypair.clone(), network, config.bracha.clone()).map_err(|e| cfg(&e))?),
             None => None,
         };
+        let certified = member.is_none().then(|| {
+            CertifiedLog::new(committee.members(), FIRST_SEQ, config.bracha.window.saturating_mul(OBSERVER_WINDOW_FACTOR))
+        });
         for topic in &config.topics {
             check_topic_name(topic).map_err(EngineError::Refused)?;
         }
@@ -355,6 +362,7 @@ impl Engine {
             topics,
             admission,
             bracha,
+            certified,
             max_message_len: config.admission.max_message_len,
             max_value_len: config.bracha.max_value_len,
             subscribed: BTreeSet::new(),
@@ -398,7 +406,9 @@ impl Engine {
             evidence: BTreeMap::new(),
             gossip_only_in_flight: None,
         };
-        engine.outputs.push_back(Output::Subscribe { topic: engine.topics.bracha() });
+        // Members take part in Bracha; observers listen to the certified deliveries only.
+        let protocol_topic = if engine.member.is_some() { engine.topics.bracha() } else { engine.topics.certified() };
+        engine.outputs.push_back(Output::Subscribe { topic: protocol_topic });
         for topic in &config.topics {
             engine.subscribe(topic)?;
         }
@@ -436,6 +446,11 @@ impl Engine {
     }
 
     fn restore(&mut self, recovered: Recovered, now_ms: u64) -> Result<(), EngineError> {
+        if let Some(log) = self.certified.as_mut() {
+            for mark in &recovered.watermarks {
+                log.restore_low(&mark.origin, mark.low);
+            }
+        }
         let Some(bracha) = self.bracha.as_mut() else { return Ok(()) };
         for mark in &recovered.watermarks {
             if self.committee.contains(&mark.origin) {
@@ -703,6 +718,7 @@ impl Engine {
                     delivered.cursor = cursor;
                     let latency_ms = self.latency.delivered(&delivered.instance, now_ms);
                     self.outputs.push_back(Output::Metric(Metric::Delivered { latency_ms }));
+                    self.announce_certified(&delivered, now_ms);
                     self.outputs.push_back(Output::Deliver(delivered));
                 }
             }
@@ -902,6 +918,7 @@ impl Engine {
         let topic_ok = match header.kind {
             Kind::Gossip => GossipBody::decode(pending.envelope().body(), self.max_message_len)
                 .is_some_and(|b| self.topics.app_topic(topic) == Some(b.topic.as_str())),
+            Kind::Certified => self.topics.is_certified(topic),
             _ => self.topics.is_bracha(topic),
         };
         if !topic_ok {
@@ -911,10 +928,18 @@ impl Engine {
             self.validation(token, Acceptance::Reject);
             return;
         }
+        if header.kind == Kind::Certified && !self.certified_wanted(pending.envelope(), from, now_ms) {
+            self.metric(Metric::Message { kind: header.kind.label(), outcome: "not_wanted" });
+            self.validation(token, Acceptance::Ignore);
+            return;
+        }
         let relay = self.relays(&header, &from);
         let line = if header.kind == Kind::Gossip { Line::Gossip } else { Line::Bracha };
         if self.line_full(line) {
             self.metric(Metric::Message { kind: header.kind.label(), outcome: "overloaded" });
+            if header.kind == Kind::Certified {
+                self.end_certified_check(pending.envelope());
+            }
             self.validation(token, Acceptance::Ignore);
             return;
         }
@@ -979,8 +1004,25 @@ impl Engine {
             (Work::Envelope(pending), Outcome::Envelope(result)) => {
                 let kind = pending.envelope().header().kind.label();
                 let mode = pending.mode();
+                let certified = (pending.envelope().header().kind == Kind::Certified).then(|| pending.envelope().clone());
                 let verdict = self.admission.complete(*pending, result, now_ms);
                 let accepted = verdict.accepted().cloned();
+                if let Some(envelope) = certified {
+                    // The verdict waits for the certificate inside: only a proof that checks
+                    // is forwarded.
+                    match (accepted, job.origin, job.from) {
+                        (Some(_), Origin::Gossip { token, received_ms, .. }, Some(from)) => {
+                            self.check_certified(&envelope, from, Origin::Gossip { token, received_ms, relay: true });
+                        }
+                        (_, Origin::Gossip { token, received_ms, relay }, _) => {
+                            self.end_certified_check(&envelope);
+                            self.finish_verdict(token, kind, verdict, received_ms, now_ms, relay);
+                        }
+                        // From sync: never counted as a check of its instance.
+                        _ => {}
+                    }
+                    return;
+                }
                 match job.origin {
                     Origin::Gossip { token, received_ms, relay } => {
                         self.finish_verdict(token, kind, verdict, received_ms, now_ms, relay);
@@ -999,6 +1041,14 @@ impl Engine {
                 }
             }
             (Work::Certificate { certificate, value, .. }, Outcome::Certificate(result)) => match result {
+                Ok(verified) if self.certified.is_some() => {
+                    if let Origin::Gossip { token, received_ms, .. } = job.origin {
+                        self.metric(Metric::AdmissionLatency { ms: now_ms.saturating_sub(received_ms) });
+                        self.metric(Metric::Message { kind: Kind::Certified.label(), outcome: "accept" });
+                        self.validation(token, Acceptance::Accept);
+                    }
+                    self.deliver_certified(&verified, value, now_ms);
+                }
                 Ok(verified) => {
                     if certificate.instance.origin == self.me {
                         self.learned_own_seq(certificate.instance.seq);
@@ -1024,7 +1074,18 @@ impl Engine {
                         self.recovery.checked(certificate.instance.seq);
                         self.recovery_settle(now_ms);
                     }
-                    self.metric(Metric::Sync { kind: "certificate_invalid" });
+                    if let Some(log) = self.certified.as_mut() {
+                        log.end_check(&certificate.instance);
+                    }
+                    match job.origin {
+                        Origin::Gossip { token, received_ms, .. } => {
+                            self.metric(Metric::AdmissionLatency { ms: now_ms.saturating_sub(received_ms) });
+                            self.metric(Metric::Message { kind: Kind::Certified.label(), outcome: "invalid_certificate" });
+                            self.metric(Metric::Rejected { reason: "invalid_certificate" });
+                            self.validation(token, Acceptance::Reject);
+                        }
+                        Origin::Sync => self.metric(Metric::Sync { kind: "certificate_invalid" }),
+                    }
                     if let Some(from) = job.from {
                         self.penalise(from, Event::BadSignature, now_ms);
                     }
@@ -1153,6 +1214,79 @@ impl Engine {
                 let Ok(evidence) = Evidence::decode(envelope.body(), self.max_message_len) else { return };
                 self.verify_evidence(evidence, false);
             }
+            // Acted on once its certificate verified (`check_certified`).
+            Kind::Certified => {}
+        }
+    }
+
+    // ---- certified deliveries (observers, module `observer`) ----
+
+    /// The certificate of a [`Kind::Certified`] envelope, decoded, with its value, if the
+    /// body is well formed and the value matches the certified digest.
+    fn certified_parts(&self, envelope: &Envelope) -> Option<(Certificate, Vec<u8>)> {
+        let body = CertifiedBody::decode(envelope.body(), self.max_message_len)?;
+        let certificate = Certificate::decode(&body.certificate, self.max_message_len).ok()?;
+        (Digest::of(&body.value) == certificate.digest).then_some((certificate, body.value))
+    }
+
+    /// Whether to check a received [`Kind::Certified`] envelope: this node is an observer and
+    /// its instance is open here (not delivered, not being checked, inside the window); then
+    /// its instance is marked as being checked. A body that does not decode, or whose value
+    /// does not match the certified digest, costs the forwarder (it could have checked).
+    fn certified_wanted(&mut self, envelope: &Envelope, from: PublicKey, now_ms: u64) -> bool {
+        if self.certified.is_none() {
+            return false;
+        }
+        let Some((certificate, _)) = self.certified_parts(envelope) else {
+            self.penalise(from, Event::Malformed, now_ms);
+            return false;
+        };
+        self.certified.as_mut().is_some_and(|log| log.begin_check(&certificate.instance))
+    }
+
+    /// A check begun by [`Engine::certified_wanted`] ended without a delivery.
+    fn end_certified_check(&mut self, envelope: &Envelope) {
+        if let Some((certificate, _)) = self.certified_parts(envelope)
+            && let Some(log) = self.certified.as_mut()
+        {
+            log.end_check(&certificate.instance);
+        }
+    }
+
+    /// A [`Kind::Certified`] envelope passed admission: its certificate is checked as a job
+    /// that answers gossipsub's validation (`origin`) once done.
+    fn check_certified(&mut self, envelope: &Envelope, from: PublicKey, origin: Origin) {
+        let Some((certificate, value)) = self.certified_parts(envelope) else {
+            // Checked when it arrived; the same bytes decode the same way.
+            return;
+        };
+        self.submit(Job {
+            line: Line::Bracha,
+            origin,
+            from: Some(from),
+            work: Work::Certificate { certificate: Box::new(certificate), value, committee: self.committee.clone(), network: self.network },
+        });
+    }
+
+    /// An observer delivers on a verified certificate: once per instance, through the same
+    /// batch, log and cursor as a member's delivery.
+    fn deliver_certified(&mut self, certificate: &byzgossip_bracha::VerifiedCertificate, value: Vec<u8>, now_ms: u64) {
+        let instance = certificate.instance;
+        if self.certified.as_mut().is_some_and(|log| log.deliver(&instance)) {
+            self.metric(Metric::Sync { kind: "certificate_applied" });
+            self.record_delivery(instance, value, certificate.digest, certificate.encode(), now_ms);
+        }
+    }
+
+    /// Announces a durable delivery, with its certificate, to the nodes outside the committee
+    /// (a member with one connected): they deliver on the certificate alone.
+    fn announce_certified(&mut self, delivered: &Delivered, now_ms: u64) {
+        if self.member.is_none() || self.outsiders == 0 {
+            return;
+        }
+        let body = CertifiedBody { certificate: delivered.certificate.clone(), value: delivered.value.clone() };
+        if let Ok(envelope) = Envelope::seal(&self.keypair, self.network, Kind::Certified, delivered.instance.seq, now_ms, body.encode()) {
+            self.publish_envelope(self.topics.certified(), envelope);
         }
     }
 
@@ -1238,27 +1372,7 @@ impl Engine {
                     });
                 }
             }
-            let certificate = delivery.certificate.encode();
-            let index = self.batch.deliveries.len();
-            self.batch.deliveries.push(StoredDelivery {
-                origin: delivery.instance.origin,
-                seq: delivery.instance.seq,
-                digest: delivery.digest,
-                value: delivery.value.clone(),
-                certificate: certificate.clone(),
-                delivered_at_ms: now_ms,
-            });
-            self.gated.push(Gated::Deliver {
-                index,
-                delivered: Delivered {
-                    cursor: 0,
-                    instance: delivery.instance,
-                    value: delivery.value,
-                    digest: delivery.digest,
-                    certificate,
-                    delivered_at_ms: now_ms,
-                },
-            });
+            self.record_delivery(delivery.instance, delivery.value, delivery.digest, delivery.certificate.encode(), now_ms);
         }
         for evidence in step.evidence {
             self.verify_evidence(evidence, true);
@@ -1271,6 +1385,24 @@ impl Engine {
                 self.penalise(fault.member, Event::Malformed, now_ms);
             }
         }
+    }
+
+    /// Appends a delivery to the batch; it reaches the application once committed, under the
+    /// cursor the store gives it.
+    fn record_delivery(&mut self, instance: InstanceId, value: Vec<u8>, digest: Digest, certificate: Vec<u8>, now_ms: u64) {
+        let index = self.batch.deliveries.len();
+        self.batch.deliveries.push(StoredDelivery {
+            origin: instance.origin,
+            seq: instance.seq,
+            digest,
+            value: value.clone(),
+            certificate: certificate.clone(),
+            delivered_at_ms: now_ms,
+        });
+        self.gated.push(Gated::Deliver {
+            index,
+            delivered: Delivered { cursor: 0, instance, value, digest, certificate, delivered_at_ms: now_ms },
+        });
     }
 
     // ---- the tick ----
@@ -1460,14 +1592,15 @@ impl Engine {
             return;
         }
         let peer = candidates[(self.rng.next_u64() % candidates.len() as u64) as usize].clone();
-        let mut bracha: Vec<OriginMark> = match self.bracha.as_ref() {
-            Some(machine) => self
+        let mut bracha: Vec<OriginMark> = match (self.bracha.as_ref(), self.certified.as_ref()) {
+            (Some(machine), _) => self
                 .committee
                 .members()
                 .iter()
                 .filter_map(|origin| machine.low_watermark(origin).map(|next| OriginMark { origin: *origin, next }))
                 .collect(),
-            None => Vec::new(),
+            (None, Some(log)) => log.marks().map(|(origin, next)| OriginMark { origin, next }).collect(),
+            (None, None) => Vec::new(),
         };
         bracha.truncate(MAX_DIGEST_ORIGINS / 2);
         let mut gossip: Vec<OriginMark> = self.recent_gossip.marks().map(|(origin, next)| OriginMark { origin, next }).collect();
@@ -1641,9 +1774,6 @@ impl Engine {
 
     /// A certificate and value from sync: cheap checks here, the signatures in a job.
     fn synced_delivery(&mut self, from: PublicKey, certificate: Vec<u8>, value: Vec<u8>, now_ms: u64) {
-        if self.bracha.is_none() {
-            return;
-        }
         let Ok(certificate) = Certificate::decode(&certificate, MAX_ENVELOPE_LEN) else {
             self.penalise(from, Event::Malformed, now_ms);
             return;
@@ -1652,16 +1782,22 @@ impl Engine {
             self.penalise(from, Event::BadHash, now_ms);
             return;
         }
-        // Already delivered here: nothing to check.
+        // Already delivered here (or, at an observer, being checked): nothing to check.
         if self.bracha.as_ref().is_some_and(|b| {
             b.retained(&certificate.instance).is_some()
                 || b.low_watermark(&certificate.instance.origin).is_some_and(|low| certificate.instance.seq < low)
         }) {
             return;
         }
+        if self.certified.as_ref().is_some_and(|log| log.position(&certificate.instance) != Position::Open) {
+            return;
+        }
         if self.line_full(Line::Bracha) {
             self.metric(Metric::Message { kind: "sync", outcome: "overloaded" });
             return;
+        }
+        if let Some(log) = self.certified.as_mut() {
+            log.begin_check(&certificate.instance);
         }
         self.submit(Job {
             line: Line::Bracha,

@@ -32,6 +32,7 @@ mod engine;
 pub mod gossip;
 pub mod hooks;
 pub mod liveness;
+pub mod observer;
 pub mod output;
 mod peer;
 mod recovery;

@@ -31,6 +31,17 @@ impl Topics {
         format!("{}/bracha", self.prefix)
     }
 
+    /// The certified topic: members announce deliveries with their certificates to the
+    /// nodes outside the committee (`crate::observer`); only observers subscribe.
+    pub fn certified(&self) -> String {
+        format!("{}/certified", self.prefix)
+    }
+
+    /// Whether `wire` is the certified topic.
+    pub fn is_certified(&self, wire: &str) -> bool {
+        wire.strip_prefix(&self.prefix) == Some("/certified")
+    }
+
     /// The wire topic of an application gossip topic.
     pub fn gossip(&self, topic: &str) -> String {
         format!("{}/gossip/{topic}", self.prefix)
@@ -46,10 +57,16 @@ impl Topics {
         wire.strip_prefix(&self.prefix) == Some("/bracha")
     }
 
-    /// `bracha` or `gossip`: the traffic label of a wire topic (two values, so a metric's
-    /// cardinality stays fixed whatever topics peers send on).
+    /// `bracha`, `certified` or `gossip`: the traffic label of a wire topic (three values, so
+    /// a metric's cardinality stays fixed whatever topics peers send on).
     pub fn label(&self, wire: &str) -> &'static str {
-        if self.is_bracha(wire) { "bracha" } else { "gossip" }
+        if self.is_bracha(wire) {
+            "bracha"
+        } else if self.is_certified(wire) {
+            "certified"
+        } else {
+            "gossip"
+        }
     }
 }
 
@@ -70,5 +87,8 @@ mod tests {
         assert!(topics.is_bracha(&topics.bracha()));
         assert!(!topics.is_bracha(&Topics::new(&NetworkId([2; 32])).bracha()), "another network's topic");
         assert_eq!(topics.label(&wire), "gossip");
+        assert!(topics.is_certified(&topics.certified()) && !topics.is_bracha(&topics.certified()));
+        assert_eq!(topics.label(&topics.certified()), "certified");
+        assert_eq!(topics.app_topic(&topics.certified()), None);
     }
 }

@@ -141,6 +141,13 @@ struct Node {
     /// Ids of gossip handed to the application.
     gossip: Vec<byzgossip_crypto::MessageId>,
     up: bool,
+    /// Wire topics subscribed (gossipsub's subscription exchange): the certified topic is
+    /// carried only to its subscribers.
+    subscribed: std::collections::BTreeSet<String>,
+    /// Received certified messages by token, relayed on `Accept` (gossipsub forwarding),
+    /// and the digests of every certified message seen (gossipsub's duplicate cache).
+    relay: BTreeMap<u64, (String, Vec<u8>, usize)>,
+    seen_certified: std::collections::BTreeSet<byzgossip_crypto::Digest>,
 }
 
 /// A message in flight.
@@ -152,6 +159,8 @@ enum Event {
 
 struct Net {
     now: u64,
+    /// Nodes `0..members` are the committee; the rest are observers.
+    members: usize,
     nodes: Vec<Node>,
     /// Events by (due time, arrival order).
     queue: BTreeMap<(u64, u64), Event>,
@@ -166,7 +175,13 @@ struct Net {
 
 impl Net {
     fn new(n: usize) -> Net {
-        let nodes = (0..n)
+        Net::with_observers(n, 0, |_, _| true)
+    }
+
+    /// `n` members and `m` observers (nodes `n..n + m`, keys outside the committee);
+    /// `linked(a, b)` says which pairs have a connection (the others are cut).
+    fn with_observers(n: usize, m: usize, linked: impl Fn(usize, usize) -> bool) -> Net {
+        let nodes = (0..n + m)
             .map(|i| Node {
                 engine: Engine::new(config(n, i), Recovered::default(), T0).expect("engine"),
                 log: Log::default(),
@@ -176,13 +191,18 @@ impl Net {
                 verdicts: BTreeMap::new(),
                 gossip: Vec::new(),
                 up: true,
+                subscribed: Default::default(),
+                relay: BTreeMap::new(),
+                seen_certified: Default::default(),
             })
             .collect();
-        let mut net = Net { now: T0, nodes, queue: BTreeMap::new(), arrivals: 0, next_token: 0, cut: Vec::new(), rng: None };
-        for i in 0..n {
-            for j in 0..n {
-                if i != j {
+        let mut net = Net { now: T0, members: n, nodes, queue: BTreeMap::new(), arrivals: 0, next_token: 0, cut: Vec::new(), rng: None };
+        for i in 0..n + m {
+            for j in 0..n + m {
+                if i != j && linked(i.min(j), i.max(j)) {
                     net.nodes[i].engine.handle_connected(T0, Peer::Key(key(j).public()));
+                } else if i < j {
+                    net.cut.push((i, j));
                 }
             }
         }
@@ -227,11 +247,7 @@ impl Net {
                 Output::Publish { topic, envelope } => {
                     let bytes = codec::encode_envelope(&envelope);
                     self.nodes[i].published.push(envelope);
-                    for to in 0..self.nodes.len() {
-                        if to != i && self.linked(i, to) {
-                            self.send(Event::Message { to, from: i, topic: topic.clone(), bytes: bytes.clone() }, true);
-                        }
-                    }
+                    self.flood(i, None, &topic, &bytes);
                 }
                 Output::Verify(job) => {
                     let done = job.run();
@@ -244,6 +260,11 @@ impl Net {
                 Output::Deliver(d) => self.nodes[i].delivered.push((d.cursor, d.instance, d.value)),
                 Output::Validation { token, acceptance } => {
                     self.nodes[i].verdicts.insert(token, acceptance);
+                    if let Some((topic, bytes, from)) = self.nodes[i].relay.remove(&token)
+                        && acceptance == Acceptance::Accept
+                    {
+                        self.flood(i, Some(from), &topic, &bytes);
+                    }
                 }
                 Output::Peer(action) => self.nodes[i].actions.push(action),
                 Output::Gossip(m) => self.nodes[i].gossip.push(m.id),
@@ -258,11 +279,24 @@ impl Net {
                     self.nodes[i].engine.handle_sync_served(now, token);
                     self.send(Event::SyncResponse { to: from, from: i, request_id, response }, false);
                 }
+                Output::Subscribe { topic } => {
+                    self.nodes[i].subscribed.insert(topic);
+                }
                 Output::SyncRefuse { .. }
                 | Output::Broadcast { .. }
-                | Output::Subscribe { .. }
                 | Output::AppScore { .. }
                 | Output::Metric(_) => {}
+            }
+        }
+    }
+
+    /// Sends a message of node `i` to its linked peers but `except` (the certified topic
+    /// only to its subscribers).
+    fn flood(&mut self, i: usize, except: Option<usize>, topic: &str, bytes: &[u8]) {
+        let certified = topic.ends_with("/certified");
+        for to in 0..self.nodes.len() {
+            if to != i && Some(to) != except && self.linked(i, to) && (!certified || self.nodes[to].subscribed.contains(topic)) {
+                self.send(Event::Message { to, from: i, topic: topic.to_string(), bytes: bytes.to_vec() }, true);
             }
         }
     }
@@ -309,6 +343,12 @@ impl Net {
                 self.next_token += 1;
                 let token = self.next_token;
                 let peer = Peer::Key(key(from).public());
+                if topic.ends_with("/certified") {
+                    if !self.nodes[to].seen_certified.insert(byzgossip_crypto::Digest::of(&bytes)) {
+                        return;
+                    }
+                    self.nodes[to].relay.insert(token, (topic.clone(), bytes.clone(), from));
+                }
                 self.nodes[to].engine.handle_message(now, peer, token, &topic, &bytes);
             }
             Event::SyncRequest { to, from, request_id, request } => {
@@ -327,12 +367,11 @@ impl Net {
     }
 
     fn restart(&mut self, i: usize) {
-        let n = self.nodes.len();
         let recovered = self.nodes[i].log.recovered();
-        self.nodes[i].engine = Engine::new(config(n, i), recovered, self.now).expect("engine");
+        self.nodes[i].engine = Engine::new(config(self.members, i), recovered, self.now).expect("engine");
         self.nodes[i].up = true;
-        for j in 0..n {
-            if j != i {
+        for j in 0..self.nodes.len() {
+            if j != i && self.linked(i, j) {
                 self.nodes[i].engine.handle_connected(self.now, Peer::Key(key(j).public()));
             }
         }
@@ -1563,4 +1602,129 @@ fn gossip_is_delivered_once_its_id_is_durable_with_at_most_one_id_only_commit_in
     net.nodes[1].engine.handle_committed(net.now, rest[0].id, Ok(committed));
     delivered += std::iter::from_fn(|| net.nodes[1].engine.poll()).filter(|o| matches!(o, Output::Gossip(_))).count();
     assert_eq!(delivered, 20);
+}
+
+// ---- observers (issue #12 point 1) ----
+
+/// 4 members and 3 observers: observer 4 attached to members 0 and 1, observer 5 to members 2
+/// and 3 and to observer 4, observer 6 only to observer 4 (two hops from the committee).
+fn observer_net() -> Net {
+    Net::with_observers(4, 3, |a, b| match (a, b) {
+        (a, b) if b < 4 => a != b,
+        (0 | 1, 4) | (2 | 3, 5) | (4, 5) | (4, 6) => true,
+        _ => false,
+    })
+}
+
+#[test]
+fn observers_deliver_every_broadcast_on_certificates_pushed_to_them_also_two_hops_from_the_committee() {
+    let mut net = observer_net();
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        sent.push(net.nodes[i].engine.broadcast(net.now, vec![i as u8; 16]).expect("broadcast"));
+        net.drain(i);
+    }
+    sent.sort();
+    // Before the first sync round (300 ms): only pushed certificates can have done it.
+    net.run_until(T0 + 250);
+    for o in 4..7 {
+        assert_eq!(delivered_instances(&net.nodes[o]), sent, "observer {o}");
+        let cursors: Vec<u64> = net.nodes[o].delivered.iter().map(|(c, _, _)| *c).collect();
+        assert_eq!(cursors, (1..=4).collect::<Vec<u64>>(), "observer {o}: dense cursors from 1");
+        for (_, instance, value) in &net.nodes[o].delivered {
+            let member = &net.nodes[0].delivered.iter().find(|(_, i, _)| i == instance).expect("member delivered").2;
+            assert_eq!(value, member, "observer {o} delivered what the members did");
+        }
+        assert!(
+            net.nodes[o].published.iter().all(|e| e.header().kind != Kind::BrachaEcho && e.header().kind != Kind::BrachaReady),
+            "observer {o} never votes"
+        );
+        assert!(net.nodes[o].log.deliveries.values().all(|d| !d.certificate.is_empty()), "stored with its certificate");
+    }
+    // Members do not take certified announcements; each observer delivered each instance once.
+    net.run_until(T0 + 3_000);
+    for o in 4..7 {
+        assert_eq!(net.nodes[o].delivered.len(), 4, "observer {o} delivered nothing twice");
+    }
+}
+
+#[test]
+fn an_observer_that_missed_the_announcements_catches_up_through_sync_and_a_restart_delivers_nothing_again() {
+    let mut net = observer_net();
+    net.nodes[6].up = false;
+    let mut sent = Vec::new();
+    for round in 0..3u8 {
+        for i in 0..4 {
+            sent.push(net.nodes[i].engine.broadcast(net.now, vec![round, i as u8]).expect("broadcast"));
+            net.drain(i);
+        }
+        let until = net.now + 200;
+        net.run_until(until);
+    }
+    sent.sort();
+    assert!(net.nodes[6].delivered.is_empty());
+    net.nodes[6].up = true;
+    // Observer 6 syncs with its only peer, observer 4, which serves from its store.
+    let until = net.now + 5_000;
+    net.run_until(until);
+    assert_eq!(delivered_instances(&net.nodes[6]), sent);
+    let before = net.nodes[6].delivered.len();
+    net.restart(6);
+    let until = net.now + 2_000;
+    net.run_until(until);
+    assert_eq!(net.nodes[6].delivered.len(), before, "a restarted observer delivers nothing again");
+    // And it goes on delivering new broadcasts.
+    let next = net.nodes[1].engine.broadcast(net.now, b"after".to_vec()).expect("broadcast");
+    net.drain(1);
+    let until = net.now + 1_000;
+    net.run_until(until);
+    assert!(delivered_instances(&net.nodes[6]).contains(&next));
+}
+
+/// A READY of member `i` for `instance` and `digest`, sealed for `network`.
+fn ready(i: usize, instance: InstanceId, digest: byzgossip_crypto::Digest, network: byzgossip_crypto::NetworkId) -> Envelope {
+    byzgossip_bracha::Message::Ready { instance, digest }.seal(&key(i), network, T0).expect("seal")
+}
+
+#[test]
+fn a_forged_certificate_is_rejected_never_delivered_and_costs_its_forwarder() {
+    let n = 4;
+    let network = genesis(n).network_id();
+    let value = b"forged".to_vec();
+    let digest = byzgossip_crypto::Digest::of(&value);
+    let instance = InstanceId { origin: key(0).public(), seq: 0 };
+    let other_network = byzgossip_crypto::NetworkId([9; 32]);
+    // f = 1: 2f+1 = 3 READYs needed.
+    let forgeries = [
+        ("2f signatures", vec![ready(0, instance, digest, network), ready(1, instance, digest, network)]),
+        (
+            "one bad signature",
+            vec![ready(0, instance, digest, network), ready(1, instance, digest, network), ready(2, instance, digest, other_network)],
+        ),
+    ];
+    for (what, readys) in forgeries {
+        let mut observer = Engine::new(config(n, 10), Recovered::default(), T0).expect("engine");
+        let forwarder = key(3).public();
+        observer.handle_connected(T0, Peer::Key(forwarder));
+        while observer.poll().is_some() {}
+        let certificate = byzgossip_bracha::Certificate { instance, digest, readys };
+        let body = byzgossip_engine::observer::CertifiedBody { certificate: certificate.encode(), value: value.clone() };
+        let envelope = Envelope::seal(&key(3), network, Kind::Certified, 0, T0, body.encode()).expect("seal");
+        let score_before = observer.admission().reputation().score(&forwarder, T0);
+        observer.handle_message(T0, Peer::Key(forwarder), 1, &observer.topics().certified(), &codec::encode_envelope(&envelope));
+        let mut verdict = None;
+        let mut delivered = false;
+        while let Some(output) = observer.poll() {
+            match output {
+                Output::Verify(job) => observer.handle_verified(T0, job.run()),
+                Output::Persist(batch) => observer.handle_committed(T0, batch.id, Ok(Log::default().commit(&batch))),
+                Output::Validation { token: 1, acceptance } => verdict = Some(acceptance),
+                Output::Deliver(_) => delivered = true,
+                _ => {}
+            }
+        }
+        assert_eq!(verdict, Some(Acceptance::Reject), "{what}: rejected, never forwarded");
+        assert!(!delivered, "{what}: never delivered");
+        assert!(observer.admission().reputation().score(&forwarder, T0) < score_before, "{what}: the forwarder pays");
+    }
 }

@@ -575,7 +575,7 @@ impl Admission {
             return Err(self.reject(from, RejectReason::WrongNetwork, now_ms));
         }
         let needs_member = match header.kind {
-            Kind::BrachaSend | Kind::BrachaEcho | Kind::BrachaReady | Kind::Evidence => true,
+            Kind::BrachaSend | Kind::BrachaEcho | Kind::BrachaReady | Kind::Evidence | Kind::Certified => true,
             Kind::Gossip => self.policy == GossipPolicy::Committee,
         };
         if needs_member && !self.committee.contains(&header.origin) {

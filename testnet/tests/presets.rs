@@ -88,7 +88,7 @@ async fn remaining_presets_hold_every_invariant() {
     let mut failed = Vec::new();
     for name in [
         "silent", "equivocate-origin", "replay", "stale-timestamp", "future-timestamp", "tamper", "malformed", "fake-votes",
-        "sybil", "censor", "eclipse", "covert-flash", "lossy", "amnesia",
+        "sybil", "censor", "eclipse", "covert-flash", "lossy", "amnesia", "reformed",
     ] {
         let summary = run_preset(name).await;
         if !summary.passed {
