@@ -11,6 +11,8 @@ pub use byzgossip_engine::gossip;
 mod handle;
 /// The interceptor hook: the engine's, shared by every driver (re-exported).
 pub use byzgossip_engine::hooks;
+/// Certified deliveries for observers: the engine's wire body (re-exported for tools and tests).
+pub use byzgossip_engine::observer;
 pub mod identity;
 pub mod metrics;
 pub mod network;
