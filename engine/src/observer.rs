@@ -96,13 +96,13 @@ impl CertifiedLog {
 
     /// Restores an origin's low watermark (from the store: every seq below was delivered).
     pub fn restore_low(&mut self, origin: &PublicKey, low: u64) {
-        if let Some(log) = self.origins.get_mut(origin) {
-            if low > log.low {
-                log.low = low;
-                log.delivered = log.delivered.split_off(&low);
-                log.checking = log.checking.split_off(&low);
-                Self::advance(log);
-            }
+        if let Some(log) = self.origins.get_mut(origin)
+            && low > log.low
+        {
+            log.low = low;
+            log.delivered = log.delivered.split_off(&low);
+            log.checking = log.checking.split_off(&low);
+            Self::advance(log);
         }
     }
 

@@ -230,7 +230,7 @@ impl AgentInterceptor {
         if matches!(agent.role, Role::Silent | Role::Eclipse) && armed {
             return Inbound::Drop;
         }
-        if agent.role == Role::Honest || agent.role == Role::CrashRestart {
+        if agent.role.correct() {
             return Inbound::Process;
         }
         let Ok(envelope) = codec::decode_envelope(bytes, MAX_ENVELOPE_LEN) else { return Inbound::Process };

@@ -152,8 +152,10 @@ impl Testnet {
             api_token: options.api.then(ApiToken::generate),
             background: Mutex::new(vec![]),
         };
+        let roles: Vec<Role> = testnet.slots.iter().map(|s| s.role).collect();
         for i in 0..testnet.slots.len() {
-            let peers: Vec<Multiaddr> = testnet.slots[..i].iter().flat_map(|s| s.addrs()).collect();
+            let peers: Vec<Multiaddr> =
+                testnet.scenario.start_dials(&roles, i).into_iter().flat_map(|j| testnet.slots[j].addrs()).collect();
             testnet.start_node(i, peers).await.with_context(|| format!("starting node {i}"))?;
         }
         testnet.wait_connected().await;
@@ -211,12 +213,13 @@ impl Testnet {
     }
 
     async fn wait_connected(&self) {
-        let want = self.slots.len().saturating_sub(1);
+        let roles: Vec<Role> = self.slots.iter().map(|s| s.role).collect();
         let end = Instant::now() + CONNECT_DEADLINE;
         loop {
             let mut ok = true;
             for slot in &self.slots {
                 let Some(h) = slot.handle() else { continue };
+                let want = self.scenario.start_peers(&roles, slot.index).len();
                 let connected = timed(h.status()).await.and_then(Result::ok).map_or(0, |s| s.connected_peers);
                 if connected < want {
                     ok = false;
@@ -225,7 +228,7 @@ impl Testnet {
             }
             if ok || Instant::now() >= end {
                 if !ok {
-                    self.shared.event("not every node connected to every other by the deadline; starting anyway".into());
+                    self.shared.event("not every node connected to all its start peers by the deadline; starting anyway".into());
                 }
                 return;
             }

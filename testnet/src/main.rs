@@ -57,6 +57,11 @@ enum Command {
         /// Malicious committee members (default floor((n-1)/3)).
         #[arg(long)]
         byzantine: Option<usize>,
+        /// Honest observers: nodes outside the committee that deliver on verified
+        /// certificates, each attached to two members and to the observer before it. Every
+        /// invariant is checked at them too.
+        #[arg(long)]
+        observers: Option<usize>,
         /// Seed of keys, workload and attacks.
         #[arg(long)]
         seed: Option<u64>,
@@ -322,7 +327,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             byzgossip_testnet::process::adversary_main(args).await?;
             Ok(true)
         }
-        Command::Run { scenario, nodes, byzantine, seed, out, json, duration, verbose, runtime, byzgossip } => {
+        Command::Run { scenario, nodes, byzantine, observers, seed, out, json, duration, verbose, runtime, byzgossip } => {
             let n = nodes.unwrap_or(7);
             let scenarios: Vec<Scenario> = match &scenario {
                 Some(name) => vec![resolve(name, n)?],
@@ -337,7 +342,10 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             let mut unsupported = Vec::new();
             let total = scenarios.len();
             for (k, s) in scenarios.into_iter().enumerate() {
-                let s = s.with_overrides(nodes, byzantine, seed, duration);
+                let mut s = s.with_overrides(nodes, byzantine, seed, duration);
+                if let Some(m) = observers {
+                    s = s.with_observers(m);
+                }
                 s.validate()?;
                 eprintln!("[{}/{total}] {} (n = {}, f = {}, {} byzantine) ...", k + 1, s.name, s.nodes, s.f(), s.byzantine());
                 let dir = if total == 1 { out.clone() } else { out.join(&s.name) };

@@ -262,6 +262,9 @@ impl Net {
             c.arg("--api-token-file").arg(self.options.dir.join(API_TOKEN_FILE));
             // The held stdin pipe ties the child's life to ours (see the module docs).
             c.arg("--exit-on-stdin-eof");
+            if node.role == Role::Observer {
+                c.arg("--observer");
+            }
             // The same timers as in-process nodes, so both runtimes catch up alike.
             c.arg("--sync-interval-ms").arg(crate::harness::SYNC_INTERVAL.as_millis().to_string());
             c.arg("--tick-interval-ms").arg(crate::harness::TICK_INTERVAL.as_millis().to_string());
@@ -379,13 +382,17 @@ impl Net {
         self.nodes[i].api().map(|addr| api::Client::new(self.http.clone(), addr))
     }
 
+    /// Waits until every correct node is connected to what it dials and what dials it: here
+    /// every node dials the genesis bootstrap list (the members), so a member ends up
+    /// connected to every other node and an observer to the n members (process mode does not
+    /// use the sparse observer topology of the other runtimes).
     async fn wait_connected(&self) {
-        let want = self.nodes.len().saturating_sub(1);
         let end = Instant::now() + CONNECT_DEADLINE;
         loop {
             let mut ok = true;
             for node in self.nodes.iter().filter(|s| s.role.correct()) {
                 let Some(api) = self.client(node.index) else { continue };
+                let want = if node.role == Role::Observer { self.scenario.nodes } else { self.nodes.len().saturating_sub(1) };
                 let connected = match api.status().await {
                     Ok(status) => status.connected_peers,
                     Err(CallError::Protocol(e)) => {

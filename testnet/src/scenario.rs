@@ -61,14 +61,23 @@ pub enum Role {
     /// honest after that (readmitted when the ban ends), and again at `attack.reoffend_at_s`
     /// (banned twice as long).
     Reformed,
+    /// An honest node outside the committee (`byzgossip --observer`): it never votes and
+    /// delivers Bracha values only on certificates it verified. It attaches to
+    /// [`OBSERVER_MEMBER_LINKS`] members and to the observer before it
+    /// ([`Scenario::start_dials`]), so listeners sit one or more hops from the committee;
+    /// every invariant of correct nodes holds at it.
+    Observer,
 }
+
+/// Committee members each observer dials at start (besides the observer before it).
+pub const OBSERVER_MEMBER_LINKS: usize = 2;
 
 /// How long each offence of a [`Role::Reformed`] attacker lasts (s).
 pub const REFORMED_OFFENCE_S: f64 = 0.5;
 
 impl Role {
     /// Every role, in [`Role::name`] order of the presets.
-    pub const ALL: [Role; 21] = [
+    pub const ALL: [Role; 22] = [
         Role::Honest,
         Role::Silent,
         Role::CrashRestart,
@@ -90,6 +99,7 @@ impl Role {
         Role::BudgetFlood,
         Role::SyncFlood,
         Role::Reformed,
+        Role::Observer,
     ];
 
     /// The kebab-case name used in scenario files.
@@ -116,18 +126,20 @@ impl Role {
             Role::BudgetFlood => "budget-flood",
             Role::SyncFlood => "sync-flood",
             Role::Reformed => "reformed",
+            Role::Observer => "observer",
         }
     }
 
     /// Whether the node follows the protocol (its delivery log is held to the invariants).
     /// A crash is not Byzantine behaviour, though it counts against f.
     pub fn correct(self) -> bool {
-        matches!(self, Role::Honest | Role::CrashRestart)
+        matches!(self, Role::Honest | Role::CrashRestart | Role::Observer)
     }
 
-    /// Whether the node's key is in the committee (Sybils are extra keys outside it).
+    /// Whether the node's key is in the committee (Sybils and observers are extra keys
+    /// outside it).
     pub fn in_committee(self) -> bool {
-        !matches!(self, Role::Sybil | Role::SybilKeys)
+        !matches!(self, Role::Sybil | Role::SybilKeys | Role::Observer)
     }
 
     /// Whether honest nodes can tell from the wire that this node misbehaves, so every honest
@@ -662,7 +674,8 @@ impl Scenario {
         self.f.unwrap_or(self.nodes.saturating_sub(1) / 3)
     }
 
-    /// The role of every node: committee seats `0..nodes` (honest first), then Sybils.
+    /// The role of every node: committee seats `0..nodes` (honest first), then Sybils, then
+    /// observers.
     pub fn roles(&self) -> Vec<Role> {
         let adversarial: usize = self.groups.iter().filter(|g| g.role.in_committee()).map(|g| g.count).sum();
         let honest = self.nodes.saturating_sub(adversarial);
@@ -670,10 +683,61 @@ impl Scenario {
         for group in self.groups.iter().filter(|g| g.role.in_committee()) {
             roles.extend(std::iter::repeat_n(group.role, group.count));
         }
-        for group in self.groups.iter().filter(|g| !g.role.in_committee()) {
+        for group in self.groups.iter().filter(|g| !g.role.in_committee() && g.role != Role::Observer) {
+            roles.extend(std::iter::repeat_n(group.role, group.count));
+        }
+        for group in self.groups.iter().filter(|g| g.role == Role::Observer) {
             roles.extend(std::iter::repeat_n(group.role, group.count));
         }
         roles
+    }
+
+    /// Honest observers (nodes outside the committee that follow the protocol).
+    pub fn observers(&self) -> usize {
+        self.groups.iter().filter(|g| g.role == Role::Observer).map(|g| g.count).sum()
+    }
+
+    /// Sets the number of honest observers (`--observers`), replacing any observer groups.
+    pub fn with_observers(mut self, observers: usize) -> Scenario {
+        self.groups.retain(|g| g.role != Role::Observer);
+        if observers > 0 {
+            self.groups.push(Group { role: Role::Observer, count: observers });
+        }
+        self
+    }
+
+    /// The nodes node `i` dials when the testnet starts (all of them before `i`, so each pair
+    /// is dialled once): every node but an observer dials every earlier node that is not an
+    /// observer; observer number `k` dials [`OBSERVER_MEMBER_LINKS`] committee members (seats
+    /// `2k` and `2k + 1`, modulo n: observers spread over the committee, honest and not) and
+    /// observer `k - 1`, so every observer after the first is also one hop further out.
+    pub fn start_dials(&self, roles: &[Role], i: usize) -> Vec<usize> {
+        if roles.get(i) != Some(&Role::Observer) {
+            return (0..i.min(roles.len())).filter(|&j| roles[j] != Role::Observer).collect();
+        }
+        let first = roles.iter().position(|r| *r == Role::Observer).unwrap_or(i);
+        let k = i - first;
+        let n = self.nodes.max(1);
+        let mut dials: Vec<usize> = (0..OBSERVER_MEMBER_LINKS.min(n)).map(|l| (OBSERVER_MEMBER_LINKS * k + l) % n).collect();
+        if k > 0 {
+            dials.push(i - 1);
+        }
+        dials.sort_unstable();
+        dials.dedup();
+        dials
+    }
+
+    /// How many connections the start dials make ([`Scenario::start_dials`]): what a runtime
+    /// waits for before the run starts.
+    pub fn start_pairs(&self, roles: &[Role]) -> usize {
+        (0..roles.len()).map(|i| self.start_dials(roles, i).len()).sum()
+    }
+
+    /// Node `i`'s neighbours after the start dials (those it dials and those that dial it).
+    pub fn start_peers(&self, roles: &[Role], i: usize) -> Vec<usize> {
+        let mut peers = self.start_dials(roles, i);
+        peers.extend((i + 1..roles.len()).filter(|&j| self.start_dials(roles, j).contains(&i)));
+        peers
     }
 
     /// Committee members that are not correct (they count against f).

@@ -261,7 +261,9 @@ impl World {
         let seed = self.scenario.seed ^ ((i as u64) << 20) ^ ((node.incarnation as u64) << 40);
         config.admission.replay.hash_seed = seed ^ 0x5eed_0000_0000_0000;
         self.scenario.apply_node_settings(&mut config);
-        let bootstrap = (0..self.nodes.len()).filter(|j| *j != i).map(|j| Peer::Key(self.nodes[j].keypair.public())).collect();
+        let roles: Vec<Role> = self.nodes.iter().map(|n| n.role).collect();
+        let bootstrap =
+            self.scenario.start_peers(&roles, i).into_iter().map(|j| Peer::Key(self.nodes[j].keypair.public())).collect();
         EngineConfig {
             genesis: self.genesis.clone(),
             keypair: node.keypair.clone(),
@@ -296,6 +298,13 @@ impl World {
             self.dial(i, j);
         }
         Ok(())
+    }
+
+    /// Whom node `i` dials when it starts again: its start peers that are up and not cut
+    /// from it.
+    fn restart_dials(&self, i: usize, cut: &[usize]) -> Vec<usize> {
+        let roles: Vec<Role> = self.nodes.iter().map(|n| n.role).collect();
+        self.scenario.start_peers(&roles, i).into_iter().filter(|j| !cut.contains(j) && self.up(*j)).collect()
     }
 
     /// A crash: the engine and everything in flight in it is gone; the store stays.
@@ -946,7 +955,7 @@ impl FaultTarget for Sim {
     async fn refresh(&self, i: usize, cut: &[usize]) {
         let mut w = self.world.borrow_mut();
         w.kill(i);
-        let dial: Vec<usize> = (0..w.nodes.len()).filter(|j| *j != i && !cut.contains(j) && w.up(*j)).collect();
+        let dial = w.restart_dials(i, cut);
         if let Err(e) = w.start(i, dial) {
             self.shared.event(format!("refresh of node {i} failed: {e:#}"));
         }
@@ -961,7 +970,7 @@ impl FaultTarget for Sim {
 
     async fn start(&self, i: usize, cut: &[usize]) -> anyhow::Result<()> {
         let mut w = self.world.borrow_mut();
-        let dial: Vec<usize> = (0..w.nodes.len()).filter(|j| *j != i && !cut.contains(j) && w.up(*j)).collect();
+        let dial = w.restart_dials(i, cut);
         let result = w.start(i, dial);
         w.drain_dirty();
         result
@@ -1083,20 +1092,20 @@ pub fn run(scenario: &Scenario, options: &SimOptions) -> anyhow::Result<SimRun> 
     {
         let mut w = sim.world.borrow_mut();
         for i in 0..roles.len() {
-            let dial: Vec<usize> = (0..i).collect();
+            let dial = scenario.start_dials(&roles, i);
             w.start(i, dial)?;
         }
         w.drain_dirty();
     }
-    // Connect: run until every pair is connected (or the deadline), like the other runtimes'
-    // wait before the run starts.
-    let pairs = roles.len() * roles.len().saturating_sub(1) / 2;
+    // Connect: run until every start dial is connected (or the deadline), like the other
+    // runtimes' wait before the run starts.
+    let pairs = scenario.start_pairs(&roles);
     let connect_deadline = EPOCH_MS * 1000 + CONNECT_DEADLINE_US;
     loop {
         let mut w = sim.world.borrow_mut();
         if w.connected.len() >= pairs || w.now_us >= connect_deadline {
             if w.connected.len() < pairs {
-                shared.event("not every node connected to every other by the deadline; starting anyway".into());
+                shared.event("not every node connected to all its start peers by the deadline; starting anyway".into());
             }
             break;
         }
