@@ -601,35 +601,51 @@ fn messages_straight_from_their_signer_are_relayed_only_by_its_designated_relays
 
 /// Issue #12 point 2: a member with a subscriber outside the committee connected (an
 /// observer, a foreign gossipsub peer) may be that subscriber's only path, so it forwards
-/// direct messages too; once the outsider leaves, the relay rule applies again.
+/// direct gossip too; Bracha messages keep the relay rule (only members take that topic);
+/// once the outsider leaves, the relay rule applies to gossip again.
 #[test]
-fn a_member_with_an_outside_subscriber_forwards_direct_messages() {
+fn a_member_with_an_outside_subscriber_forwards_direct_gossip_but_not_direct_votes() {
     let mut net = Net::new(7);
     let outsider = Peer::Key(key(50).public());
     net.nodes[5].engine.handle_connected(net.now, outsider.clone());
-    net.nodes[0].engine.broadcast(net.now, b"v".to_vec()).expect("broadcast");
-    net.drain(0);
-    net.run_until(T0 + 6);
-    // Every message in the window came straight from node 0 (its SEND, and its ECHO once it
-    // has one): one verdict for all of them.
-    let verdict = |net: &Net, i: usize| {
-        let mut verdicts: Vec<Acceptance> = net.nodes[i].verdicts.values().copied().collect();
-        verdicts.dedup();
-        assert_eq!(verdicts.len(), 1, "node {i}: {verdicts:?}");
-        verdicts.pop()
+    // Nodes 4 and 5 are not node 0's designated relays (1 and 2 are).
+    let verdicts_after = |net: &mut Net, act: &dyn Fn(&mut Net)| -> Vec<(usize, Vec<Acceptance>)> {
+        for i in [4, 5] {
+            net.nodes[i].verdicts.clear();
+        }
+        act(net);
+        net.drain(0);
+        let until = net.now + 6;
+        net.run_until(until);
+        [4, 5]
+            .into_iter()
+            .map(|i| {
+                let mut v: Vec<Acceptance> = net.nodes[i].verdicts.values().copied().collect();
+                v.dedup();
+                (i, v)
+            })
+            .collect()
     };
-    assert_eq!(verdict(&net, 5), Some(Acceptance::Accept), "node 5 relays for its outsider");
-    assert_eq!(verdict(&net, 4), Some(Acceptance::Ignore), "node 4 has no outsider");
-    net.nodes[5].engine.handle_disconnected(net.now, outsider);
-    // Let the first instance finish, so that only the next SEND arrives in the window below.
+    let gossip = |net: &mut Net| {
+        net.nodes[0].engine.publish(net.now, "load", b"g".to_vec()).expect("publish");
+    };
+    let vote = |net: &mut Net| {
+        net.nodes[0].engine.broadcast(net.now, b"v".to_vec()).expect("broadcast");
+    };
+    assert_eq!(
+        verdicts_after(&mut net, &gossip),
+        vec![(4, vec![Acceptance::Ignore]), (5, vec![Acceptance::Accept])],
+        "node 5 relays gossip for its outsider, node 4 has none"
+    );
+    assert_eq!(
+        verdicts_after(&mut net, &vote),
+        vec![(4, vec![Acceptance::Ignore]), (5, vec![Acceptance::Ignore])],
+        "direct Bracha messages follow the relay rule even with an outsider connected"
+    );
     let quiet = net.now + 2_000;
     net.run_until(quiet);
-    net.nodes[5].verdicts.clear();
-    net.nodes[0].engine.broadcast(net.now, b"w".to_vec()).expect("broadcast");
-    net.drain(0);
-    let until = net.now + 6;
-    net.run_until(until);
-    assert_eq!(verdict(&net, 5), Some(Acceptance::Ignore), "back to the relay rule");
+    net.nodes[5].engine.handle_disconnected(net.now, outsider);
+    assert_eq!(verdicts_after(&mut net, &gossip)[1], (5, vec![Acceptance::Ignore]), "back to the relay rule");
 }
 
 #[test]

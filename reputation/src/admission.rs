@@ -169,6 +169,12 @@ pub enum IgnoreReason {
     /// The (verified) origin signed more gossip than its budget allows; the message is
     /// remembered as seen but neither delivered nor forwarded.
     OriginRateLimited,
+    /// Gossip whose origin this node has graylisted or banned (a convicted flooder): dropped
+    /// before its signature is checked, so it is never forwarded. Otherwise each node would
+    /// forward the part of a flood its own budget of that origin lets through, a different
+    /// part at each node, and every node would receive and check the union: a flood that
+    /// grows with the number of nodes.
+    OriginConvicted,
     /// [`Admission::complete`] got a verification result for another envelope (a caller bug).
     VerificationMismatch,
 }
@@ -187,6 +193,7 @@ impl IgnoreReason {
             Self::ForwarderExcluded => "forwarder_excluded",
             Self::RateLimited => "rate_limited",
             Self::OriginRateLimited => "origin_rate_limited",
+            Self::OriginConvicted => "origin_convicted",
             Self::VerificationMismatch => "verification_mismatch",
         }
     }
@@ -628,6 +635,13 @@ impl Admission {
         }
         if status == PeerStatus::Graylisted {
             return Err(Verdict::Ignore(IgnoreReason::Graylisted));
+        }
+        // 5c. Gossip of a convicted origin, after the budgets above are charged (a direct
+        // flooder goes on paying until it is banned).
+        if header.kind == Kind::Gossip
+            && matches!(self.reputation.status(&header.origin, now_ms), PeerStatus::Graylisted | PeerStatus::Banned { .. })
+        {
+            return Err(Verdict::Ignore(IgnoreReason::OriginConvicted));
         }
         // 6a. The origin key (cached; committee keys pinned).
         let key = match self.keys.get(&header.origin) {

@@ -237,6 +237,36 @@ fn direct_gossip_is_charged_to_its_origin_before_verification_and_once() {
     assert_eq!(accepted, 3);
 }
 
+/// Gossip of an origin convicted here (graylisted or banned) is dropped before its signature
+/// is checked, whoever relays it, so no node forwards a convicted flooder's messages; while
+/// the origin floods directly it goes on paying.
+#[test]
+fn gossip_of_a_convicted_origin_is_dropped_unverified_and_never_forwarded() {
+    let net = Net::new(4);
+    let mut adm = net.admission(origin_budget_of_three(), GossipPolicy::Committee);
+    let flooder = net.key(0);
+    let mut seq = 0;
+    while adm.reputation().status(&flooder, T0) == PeerStatus::Ok {
+        assert!(seq < 1000, "the flooding origin was never graylisted");
+        let _ = adm.admit(net.key(1), &net.gossip(net.member(0), seq, T0), T0);
+        seq += 1;
+    }
+    // Relayed by an honest member: ignored at precheck, with no cost to the relay.
+    let relay_score = adm.reputation().score(&net.key(2), T0);
+    match adm.precheck(net.key(2), &net.gossip(net.member(0), seq, T0), T0) {
+        Err(v) => assert_eq!(ignore(&v), Some(IgnoreReason::OriginConvicted)),
+        Ok(_) => panic!("a convicted origin's gossip reached verification"),
+    }
+    assert!(adm.reputation().score(&net.key(2), T0) >= relay_score, "the relay paid");
+    // Straight from the flooder: still charged, so it goes on to a ban.
+    let before = adm.reputation().score(&flooder, T0);
+    let _ = adm.precheck(flooder, &net.gossip(net.member(0), seq + 1, T0), T0);
+    assert!(adm.reputation().score(&flooder, T0) < before, "the direct flooder stopped paying");
+    // Bracha messages of the same member are not affected (its votes still count).
+    let vote = encode_envelope(&net.envelope(net.member(0), Kind::BrachaEcho, 0, T0, b"v"));
+    assert!(adm.precheck(net.key(2), &vote, T0).map_or_else(|v| ignore(&v) != Some(IgnoreReason::OriginConvicted), |_| true));
+}
+
 /// A forwarder that keeps flooding after being graylisted goes on paying and is banned.
 #[test]
 fn a_graylisted_flooder_escalates_to_a_ban() {

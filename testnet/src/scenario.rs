@@ -707,20 +707,28 @@ impl Scenario {
     }
 
     /// The nodes node `i` dials when the testnet starts (all of them before `i`, so each pair
-    /// is dialled once): every node but an observer dials every earlier node that is not an
-    /// observer; observer number `k` dials [`OBSERVER_MEMBER_LINKS`] committee members (seats
-    /// `2k` and `2k + 1`, modulo n: observers spread over the committee, honest and not) and
-    /// observer `k - 1`, so every observer after the first is also one hop further out.
+    /// is dialled once): a member dials every earlier member; a node outside the committee
+    /// that is not an observer (a Sybil) dials every member; observer number `k` dials
+    /// [`OBSERVER_MEMBER_LINKS`] members (seats `2k` and `2k + 1`, modulo n: observers spread
+    /// over the committee, honest and not), observer `k - 1` (so every observer after the
+    /// first is also one hop further out), and Sybil number `k` modulo the Sybils, if any (so
+    /// attackers outside the committee reach observers too). Sybils do not dial each other:
+    /// with hundreds of them (1,000-node runs) that would be most of the connections.
     pub fn start_dials(&self, roles: &[Role], i: usize) -> Vec<usize> {
+        let n = self.nodes.min(roles.len());
         if roles.get(i) != Some(&Role::Observer) {
-            return (0..i.min(roles.len())).filter(|&j| roles[j] != Role::Observer).collect();
+            return (0..i.min(n)).collect();
         }
         let first = roles.iter().position(|r| *r == Role::Observer).unwrap_or(i);
         let k = i - first;
-        let n = self.nodes.max(1);
+        let n = n.max(1);
         let mut dials: Vec<usize> = (0..OBSERVER_MEMBER_LINKS.min(n)).map(|l| (OBSERVER_MEMBER_LINKS * k + l) % n).collect();
         if k > 0 {
             dials.push(i - 1);
+        }
+        let sybils = first.saturating_sub(self.nodes);
+        if sybils > 0 {
+            dials.push(self.nodes + k % sybils);
         }
         dials.sort_unstable();
         dials.dedup();

@@ -53,6 +53,28 @@ fn every_preset_passes_in_the_simulator_at_n_4_and_7() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
+/// Issue #12 point 5: observers (nodes outside the committee delivering on verified
+/// certificates, attached to two members and to the observer before it) are held to every
+/// invariant of correct nodes, under the attacks most likely to starve them: an equivocating
+/// origin, a crash and restart, a partition, lossy links, a censor.
+#[test]
+fn presets_pass_with_observers_and_every_observer_delivers_every_honest_broadcast() {
+    let mut failed = Vec::new();
+    for name in ["baseline", "equivocate-origin", "crash-restart", "partition", "lossy", "censor"] {
+        let s = preset(name, 4, 3).with_observers(6);
+        let r = run(&s);
+        failed.extend(failures(&s, &r));
+        let honest = r.log.broadcasts.len();
+        for o in s.nodes..s.nodes + 6 {
+            let delivered = r.log.deliveries.iter().filter(|d| d.node == o).count();
+            if delivered < honest {
+                failed.push(format!("{name} seed: {}: observer {o} delivered {delivered} of {honest} honest broadcasts", s.seed));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
 /// Runs `name` and `baseline` at n = 4 and 7, seeds 1 and 2: every invariant holds and the
 /// p99 latency, in virtual time, stays within twice the baseline's at the same n and seed;
 /// `reached` says whether the attack reached what it attacks.

@@ -209,6 +209,9 @@ struct World {
     net: Net,
     meshes: BTreeMap<String, Mesh>,
     connected: BTreeMap<(usize, usize), u64>,
+    /// Each node's connected peers (the index of `connected`, so finding a node's peers costs
+    /// its degree, not the number of connections: 1,000-node runs have tens of thousands).
+    adjacent: Vec<BTreeSet<usize>>,
     next_epoch: u64,
     queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
@@ -312,7 +315,7 @@ impl World {
         if self.nodes[i].engine.take().is_none() {
             return;
         }
-        let peers: Vec<usize> = self.connected.keys().filter(|(a, b)| *a == i || *b == i).map(|&(a, b)| if a == i { b } else { a }).collect();
+        let peers = self.connected_peers(i);
         for j in peers {
             self.disconnect(i, j);
         }
@@ -357,6 +360,8 @@ impl World {
         }
         self.next_epoch += 1;
         self.connected.insert(pair(from, to), self.next_epoch);
+        self.adjacent[from].insert(to);
+        self.adjacent[to].insert(from);
         for (a, b) in [(from, to), (to, from)] {
             let peer = Peer::Key(self.nodes[b].keypair.public());
             if let Some(engine) = self.nodes[a].engine.as_mut() {
@@ -370,6 +375,8 @@ impl World {
         if self.connected.remove(&pair(a, b)).is_none() {
             return;
         }
+        self.adjacent[a].remove(&b);
+        self.adjacent[b].remove(&a);
         let now = self.now_ms();
         for (x, y) in [(a, b), (b, a)] {
             let peer = Peer::Key(self.nodes[y].keypair.public());
@@ -380,11 +387,9 @@ impl World {
         }
     }
 
+    /// Node `i`'s connected peers, in index order.
     fn connected_peers(&self, i: usize) -> Vec<usize> {
-        let mut out: Vec<usize> =
-            self.connected.keys().filter(|(a, b)| *a == i || *b == i).map(|&(a, b)| if a == i { b } else { a }).collect();
-        out.sort_unstable();
-        out
+        self.adjacent[i].iter().copied().collect()
     }
 
     // ---- gossipsub ----
@@ -482,8 +487,8 @@ impl World {
             let seed = self.scenario.seed ^ u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8]));
             self.meshes.insert(topic.to_owned(), Mesh::new(self.nodes.len(), seed));
         }
-        let connected: BTreeSet<usize> = self.connected_peers(i).into_iter().collect();
         let mesh = &self.meshes[topic];
+        let connected = &self.adjacent[i];
         let mut targets = mesh.targets(i, None, |j| connected.contains(&j));
         targets.retain(|j| !exclude.contains(j));
         targets
@@ -1070,6 +1075,7 @@ pub fn run(scenario: &Scenario, options: &SimOptions) -> anyhow::Result<SimRun> 
         net: Net::new(roles.len(), &scenario.links, scenario.seed ^ 0x11e7),
         meshes: BTreeMap::new(),
         connected: BTreeMap::new(),
+        adjacent: vec![BTreeSet::new(); roles.len()],
         attack_request_id: 0,
         next_epoch: 0,
         queue: BinaryHeap::new(),
