@@ -60,8 +60,11 @@ pub struct Summary {
     pub f: usize,
     /// Non-correct committee members.
     pub byzantine: usize,
-    /// Sybil nodes.
+    /// Sybil nodes (outside the committee, not correct).
     pub sybils: usize,
+    /// Honest observers (outside the committee, delivering on certificates).
+    #[serde(default)]
+    pub observers: usize,
     /// Whether every check passed.
     pub passed: bool,
     /// The checks.
@@ -76,6 +79,12 @@ pub struct Summary {
     pub gossip_delivery_pct: f64,
     /// Broadcast to delivery, over every (broadcast, correct node) pair delivered.
     pub latency_ms: Percentiles,
+    /// The same at correct members only.
+    #[serde(default)]
+    pub member_latency_ms: Percentiles,
+    /// The same at observers only (empty without observers).
+    #[serde(default)]
+    pub observer_latency_ms: Percentiles,
     /// Gossipsub messages received by correct nodes per Bracha delivery at a correct node.
     pub msgs_per_delivery: Option<f64>,
     /// Their bytes per delivery.
@@ -96,7 +105,8 @@ pub fn summarize(log: &RunLog) -> Summary {
     let live: Vec<usize> = log.nodes.iter().filter(|n| n.correct() && !n.down_at_end).map(|n| n.index).collect();
     let delivered: HashMap<(usize, &str, u64), (&str, u64)> =
         log.deliveries.iter().map(|d| ((d.node, d.origin.as_str(), d.seq), (d.digest.as_str(), d.delivered_at_ms))).collect();
-    let mut latencies = Vec::new();
+    let observers: HashSet<usize> = log.nodes.iter().filter(|n| n.role == crate::scenario::Role::Observer).map(|n| n.index).collect();
+    let (mut latencies, mut at_members, mut at_observers) = (Vec::new(), Vec::new(), Vec::new());
     let mut hits = 0usize;
     for b in &log.broadcasts {
         let origin = keys.get(&b.origin).copied().unwrap_or("");
@@ -105,7 +115,9 @@ pub fn summarize(log: &RunLog) -> Summary {
                 && *digest == b.digest
             {
                 hits += 1;
-                latencies.push(at.saturating_sub(b.sent_at_ms) as f64);
+                let ms = at.saturating_sub(b.sent_at_ms) as f64;
+                latencies.push(ms);
+                if observers.contains(&n) { at_observers.push(ms) } else { at_members.push(ms) }
             }
         }
     }
@@ -144,7 +156,8 @@ pub fn summarize(log: &RunLog) -> Summary {
         n: log.n,
         f: log.f,
         byzantine: log.scenario.byzantine(),
-        sybils: log.nodes.iter().filter(|n| !n.role.in_committee()).count(),
+        sybils: log.nodes.iter().filter(|n| !n.role.in_committee() && !n.role.correct()).count(),
+        observers: observers.len(),
         passed: invariants::all_passed(&checks),
         checks,
         broadcasts: log.broadcasts.len(),
@@ -152,6 +165,8 @@ pub fn summarize(log: &RunLog) -> Summary {
         honest_delivery_pct: pct(hits, pairs),
         gossip_delivery_pct: pct(gossip_hits, gossip_pairs),
         latency_ms: Percentiles::of(&latencies),
+        member_latency_ms: Percentiles::of(&at_members),
+        observer_latency_ms: Percentiles::of(&at_observers),
         msgs_per_delivery: per(msgs),
         bytes_per_delivery: per(bytes),
         time_to_convict_ms: convict,
@@ -365,7 +380,19 @@ pub fn html(log: &RunLog, summary: &Summary) -> String {
         verdict,
         esc(&summary.description)
     );
-    let _ = write!(h, "<table><tr><th>n / f</th><td>{} / {} ({} byzantine members, {} sybils), seed {}</td></tr>", summary.n, summary.f, summary.byzantine, summary.sybils, summary.seed);
+    let _ = write!(
+        h,
+        "<table><tr><th>n / f</th><td>{} / {} ({} byzantine members, {} sybils, {} observers), seed {}</td></tr>",
+        summary.n, summary.f, summary.byzantine, summary.sybils, summary.observers, summary.seed
+    );
+    if summary.observers > 0 {
+        let (m, o) = (&summary.member_latency_ms, &summary.observer_latency_ms);
+        let _ = write!(
+            h,
+            "<tr><th>latency members / observers</th><td>p50 {:.0} / {:.0} ms, p99 {:.0} / {:.0} ms ({} / {} deliveries)</td></tr>",
+            m.p50, o.p50, m.p99, o.p99, m.count, o.count
+        );
+    }
     let _ = write!(h, "<tr><th>honest broadcasts</th><td>{} ({} refused or failed)</td></tr>", summary.broadcasts, summary.broadcast_failures);
     let _ = write!(h, "<tr><th>honest delivery</th><td>{:.1}% (gossip {:.1}%)</td></tr>", summary.honest_delivery_pct, summary.gossip_delivery_pct);
     let l = &summary.latency_ms;

@@ -134,6 +134,7 @@ mod tests {
             f: 2,
             byzantine: 2,
             sybils: 0,
+            observers: 0,
             passed,
             checks: vec![CheckResult {
                 name: "validity".into(),
@@ -146,6 +147,8 @@ mod tests {
             honest_delivery_pct: if passed { 100.0 } else { 93.5 },
             gossip_delivery_pct: 100.0,
             latency_ms: Percentiles { count: 70, p50: 20.0, p95: 60.0, p99: 90.0, max: 120.0 },
+            member_latency_ms: Percentiles { count: 70, p50: 20.0, p95: 60.0, p99: 90.0, max: 120.0 },
+            observer_latency_ms: Percentiles::default(),
             msgs_per_delivery: Some(14.0),
             bytes_per_delivery: Some(4000.0),
             time_to_convict_ms: Some(750),

@@ -176,6 +176,10 @@ struct PendingValidation {
 struct Node {
     role: Role,
     keypair: Keypair,
+    /// Wire topics its engine subscribed to (gossipsub's subscription exchange): messages on
+    /// a topic go only to peers subscribed to it, as in gossipsub (members never receive the
+    /// certified topic, observers never the Bracha topic).
+    subscribed: BTreeSet<String>,
     agent: Arc<Agent>,
     engine: Option<Engine>,
     interceptor: AgentInterceptor,
@@ -321,6 +325,7 @@ impl World {
         }
         let node = &mut self.nodes[i];
         node.incarnation += 1;
+        node.subscribed.clear();
         node.commits.clear();
         node.bracha_jobs.clear();
         node.gossip_jobs.clear();
@@ -427,7 +432,7 @@ impl World {
         if !self.first_sight(i, id) {
             return false;
         }
-        let peers = self.connected_peers(i);
+        let peers: Vec<usize> = self.connected_peers(i).into_iter().filter(|&j| self.nodes[j].subscribed.contains(topic)).collect();
         if peers.is_empty() {
             return false;
         }
@@ -488,8 +493,8 @@ impl World {
             self.meshes.insert(topic.to_owned(), Mesh::new(self.nodes.len(), seed));
         }
         let mesh = &self.meshes[topic];
-        let connected = &self.adjacent[i];
-        let mut targets = mesh.targets(i, None, |j| connected.contains(&j));
+        let (connected, nodes) = (&self.adjacent[i], &self.nodes);
+        let mut targets = mesh.targets(i, None, |j| connected.contains(&j) && nodes[j].subscribed.contains(topic));
         targets.retain(|j| !exclude.contains(j));
         targets
     }
@@ -659,7 +664,10 @@ impl World {
             Output::Metric(Metric::Sync { kind }) if kind.starts_with("refused") && self.nodes[i].role.correct() => {
                 self.stats.sync_refused += 1;
             }
-            Output::Subscribe { .. } | Output::AppScore { .. } | Output::Metric(_) | Output::Broadcast { .. } => {}
+            Output::Subscribe { topic } => {
+                self.nodes[i].subscribed.insert(topic);
+            }
+            Output::AppScore { .. } | Output::Metric(_) | Output::Broadcast { .. } => {}
             Output::Validation { token, acceptance } => {
                 let Some(pending) = self.nodes[i].validations.remove(&token) else { return };
                 self.nodes[i].pending_ids.remove(&pending.id);
@@ -1041,6 +1049,7 @@ pub fn run(scenario: &Scenario, options: &SimOptions) -> anyhow::Result<SimRun> 
             Node {
                 role: *role,
                 keypair: keypair.clone(),
+                subscribed: BTreeSet::new(),
                 interceptor: AgentInterceptor::new(agent.clone(), 0),
                 agent,
                 engine: None,
