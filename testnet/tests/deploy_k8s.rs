@@ -193,6 +193,18 @@ fn validate_with_kubernetes_validate(dir: &Path) {
 }
 
 #[test]
+fn debug_output_never_shows_a_key_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let written = deploy::write(&options(4, 1), &dir.path().join("out"), &mut rng()).expect("deploy k8s");
+    let shown = format!("{written:?}");
+    for key in written.material.members.iter().chain(&written.material.observers) {
+        let secret_hex = key.file.lines().find_map(|l| l.strip_prefix("secret = ")).expect("a secret line").trim_matches('"');
+        assert_eq!(secret_hex.len(), 64);
+        assert!(!shown.contains(secret_hex), "the secret of {} shown by Debug", key.pod);
+    }
+}
+
+#[test]
 fn bad_options_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");

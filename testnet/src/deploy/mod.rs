@@ -125,8 +125,9 @@ pub enum DeployError {
     Yaml(#[from] serde_norway::Error),
 }
 
-/// One node's key, as the manifests need it.
-#[derive(Debug, Clone)]
+/// One node's key, as the manifests need it. `Debug` leaves the key file out: it holds the
+/// secret, which is never printed or logged.
+#[derive(Clone)]
 pub struct NodeKey {
     /// Pod name, e.g. `byzgossip-2` or `byzgossip-observer-0`.
     pub pod: String,
@@ -134,6 +135,12 @@ pub struct NodeKey {
     pub secret: String,
     /// The key file's text (TOML with the hex secret).
     pub file: String,
+}
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeKey").field("pod", &self.pod).field("secret", &self.secret).finish_non_exhaustive()
+    }
 }
 
 /// Keys and genesis shared by both variants.
