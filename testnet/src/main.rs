@@ -189,6 +189,10 @@ enum DeployTarget {
         /// Kubernetes namespace (part of the members' DNS names in the genesis).
         #[arg(long, default_value = "byzgossip")]
         namespace: String,
+        /// Name of this deployment: StatefulSets, Services, pods, ConfigMaps and Secrets are
+        /// named after it, so two committees can share a namespace.
+        #[arg(long, default_value = "byzgossip")]
+        name: String,
         /// Container image (deploy/build-image.sh builds localhost/byzgossip:latest).
         #[arg(long, default_value = "localhost/byzgossip:latest")]
         image: String,
@@ -313,8 +317,8 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
-        Command::Deploy { target: DeployTarget::K8s { nodes, observers, out, namespace, image, network, storage } } => {
-            let options = byzgossip_testnet::deploy::DeployOptions { nodes, observers, namespace, image, network, storage };
+        Command::Deploy { target: DeployTarget::K8s { nodes, observers, out, namespace, name, image, network, storage } } => {
+            let options = byzgossip_testnet::deploy::DeployOptions { nodes, observers, namespace, name, image, network, storage };
             let written = byzgossip_testnet::deploy::write(&options, &out, &mut rand::rng())?;
             for file in &written.files {
                 println!("wrote {}", file.display());

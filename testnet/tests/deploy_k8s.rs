@@ -72,7 +72,7 @@ fn cluster_manifests_hold_every_key_the_genesis_and_stable_names() {
     let genesis_text = objects
         .iter()
         .find_map(|(_, o)| match o {
-            Object::ConfigMap { metadata, data, .. } if metadata.name == deploy::GENESIS_CONFIGMAP => data.get("genesis.toml").cloned(),
+            Object::ConfigMap { metadata, data, .. } if metadata.name == "byzgossip-genesis" => data.get("genesis.toml").cloned(),
             _ => None,
         })
         .expect("genesis ConfigMap");
@@ -193,6 +193,34 @@ fn validate_with_kubernetes_validate(dir: &Path) {
 }
 
 #[test]
+fn two_deployments_share_a_namespace_without_clashing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut names = Vec::new();
+    let mut selectors = Vec::new();
+    for name in ["alpha", "beta"] {
+        let options = DeployOptions { name: name.into(), ..options(4, 1) };
+        let written = deploy::write(&options, &dir.path().join(name), &mut rng()).expect("deploy k8s");
+        assert!(written.material.genesis.bootstrap[0].starts_with(&format!("/dns4/{name}-0.{name}.bgtest.svc.cluster.local/")));
+        let mut own = Vec::new();
+        for (_, object) in read_dir_objects(&written.k8s_dir) {
+            match &object {
+                Object::Namespace { .. } => continue,
+                Object::StatefulSet { spec, .. } => selectors.push(spec.selector.match_labels.clone()),
+                _ => {}
+            }
+            own.push(object.metadata().name.clone());
+        }
+        names.push(own);
+    }
+    assert!(names[0].iter().all(|n| !names[1].contains(n)), "{names:?}");
+    for (i, a) in selectors.iter().enumerate() {
+        for b in &selectors[i + 1..] {
+            assert_ne!(a, b, "a selector picks one set's pods only");
+        }
+    }
+}
+
+#[test]
 fn debug_output_never_shows_a_key_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let written = deploy::write(&options(4, 1), &dir.path().join("out"), &mut rng()).expect("deploy k8s");
@@ -211,6 +239,8 @@ fn bad_options_are_refused_before_anything_is_written() {
     assert!(matches!(deploy::write(&options(0, 0), &out, &mut rng()), Err(DeployError::Nodes(0))));
     let bad_ns = DeployOptions { namespace: "Not_A_Label".into(), ..options(4, 0) };
     assert!(matches!(deploy::write(&bad_ns, &out, &mut rng()), Err(DeployError::Name { .. })));
+    let bad_name = DeployOptions { name: "x".repeat(41), ..options(4, 0) };
+    assert!(matches!(deploy::write(&bad_name, &out, &mut rng()), Err(DeployError::Name { .. })));
     let bad_storage = DeployOptions { storage: "lots".into(), ..options(4, 0) };
     assert!(matches!(deploy::write(&bad_storage, &out, &mut rng()), Err(DeployError::Storage(_))));
     assert!(!out.exists(), "nothing written");
@@ -413,10 +443,13 @@ async fn a_podman_committee_delivers_a_broadcast_at_every_pod() {
     std::fs::write(&conf, "[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = \"cgroupfs\"\n").expect("containers.conf");
     let podman = Podman { conf };
     let tag = format!("localhost/byzgossip-test-{}:latest", std::process::id());
-    let network = format!("byzgossip-test-{}", std::process::id());
-    let options = DeployOptions { image: tag.clone(), ..options(4, 0) };
+    let network = format!("bgtest-net-{}", std::process::id());
+    // A name of its own: pods, volumes and the network must not meet another run's (two
+    // engineers and CI share this machine).
+    let name = format!("bgtest{}", std::process::id());
+    let options = DeployOptions { image: tag.clone(), name: name.clone(), ..options(4, 0) };
     let written = deploy::write(&options, &dir.path().join("out"), &mut rng()).expect("deploy k8s");
-    let containers: Vec<String> = (0..4).map(|i| format!("byzgossip-{i}-byzgossip")).collect();
+    let containers: Vec<String> = (0..4).map(|i| format!("{name}-{i}-byzgossip")).collect();
     let named_volumes: Vec<String> = written.material.members.iter().map(|k| files_configmap_name(&k.pod)).collect();
     let cleanup = Cleanup {
         podman: &podman,

@@ -1,7 +1,7 @@
 //! The cluster variant: StatefulSets behind headless Services.
 //!
-//! A StatefulSet gives each pod a stable name (`byzgossip-<i>`) and, through its headless
-//! Service, a stable DNS name (`byzgossip-<i>.byzgossip.<ns>.svc.cluster.local`) that the
+//! A StatefulSet gives each pod a stable name (`<name>-<i>`) and, through its headless
+//! Service, a stable DNS name (`<name>-<i>.<name>.<ns>.svc.cluster.local`) that the
 //! genesis bootstrap list holds; pod IPs change on every reschedule, names do not. Each pod
 //! keeps its data volume (a PVC per ordinal), so a rescheduled member resumes as itself.
 
@@ -11,8 +11,7 @@ use super::objects::{
     ServicePort, ServiceSpec, StatefulSetSpec, TemplateMeta, Volume, VolumeMount,
 };
 use super::{
-    API_PORT, DATA_DIR, DeployOptions, GENESIS_CONFIGMAP, GENESIS_DIR, KEY_FILE, KEYS_DIR, MEMBERS, Material, NODE_UID, NodeKey, OBSERVERS,
-    P2P_PORT, genesis_configmap, key_secrets, labels, meta, run_args,
+    API_PORT, DATA_DIR, DeployOptions, GENESIS_DIR, KEY_FILE, KEYS_DIR, Material, NODE_UID, NodeKey, P2P_PORT, genesis_configmap, key_secrets, labels, meta, run_args,
 };
 use std::collections::BTreeMap;
 
@@ -20,32 +19,32 @@ use std::collections::BTreeMap;
 pub fn manifests(options: &DeployOptions, material: &Material) -> Vec<(String, Vec<Object>)> {
     let ns = Some(options.namespace.as_str());
     let mut files = vec![
-        ("00-namespace.yaml".to_owned(), vec![Object::Namespace { api_version: "v1".into(), metadata: meta(&options.namespace, None, labels("namespace")) }]),
-        ("10-genesis.yaml".to_owned(), vec![genesis_configmap(&material.genesis, ns)]),
+        ("00-namespace.yaml".to_owned(), vec![Object::Namespace { api_version: "v1".into(), metadata: meta(&options.namespace, None, labels(options, "namespace")) }]),
+        ("10-genesis.yaml".to_owned(), vec![genesis_configmap(options, &material.genesis, ns)]),
     ];
-    let mut secrets = key_secrets(&material.members, "member", ns);
-    secrets.extend(key_secrets(&material.observers, "observer", ns));
+    let mut secrets = key_secrets(options, &material.members, "member", ns);
+    secrets.extend(key_secrets(options, &material.observers, "observer", ns));
     files.push(("20-keys.yaml".to_owned(), secrets));
-    let mut services = vec![headless_service(MEMBERS, "member", ns)];
+    let mut services = vec![headless_service(options, &options.members(), "member", ns)];
     if !material.observers.is_empty() {
-        services.push(headless_service(OBSERVERS, "observer", ns));
+        services.push(headless_service(options, &options.observers(), "observer", ns));
     }
     files.push(("30-services.yaml".to_owned(), services));
-    files.push(("40-members.yaml".to_owned(), vec![stateful_set(options, MEMBERS, "member", &material.members, false)]));
+    files.push(("40-members.yaml".to_owned(), vec![stateful_set(options, &options.members(), "member", &material.members, false)]));
     if !material.observers.is_empty() {
-        files.push(("41-observers.yaml".to_owned(), vec![stateful_set(options, OBSERVERS, "observer", &material.observers, true)]));
+        files.push(("41-observers.yaml".to_owned(), vec![stateful_set(options, &options.observers(), "observer", &material.observers, true)]));
     }
     files
 }
 
-fn headless_service(name: &str, component: &str, namespace: Option<&str>) -> Object {
+fn headless_service(options: &DeployOptions, name: &str, component: &str, namespace: Option<&str>) -> Object {
     Object::Service {
         api_version: "v1".into(),
-        metadata: meta(name, namespace, labels(component)),
+        metadata: meta(name, namespace, labels(options, component)),
         spec: ServiceSpec {
             cluster_ip: "None".into(),
             publish_not_ready_addresses: true,
-            selector: labels(component),
+            selector: labels(options, component),
             ports: vec![
                 ServicePort { name: "p2p".into(), port: P2P_PORT, target_port: P2P_PORT, protocol: "TCP".into() },
                 ServicePort { name: "api".into(), port: API_PORT, target_port: API_PORT, protocol: "TCP".into() },
@@ -106,19 +105,19 @@ fn stateful_set(options: &DeployOptions, name: &str, component: &str, keys: &[No
         security_context: Some(PodSecurityContext { run_as_user: NODE_UID, run_as_group: NODE_UID, run_as_non_root: true, fs_group: Some(NODE_UID) }),
         containers: vec![container],
         volumes: vec![
-            Volume { name: "genesis".into(), config_map: Some(super::objects::ConfigMapVolume { name: GENESIS_CONFIGMAP.into() }), projected: None },
+            Volume { name: "genesis".into(), config_map: Some(super::objects::ConfigMapVolume { name: options.genesis_configmap() }), projected: None },
             Volume { name: "keys".into(), config_map: None, projected: Some(keys_volume) },
         ],
     };
     Object::StatefulSet {
         api_version: "apps/v1".into(),
-        metadata: meta(name, Some(&options.namespace), labels(component)),
+        metadata: meta(name, Some(&options.namespace), labels(options, component)),
         spec: StatefulSetSpec {
             service_name: name.into(),
             replicas: keys.len(),
             pod_management_policy: "Parallel".into(),
-            selector: LabelSelector { match_labels: labels(component) },
-            template: PodTemplate { metadata: TemplateMeta { labels: labels(component), annotations: scrape_annotations() }, spec },
+            selector: LabelSelector { match_labels: labels(options, component) },
+            template: PodTemplate { metadata: TemplateMeta { labels: labels(options, component), annotations: scrape_annotations() }, spec },
             volume_claim_templates: vec![PersistentVolumeClaim {
                 metadata: meta("data", None, BTreeMap::new()),
                 spec: PvcSpec {

@@ -43,12 +43,6 @@ pub const GENESIS_DIR: &str = "/etc/byzgossip/genesis";
 pub const KEYS_DIR: &str = "/etc/byzgossip/keys";
 /// The data volume.
 pub const DATA_DIR: &str = "/data";
-/// The members' StatefulSet, Service and pod name prefix.
-pub const MEMBERS: &str = "byzgossip";
-/// The observers' StatefulSet, Service and pod name prefix.
-pub const OBSERVERS: &str = "byzgossip-observer";
-/// The genesis ConfigMap's name.
-pub const GENESIS_CONFIGMAP: &str = "byzgossip-genesis";
 /// The key inside each key Secret.
 pub const KEY_FILE: &str = "node.key";
 /// Largest committee: pod names and Secrets stay well within API limits, and a bigger
@@ -65,6 +59,12 @@ pub struct DeployOptions {
     /// Kubernetes namespace (an RFC 1123 label); it is part of every member's DNS name in the
     /// genesis, so the manifests only work in this namespace.
     pub namespace: String,
+    /// The deployment's name (an RFC 1123 label, at most 40 characters so pod and volume
+    /// names stay within 63): the members' StatefulSet, Service and pods are `<name>`,
+    /// `<name>-<i>`, the observers' `<name>-observer`, the genesis ConfigMap
+    /// `<name>-genesis`, the key Secrets `<name>-key-<i>` and `<name>-observer-key-<j>`.
+    /// Two committees can share a namespace (or a podman host) under different names.
+    pub name: String,
     /// Image name, e.g. `localhost/byzgossip:latest` (deploy/build-image.sh).
     pub image: String,
     /// Network name in the genesis.
@@ -79,6 +79,7 @@ impl Default for DeployOptions {
             nodes: 4,
             observers: 0,
             namespace: "byzgossip".into(),
+            name: "byzgossip".into(),
             image: "localhost/byzgossip:latest".into(),
             network: "byzgossip".into(),
             storage: "1Gi".into(),
@@ -167,9 +168,30 @@ pub struct Written {
     pub material: Material,
 }
 
-/// A member's DNS name in the cluster: `byzgossip-<i>.byzgossip.<ns>.svc.cluster.local`.
-pub fn member_dns_name(index: usize, namespace: &str) -> String {
-    format!("{MEMBERS}-{index}.{MEMBERS}.{namespace}.svc.cluster.local")
+/// Longest `--name`: `<name>-observer-key-<j>` and PVC names `data-<name>-observer-<j>` must
+/// stay DNS labels (63 characters) for up to [`MAX_NODES`] nodes.
+pub const MAX_NAME_LEN: usize = 40;
+
+impl DeployOptions {
+    /// The members' StatefulSet and Service: `<name>`.
+    pub fn members(&self) -> String {
+        self.name.clone()
+    }
+
+    /// The observers' StatefulSet and Service: `<name>-observer`.
+    pub fn observers(&self) -> String {
+        format!("{}-observer", self.name)
+    }
+
+    /// The genesis ConfigMap: `<name>-genesis`.
+    pub fn genesis_configmap(&self) -> String {
+        format!("{}-genesis", self.name)
+    }
+
+    /// Member `index`'s DNS name in the cluster: `<name>-<i>.<name>.<ns>.svc.cluster.local`.
+    pub fn member_dns_name(&self, index: usize) -> String {
+        format!("{0}-{index}.{0}.{1}.svc.cluster.local", self.name, self.namespace)
+    }
 }
 
 /// Checks an RFC 1123 label (namespaces and generated names must be one).
@@ -191,6 +213,10 @@ impl DeployOptions {
             return Err(DeployError::Observers(self.observers));
         }
         check_label("--namespace", &self.namespace)?;
+        check_label("--name", &self.name)?;
+        if self.name.len() > MAX_NAME_LEN {
+            return Err(DeployError::Name { what: "--name (at most 40 characters)", value: self.name.clone() });
+        }
         // A plain Kubernetes quantity: digits, then an optional binary or decimal suffix.
         let digits = self.storage.trim_end_matches(|c: char| c.is_ascii_alphabetic());
         let suffix = &self.storage[digits.len()..];
@@ -236,21 +262,21 @@ pub fn write<R: rand::CryptoRng + ?Sized>(options: &DeployOptions, out: &Path, r
 /// the key files back for the Secrets.
 fn generate<R: rand::CryptoRng + ?Sized>(options: &DeployOptions, keys_dir: &Path, rng: &mut R) -> Result<Material, DeployError> {
     let spec = TestnetSpec { nodes: options.nodes, f: None, name: options.network.clone(), policy: GossipPolicy::Committee, base_port: None };
-    let namespace = options.namespace.clone();
-    let files = write_testnet_with_addresses(keys_dir, &spec, rng, |i| Ok(Some(format!("/dns4/{}/tcp/{P2P_PORT}", member_dns_name(i, &namespace)))))
+    let files = write_testnet_with_addresses(keys_dir, &spec, rng, |i| Ok(Some(format!("/dns4/{}/tcp/{P2P_PORT}", options.member_dns_name(i)))))
         .map_err(DeployError::Keys)?;
+    let (members_set, observers_set) = (options.members(), options.observers());
     let genesis = Genesis::load(&files.genesis).map_err(|e| DeployError::Keys(e.into()))?;
     let members = files
         .keys
         .iter()
         .enumerate()
-        .map(|(i, path)| node_key(path, format!("{MEMBERS}-{i}"), format!("{MEMBERS}-key-{i}")))
+        .map(|(i, path)| node_key(path, format!("{members_set}-{i}"), format!("{members_set}-key-{i}")))
         .collect::<Result<Vec<_>, _>>()?;
     let mut observers = Vec::new();
     for j in 0..options.observers {
         let path = keys_dir.join(format!("observer-{j}.key"));
         Keypair::generate(rng).save(&path).map_err(|e| DeployError::Keys(e.into()))?;
-        observers.push(node_key(&path, format!("{OBSERVERS}-{j}"), format!("{OBSERVERS}-key-{j}"))?);
+        observers.push(node_key(&path, format!("{observers_set}-{j}"), format!("{observers_set}-key-{j}"))?);
     }
     Ok(Material { genesis, members, observers })
 }
@@ -270,10 +296,12 @@ fn write_file(path: &Path, text: &str) -> Result<(), DeployError> {
     std::fs::write(path, text).map_err(io)
 }
 
-/// Labels of one set's pods.
-pub(crate) fn labels(component: &str) -> BTreeMap<String, String> {
+/// Labels of one deployment's objects of one component (`member`, `observer`, ...); the
+/// instance label keeps two deployments' selectors apart.
+pub(crate) fn labels(options: &DeployOptions, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), "byzgossip".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), options.name.clone()),
         ("app.kubernetes.io/component".to_owned(), component.to_owned()),
     ])
 }
@@ -284,20 +312,20 @@ pub(crate) fn meta(name: &str, namespace: Option<&str>, labels: BTreeMap<String,
 }
 
 /// The genesis ConfigMap.
-pub(crate) fn genesis_configmap(genesis: &Genesis, namespace: Option<&str>) -> Object {
+pub(crate) fn genesis_configmap(options: &DeployOptions, genesis: &Genesis, namespace: Option<&str>) -> Object {
     Object::ConfigMap {
         api_version: "v1".into(),
-        metadata: meta(GENESIS_CONFIGMAP, namespace, labels("genesis")),
+        metadata: meta(&options.genesis_configmap(), namespace, labels(options, "genesis")),
         data: BTreeMap::from([("genesis.toml".to_owned(), genesis.to_toml())]),
     }
 }
 
 /// One Secret per key.
-pub(crate) fn key_secrets(keys: &[NodeKey], component: &str, namespace: Option<&str>) -> Vec<Object> {
+pub(crate) fn key_secrets(options: &DeployOptions, keys: &[NodeKey], component: &str, namespace: Option<&str>) -> Vec<Object> {
     keys.iter()
         .map(|k| Object::Secret {
             api_version: "v1".into(),
-            metadata: meta(&k.secret, namespace, labels(component)),
+            metadata: meta(&k.secret, namespace, labels(options, component)),
             secret_type: "Opaque".into(),
             data: BTreeMap::from([(KEY_FILE.to_owned(), objects::secret_data(&k.file))]),
         })
@@ -337,7 +365,8 @@ fn readme_text(options: &DeployOptions) -> String {
         .replace("@NAMESPACE@", &options.namespace)
         .replace("@IMAGE@", &options.image)
         .replace("@STORAGE@", &options.storage)
-        .replace("@MEMBER0@", &member_dns_name(0, &options.namespace))
+        .replace("@MEMBER0@", &options.member_dns_name(0))
+        .replace("@NAME@", &options.name)
         .replace("@P2P_PORT@", &P2P_PORT.to_string())
         .replace("@API_PORT@", &API_PORT.to_string())
 }

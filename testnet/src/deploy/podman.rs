@@ -69,7 +69,7 @@ pub fn manifest(options: &DeployOptions, material: &Material) -> Result<Vec<Obje
     for (keys, component) in [(&material.members, "member"), (&material.observers, "observer")] {
         objects.extend(keys.iter().map(|k| Object::ConfigMap {
             api_version: "v1".into(),
-            metadata: meta(&files_configmap_name(&k.pod), None, labels(component)),
+            metadata: meta(&files_configmap_name(&k.pod), None, labels(options, component)),
             data: BTreeMap::from([("genesis.toml".to_owned(), genesis.clone()), (KEY_FILE.to_owned(), k.file.clone())]),
         }));
     }
@@ -97,7 +97,7 @@ fn pod(options: &DeployOptions, key: &NodeKey, component: &str, observer: bool) 
     };
     Object::Pod {
         api_version: "v1".into(),
-        metadata: meta(&key.pod, None, labels(component)),
+        metadata: meta(&key.pod, None, labels(options, component)),
         spec: PodSpec {
             host_network: false,
             hostname: Some(key.pod.clone()),
