@@ -80,6 +80,20 @@ enum Command {
         /// The message (UTF-8 text).
         message: String,
     },
+    /// Exit 0 when a running node answers `/status`, 1 otherwise: a health check for
+    /// container images without curl (the image is `FROM scratch`, see deploy/Containerfile).
+    Health {
+        /// The node's HTTP API address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: SocketAddr,
+        /// Also require `progress_possible` (2f+1 members reachable): for a readiness check.
+        /// A liveness check should not ask for it, or losing a quorum restarts every node.
+        #[arg(long)]
+        require_quorum: bool,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Print a running node's status and peers.
     Status {
         /// The node's HTTP API address.
@@ -287,6 +301,13 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => run(args)?,
         Command::Broadcast { api, auth, value } => client(api, "broadcast", Some((auth, value.into_bytes())))?,
         Command::Publish { api, auth, topic, message } => client(api, &format!("publish/{topic}"), Some((auth, message.into_bytes())))?,
+        Command::Health { api, require_quorum, timeout_ms } => {
+            if let Err(e) = health(api, require_quorum, Duration::from_millis(timeout_ms)) {
+                eprintln!("unhealthy: {e:#}");
+                std::process::exit(1);
+            }
+            println!("healthy");
+        }
         Command::Status { api } => {
             client(api, "status", None)?;
             client(api, "peers", None)?;
@@ -454,6 +475,26 @@ async fn stdin_closed() {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// `byzgossip health`: `/status` answers 200 with a JSON object within `timeout` (and, with
+/// `require_quorum`, says `progress_possible`). Any failure is an error naming what failed.
+fn health(api: SocketAddr, require_quorum: bool, timeout: Duration) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let url = format!("http://{api}/status");
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        let response = client.get(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        anyhow::ensure!(status.is_success(), "{url}: {status}");
+        let body: serde_json::Value = response.json().await.with_context(|| format!("{url}: not JSON"))?;
+        anyhow::ensure!(body.is_object(), "{url}: not a JSON object");
+        if require_quorum {
+            let progress = body.get("progress_possible").and_then(serde_json::Value::as_bool);
+            anyhow::ensure!(progress == Some(true), "{url}: progress_possible is {progress:?}");
+        }
+        Ok(())
+    })
 }
 
 /// Calls the node: a GET without a body, or a POST of the body with the API token when the

@@ -190,7 +190,8 @@ pub fn gossipsub_config(n: usize, max_message_len: usize) -> Result<gossipsub::C
         .map_err(|e| e.to_string())
 }
 
-/// Builds the swarm: TCP + Noise + Yamux and QUIC, with the composed behaviour.
+/// Builds the swarm: TCP + Noise + Yamux and QUIC, DNS names in dialled addresses, with the
+/// composed behaviour.
 pub fn build_swarm(
     key: identity::Keypair,
     n: usize,
@@ -204,6 +205,11 @@ pub fn build_swarm(
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
         .map_err(|e| e.to_string())?
         .with_quic()
+        // Bootstrap addresses may name hosts (`/dns4/byzgossip-0.byzgossip.ns.svc.cluster.local/...`):
+        // a StatefulSet's pods keep their DNS names across restarts, not their IPs. The resolver
+        // reads /etc/resolv.conf once here and is asked only when dialling a `/dns*` address.
+        .with_dns()
+        .map_err(|e| format!("cannot set up DNS resolution from the system configuration (/etc/resolv.conf): {e}"))?
         .with_behaviour(|key| {
             let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?;
             gossipsub.with_peer_score(score_params(), score_thresholds())?;

@@ -36,15 +36,32 @@ pub fn write_testnet<R: rand::CryptoRng + ?Sized>(
     spec: &TestnetSpec,
     rng: &mut R,
 ) -> anyhow::Result<TestnetFiles> {
+    let base_port = spec.base_port;
+    let loopback = |i: usize| -> anyhow::Result<Option<String>> {
+        let Some(base) = base_port else { return Ok(None) };
+        let port = base as usize + i;
+        anyhow::ensure!(port <= u16::MAX as usize, "port {port} is out of range");
+        Ok(Some(format!("/ip4/127.0.0.1/tcp/{port}")))
+    };
+    write_testnet_with_addresses(dir, spec, rng, loopback)
+}
+
+/// [`write_testnet`] with member i's bootstrap address chosen by `address(i)` (a multiaddr
+/// without the `/p2p/<peer id>` suffix, which is appended; `None`: not listed) instead of
+/// `spec.base_port`. Deployments use it for names such as `/dns4/<pod>.<service>/tcp/7000`.
+pub fn write_testnet_with_addresses<R: rand::CryptoRng + ?Sized>(
+    dir: &Path,
+    spec: &TestnetSpec,
+    rng: &mut R,
+    address: impl Fn(usize) -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<TestnetFiles> {
     std::fs::create_dir_all(dir)?;
     let keypairs: Vec<Keypair> = (0..spec.nodes).map(|_| Keypair::generate(rng)).collect();
     let mut bootstrap = Vec::new();
-    if let Some(base) = spec.base_port {
-        for (i, k) in keypairs.iter().enumerate() {
-            let port = base as usize + i;
-            anyhow::ensure!(port <= u16::MAX as usize, "port {port} is out of range");
+    for (i, k) in keypairs.iter().enumerate() {
+        if let Some(addr) = address(i)? {
             let peer = peer_id(&k.public()).ok_or_else(|| anyhow::anyhow!("key has no peer id"))?;
-            bootstrap.push(format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"));
+            bootstrap.push(format!("{addr}/p2p/{peer}"));
         }
     }
     let genesis = Genesis {

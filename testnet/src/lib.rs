@@ -33,6 +33,7 @@
 
 pub mod adversary;
 pub mod bench;
+pub mod deploy;
 pub mod harness;
 pub mod invariants;
 pub mod monitoring;

@@ -17,6 +17,8 @@
 //! - `list`: the presets.
 //! - `report DIR`: re-check a saved run (or every run under a suite directory).
 //! - `up --nodes N`: a live testnet until Ctrl-C, printing each node's addresses.
+//! - `deploy k8s --nodes N [--observers M] --out DIR`: Kubernetes manifests and a
+//!   `podman kube play` file for a committee (see `byzgossip_testnet::deploy`).
 //! - `bench [--json FILE] [--quick] [--only bracha|gossip] [--nodes 4,7,16] [--runs N]`: macro benchmarks with same-run baselines, one JSON
 //!   object per line on stdout (and in FILE); see `byzgossip_testnet::bench`.
 
@@ -154,6 +156,11 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// Write deployment files for a committee (see `byzgossip_testnet::deploy`).
+    Deploy {
+        #[command(subcommand)]
+        target: DeployTarget,
+    },
     /// Start a live all-honest testnet until Ctrl-C.
     Up {
         /// Committee size.
@@ -166,6 +173,40 @@ enum Command {
         /// file (for `deploy/grafana/byzgossip.json`).
         #[arg(long)]
         prometheus_config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeployTarget {
+    /// Kubernetes manifests (StatefulSets, headless Services, genesis ConfigMap, a Secret per
+    /// key) in DIR/k8s, the same committee for `podman kube play` in DIR/podman, the key files
+    /// in DIR/keys and a README.
+    K8s {
+        /// Committee size.
+        #[arg(long)]
+        nodes: usize,
+        /// Non-member nodes, run with `--observer`.
+        #[arg(long, default_value_t = 0)]
+        observers: usize,
+        /// Output directory (must not hold keys already).
+        #[arg(long)]
+        out: PathBuf,
+        /// Kubernetes namespace (part of the members' DNS names in the genesis).
+        #[arg(long, default_value = "byzgossip")]
+        namespace: String,
+        /// Name of this deployment: StatefulSets, Services, pods, ConfigMaps and Secrets are
+        /// named after it, so two committees can share a namespace.
+        #[arg(long, default_value = "byzgossip")]
+        name: String,
+        /// Container image (deploy/build-image.sh builds localhost/byzgossip:latest).
+        #[arg(long, default_value = "localhost/byzgossip:latest")]
+        image: String,
+        /// Network name in the genesis.
+        #[arg(long, default_value = "byzgossip")]
+        network: String,
+        /// Size of each member's data volume.
+        #[arg(long, default_value = "1Gi")]
+        storage: String,
     },
 }
 
@@ -279,6 +320,15 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             if let Some(e) = write_error {
                 anyhow::bail!("writing the JSON file: {e}");
             }
+            Ok(true)
+        }
+        Command::Deploy { target: DeployTarget::K8s { nodes, observers, out, namespace, name, image, network, storage } } => {
+            let options = byzgossip_testnet::deploy::DeployOptions { nodes, observers, namespace, name, image, network, storage };
+            let written = byzgossip_testnet::deploy::write(&options, &out, &mut rand::rng())?;
+            for file in &written.files {
+                println!("wrote {}", file.display());
+            }
+            println!("see {} for how to apply it", out.join("README.md").display());
             Ok(true)
         }
         Command::Up { nodes, seed, prometheus_config } => {
