@@ -455,6 +455,9 @@ pub struct Attack {
     flashed: bool,
     replay_at: usize,
     reoffend_at_s: f64,
+    /// When a `reformed` attacker's second offence began (attack time, s): the first step
+    /// at or after `reoffend_at_s` at which it is connected to every honest member again.
+    reoffended_at_s: Option<f64>,
     equivocate_s: f64,
 }
 
@@ -489,13 +492,32 @@ impl Attack {
             flashed: false,
             replay_at: 0,
             reoffend_at_s: knobs.reoffend_at_s,
+            reoffended_at_s: None,
             equivocate_s: knobs.equivocate_s,
         })
     }
 
+    /// Whether the next [`Attack::step`] needs to know if this node is connected to every
+    /// honest member (a `reformed` attacker waiting to offend again once readmitted: at a
+    /// fixed time, the second offence could come before its redial after the first ban, under
+    /// load, and then never reach anyone).
+    pub fn wants_readmission(&self, elapsed_s: f64) -> bool {
+        self.agent.role == Role::Reformed && self.reoffended_at_s.is_none() && elapsed_s >= self.reoffend_at_s
+    }
+
+    /// The honest members this attack targets.
+    pub fn honest(&self) -> &[PublicKey] {
+        &self.honest
+    }
+
     /// The messages due `elapsed_s` seconds after the attack started, stamped `now_ms`;
-    /// `None` when the role has no active part (the driver stops).
-    pub fn step(&mut self, elapsed_s: f64, now_ms: u64) -> Option<Vec<(RawTopic, Vec<u8>)>> {
+    /// `None` when the role has no active part (the driver stops). `readmitted`: whether
+    /// this node is connected to every honest member now (asked only when
+    /// [`Attack::wants_readmission`]).
+    pub fn step(&mut self, elapsed_s: f64, now_ms: u64, readmitted: bool) -> Option<Vec<(RawTopic, Vec<u8>)>> {
+        if self.wants_readmission(elapsed_s) && readmitted {
+            self.reoffended_at_s = Some(elapsed_s);
+        }
         let due = (elapsed_s * self.rate) as u64;
         let agent = self.agent.clone();
         let (key, net) = (&agent.keypair, agent.network);
@@ -533,10 +555,11 @@ impl Attack {
                 }
                 Role::Reformed => {
                     // The message's own time decides: offences in two windows, honest
-                    // (nothing extra sent) in between and after.
+                    // (nothing extra sent) in between and after; the second one starts once
+                    // the node is readmitted at `reoffend_at_s` or later.
                     let at = (sent as f64) / self.rate;
                     let offending = at < REFORMED_OFFENCE_S
-                        || (at >= self.reoffend_at_s && at < self.reoffend_at_s + REFORMED_OFFENCE_S);
+                        || self.reoffended_at_s.is_some_and(|t| at >= t && at < t + REFORMED_OFFENCE_S);
                     if offending {
                         // A body that no longer matches its hash: refused at decode, so each
                         // one costs the sender even once it is graylisted, and it is banned.
@@ -624,7 +647,9 @@ pub async fn drive(agent: Arc<Agent>, ctx: DriverContext) {
     loop {
         interval.tick().await;
         let Some(node) = current(&ctx.node) else { continue };
-        let Some(batch) = attack.step(started.elapsed().as_secs_f64(), now_ms()) else { return };
+        let elapsed = started.elapsed().as_secs_f64();
+        let readmitted = attack.wants_readmission(elapsed) && connected_to_all(&node, attack.honest()).await;
+        let Some(batch) = attack.step(elapsed, now_ms(), readmitted) else { return };
         if batch.is_empty() {
             continue;
         }
@@ -638,6 +663,15 @@ pub async fn drive(agent: Arc<Agent>, ctx: DriverContext) {
             }
         }
     }
+}
+
+/// Whether `node` has a connection to every key in `keys`.
+async fn connected_to_all(node: &NodeHandle, keys: &[PublicKey]) -> bool {
+    let Ok(peers) = node.peers().await else { return false };
+    keys.iter().all(|key| {
+        let id = byzgossip_node::identity::peer_id(key).map(|p| p.to_string());
+        peers.iter().any(|p| p.connected && Some(&p.peer_id) == id.as_ref())
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

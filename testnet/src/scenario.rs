@@ -58,8 +58,9 @@ pub enum Role {
     SyncFlood,
     /// Offends twice: gossip whose body no longer matches its hash, for [`REFORMED_OFFENCE_S`]
     /// at the attack start (banned),
-    /// honest after that (readmitted when the ban ends), and again at `attack.reoffend_at_s`
-    /// (banned twice as long).
+    /// honest after that (readmitted when the ban ends), and again once readmitted, at
+    /// `attack.reoffend_at_s` or later: the first moment from then on that it is connected to
+    /// every honest member (banned twice as long).
     Reformed,
     /// An honest node outside the committee (`byzgossip --observer`): it never votes and
     /// delivers Bracha values only on certificates it verified. It attaches to

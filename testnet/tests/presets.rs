@@ -19,7 +19,10 @@ async fn run_scenario(mut s: byzgossip_testnet::Scenario) -> Summary {
     let name = s.name.clone();
     let name = name.as_str();
     s.timeline.warmup_s = 1.5;
-    s.timeline.attack_s = 3.0;
+    // A `reformed` attacker offends a second time at `reoffend_at_s` after arming at the
+    // earliest (once readmitted): its window must hold that offence and the ban after it.
+    let reformed = s.groups.iter().any(|g| g.role == byzgossip_testnet::scenario::Role::Reformed && g.count > 0);
+    s.timeline.attack_s = if reformed { 3.0_f64.max(s.attack.reoffend_at_s + 1.5) } else { 3.0 };
     s.timeline.cooldown_s = 1.0;
     s.timeline.drain_s = 10.0;
     s.workload.broadcasts_per_s = 8.0;

@@ -846,7 +846,9 @@ impl World {
         let Some((mut attack, started_us)) = self.nodes[i].attack.take() else { return };
         if self.up(i) {
             let elapsed = (self.now_us - started_us) as f64 / 1e6;
-            let Some(batch) = attack.step(elapsed, self.now_ms()) else { return };
+            let readmitted = attack.wants_readmission(elapsed)
+                && attack.honest().iter().all(|key| self.by_key.get(key).is_some_and(|j| self.adjacent[i].contains(j)));
+            let Some(batch) = attack.step(elapsed, self.now_ms(), readmitted) else { return };
             for (topic, bytes) in batch {
                 let Some(engine) = self.nodes[i].engine.as_ref() else { break };
                 let wire = match topic {
