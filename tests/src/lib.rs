@@ -149,3 +149,57 @@ pub fn assert_agreement(logs: &[Vec<byzgossip_node::Delivered>], sent: &[(usize,
     expected.sort();
     assert_eq!(delivered, expected, "delivered values are not the broadcast ones");
 }
+
+/// A stock rust-libp2p gossipsub peer (no byzgossip code in its swarm), for tests of what a
+/// foreign peer can do (README, "A foreign libp2p peer").
+pub mod foreign {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{Swarm, SwarmBuilder, gossipsub, identity, noise, tcp, yamux};
+    use std::time::Duration;
+
+    /// The foreign peer: TCP, Noise, Yamux and a default gossipsub apart from anonymity.
+    pub fn foreign_swarm() -> Swarm<gossipsub::Behaviour> {
+        let config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
+            // Anonymous messages carry no source and no sequence number, so gossipsub's default
+            // id (source + seqno) is the same for all of them: every message after the first
+            // would be dropped as a duplicate (measured: 1 of 20 received). Any content hash works.
+            .message_id_fn(|message: &gossipsub::Message| {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                message.data.hash(&mut hasher);
+                message.topic.hash(&mut hasher);
+                gossipsub::MessageId::from(hasher.finish().to_be_bytes().to_vec())
+            })
+            .max_transmit_size(1 << 20)
+            .build()
+            .expect("gossipsub config");
+        SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .expect("tcp")
+            .with_behaviour(|_| gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).expect("gossipsub"))
+            .expect("behaviour")
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build()
+    }
+
+    /// Drives `swarm` until `done` says so or `deadline` passes; returns whether `done` held.
+    pub async fn drive_until(
+        swarm: &mut Swarm<gossipsub::Behaviour>,
+        deadline: Duration,
+        mut done: impl FnMut(&SwarmEvent<gossipsub::Event>) -> bool,
+    ) -> bool {
+        tokio::time::timeout(deadline, async {
+            loop {
+                let event = swarm.select_next_some().await;
+                if done(&event) {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+}

@@ -11,57 +11,12 @@
 //! disconnects it, while the committee goes on delivering.
 
 use byzgossip_crypto::codec;
+use byzgossip_e2e::foreign::{drive_until, foreign_swarm};
 use byzgossip_e2e::{Committee, bracha_deliveries, eventually, init_logs, start_all};
 use byzgossip_reputation::PeerStatus;
-use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, gossipsub, identity, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, gossipsub};
 use std::time::Duration;
-
-/// The foreign peer: TCP, Noise, Yamux and a default gossipsub apart from anonymity.
-fn foreign_swarm() -> Swarm<gossipsub::Behaviour> {
-    let config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Anonymous)
-        // Anonymous messages carry no source and no sequence number, so gossipsub's default
-        // id (source + seqno) is the same for all of them: every message after the first
-        // would be dropped as a duplicate (measured: 1 of 20 received). Any content hash works.
-        .message_id_fn(|message: &gossipsub::Message| {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            message.data.hash(&mut hasher);
-            message.topic.hash(&mut hasher);
-            gossipsub::MessageId::from(hasher.finish().to_be_bytes().to_vec())
-        })
-        .max_transmit_size(1 << 20)
-        .build()
-        .expect("gossipsub config");
-    SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .expect("tcp")
-        .with_behaviour(|_| gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).expect("gossipsub"))
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
-}
-
-/// Drives `swarm` until `done` says so or `deadline` passes; returns whether `done` held.
-async fn drive_until(
-    swarm: &mut Swarm<gossipsub::Behaviour>,
-    deadline: Duration,
-    mut done: impl FnMut(&SwarmEvent<gossipsub::Event>) -> bool,
-) -> bool {
-    tokio::time::timeout(deadline, async {
-        loop {
-            let event = swarm.select_next_some().await;
-            if done(&event) {
-                return;
-            }
-        }
-    })
-    .await
-    .is_ok()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stock_gossipsub_peer_receives_our_envelopes_and_is_banned_for_junk() {

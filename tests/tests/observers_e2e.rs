@@ -7,11 +7,11 @@
 
 use byzgossip_bracha::{Certificate, InstanceId, Message};
 use byzgossip_crypto::{Digest, Envelope, Keypair, Kind, NetworkId, codec};
+use byzgossip_e2e::foreign::{drive_until, foreign_swarm};
 use byzgossip_e2e::{Committee, bracha_deliveries, broadcast_many, eventually, init_logs, start, start_all};
 use byzgossip_node::{NodeConfig, NodeHandle};
-use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, gossipsub, identity, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, gossipsub};
 use rand::SeedableRng;
 use std::time::Duration;
 
@@ -25,37 +25,6 @@ fn observer_config(committee: &Committee, key: Keypair) -> NodeConfig {
 
 fn addrs(nodes: &[&NodeHandle]) -> Vec<Multiaddr> {
     nodes.iter().flat_map(|n| n.listen_addrs()).collect()
-}
-
-/// A stock gossipsub peer (the settings a foreign peer needs, see `interop_e2e.rs`).
-fn foreign_swarm() -> Swarm<gossipsub::Behaviour> {
-    let config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Anonymous)
-        .message_id_fn(|message: &gossipsub::Message| gossipsub::MessageId::from(Digest::of(&message.data).0.to_vec()))
-        .max_transmit_size(1 << 20)
-        .build()
-        .expect("gossipsub config");
-    SwarmBuilder::with_existing_identity(identity::Keypair::generate_ed25519())
-        .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-        .expect("tcp")
-        .with_behaviour(|_| gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).expect("gossipsub"))
-        .expect("behaviour")
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
-}
-
-/// Drives `swarm` for `duration`, or until `done`; returns whether `done` held.
-async fn drive(swarm: &mut Swarm<gossipsub::Behaviour>, duration: Duration, mut done: impl FnMut(&SwarmEvent<gossipsub::Event>) -> bool) -> bool {
-    tokio::time::timeout(duration, async {
-        loop {
-            if done(&swarm.select_next_some().await) {
-                return;
-            }
-        }
-    })
-    .await
-    .is_ok()
 }
 
 /// A Certified envelope signed by member 0 whose certificate proves nothing: `readys` READYs
@@ -119,7 +88,7 @@ async fn observers_deliver_every_broadcast_on_verified_certificates_and_reject_f
     foreign.behaviour_mut().subscribe(&topic).expect("subscribe");
     foreign.dial(a.listen_addrs()[0].clone()).expect("dial");
     let a_peer: PeerId = a.peer_id();
-    let joined = drive(&mut foreign, Duration::from_secs(20), |e| {
+    let joined = drive_until(&mut foreign, Duration::from_secs(20), |e| {
         matches!(e, SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, topic: t }) if *peer_id == a_peer && *t == topic.hash())
     })
     .await;
@@ -134,7 +103,7 @@ async fn observers_deliver_every_broadcast_on_verified_certificates_and_reject_f
     ];
     for bytes in forgeries {
         foreign.behaviour_mut().publish(topic.clone(), bytes).expect("publish");
-        let _ = drive(&mut foreign, Duration::from_millis(300), |_| false).await;
+        let _ = drive_until(&mut foreign, Duration::from_millis(300), |_| false).await;
     }
     let penalised = eventually(Duration::from_secs(10), || async {
         score(&a.peers().await.expect("peers")).is_some_and(|s| s < before)
