@@ -144,8 +144,9 @@ struct Node {
     /// Wire topics subscribed (gossipsub's subscription exchange): the certified topic is
     /// carried only to its subscribers.
     subscribed: std::collections::BTreeSet<String>,
-    /// Received certified messages by token, relayed on `Accept` (gossipsub forwarding),
-    /// and the digests of every certified message seen (gossipsub's duplicate cache).
+    /// Received certified (and, with observers, gossip) messages by token, relayed on
+    /// `Accept` (gossipsub forwarding), and the digests of every such message seen
+    /// (gossipsub's duplicate cache).
     relay: BTreeMap<u64, (String, Vec<u8>, usize)>,
     seen_certified: std::collections::BTreeSet<byzgossip_crypto::Digest>,
 }
@@ -161,6 +162,9 @@ struct Net {
     now: u64,
     /// Nodes `0..members` are the committee; the rest are observers.
     members: usize,
+    /// Whether gossip is relayed on `Accept` like certified messages (nets with observers,
+    /// which are not linked to every node; the full-mesh tests count verdicts without it).
+    relay_gossip: bool,
     nodes: Vec<Node>,
     /// Events by (due time, arrival order).
     queue: BTreeMap<(u64, u64), Event>,
@@ -196,7 +200,7 @@ impl Net {
                 seen_certified: Default::default(),
             })
             .collect();
-        let mut net = Net { now: T0, members: n, nodes, queue: BTreeMap::new(), arrivals: 0, next_token: 0, cut: Vec::new(), rng: None };
+        let mut net = Net { now: T0, members: n, relay_gossip: m > 0, nodes, queue: BTreeMap::new(), arrivals: 0, next_token: 0, cut: Vec::new(), rng: None };
         for i in 0..n + m {
             for j in 0..n + m {
                 if i != j && linked(i.min(j), i.max(j)) {
@@ -343,7 +347,7 @@ impl Net {
                 self.next_token += 1;
                 let token = self.next_token;
                 let peer = Peer::Key(key(from).public());
-                if topic.ends_with("/certified") {
+                if topic.ends_with("/certified") || (self.relay_gossip && topic.contains("/gossip/")) {
                     if !self.nodes[to].seen_certified.insert(byzgossip_crypto::Digest::of(&bytes)) {
                         return;
                     }
@@ -1742,5 +1746,39 @@ fn a_forged_certificate_is_rejected_never_delivered_and_costs_its_forwarder() {
         assert_eq!(verdict, Some(Acceptance::Reject), "{what}: rejected, never forwarded");
         assert!(!delivered, "{what}: never delivered");
         assert!(observer.admission().reputation().score(&forwarder, T0) < score_before, "{what}: the forwarder pays");
+    }
+}
+
+/// Issue #12 point 2: under the `open` policy an observer publishes under its own budget, and
+/// gossip reaches every subscriber whatever it is attached to: observer 6's message (attached
+/// only to observer 4) reaches every member and observer, and a member's reaches observer 6.
+#[test]
+fn open_gossip_from_an_observer_two_hops_out_reaches_everyone_and_back() {
+    let mut net = observer_net();
+    let open = Genesis { policy: GossipPolicy::Open, ..genesis(4) };
+    for i in 0..7 {
+        let config = EngineConfig { genesis: open.clone(), ..config(4, i) };
+        net.nodes[i].engine = Engine::new(config, Recovered::default(), net.now).expect("engine");
+    }
+    for i in 0..7 {
+        for j in 0..7 {
+            if i != j && net.linked(i, j) {
+                net.nodes[i].engine.handle_connected(net.now, Peer::Key(key(j).public()));
+            }
+        }
+    }
+    net.drain_all();
+    let from_observer = net.nodes[6].engine.publish(net.now, "load", b"from the edge".to_vec()).expect("an observer publishes");
+    net.drain(6);
+    let from_member = net.nodes[2].engine.publish(net.now, "load", b"from the committee".to_vec()).expect("publish");
+    net.drain(2);
+    net.run_until(T0 + 200);
+    for i in 0..7 {
+        if i != 6 {
+            assert!(net.nodes[i].gossip.contains(&from_observer), "node {i} missed observer 6's gossip");
+        }
+        if i != 2 {
+            assert!(net.nodes[i].gossip.contains(&from_member), "node {i} missed member 2's gossip");
+        }
     }
 }
