@@ -1101,10 +1101,10 @@ impl Engine {
                     }
                     self.penalise(offender, Event::Equivocation { evidence: evidence.digest() }, now_ms);
                     self.keep_evidence(offender, &evidence);
-                    if gossip {
-                        if let Ok(envelope) = Envelope::seal(&self.keypair, self.network, Kind::Evidence, 0, now_ms, evidence.encode()) {
-                            self.publish_envelope(self.topics.bracha(), envelope);
-                        }
+                    if gossip
+                        && let Ok(envelope) = Envelope::seal(&self.keypair, self.network, Kind::Evidence, 0, now_ms, evidence.encode())
+                    {
+                        self.publish_envelope(self.topics.bracha(), envelope);
                     }
                 }
                 Err(error) => {
