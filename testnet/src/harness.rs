@@ -214,12 +214,13 @@ impl Testnet {
 
     async fn wait_connected(&self) {
         let roles: Vec<Role> = self.slots.iter().map(|s| s.role).collect();
+        let start_peers = self.scenario.start_peers(&roles);
         let end = Instant::now() + CONNECT_DEADLINE;
         loop {
             let mut ok = true;
             for slot in &self.slots {
                 let Some(h) = slot.handle() else { continue };
-                let want = self.scenario.start_peers(&roles, slot.index).len();
+                let want = start_peers[slot.index].len();
                 let connected = timed(h.status()).await.and_then(Result::ok).map_or(0, |s| s.connected_peers);
                 if connected < want {
                     ok = false;

@@ -216,6 +216,9 @@ struct World {
     /// Each node's connected peers (the index of `connected`, so finding a node's peers costs
     /// its degree, not the number of connections: 1,000-node runs have tens of thousands).
     adjacent: Vec<BTreeSet<usize>>,
+    /// Each node's neighbours after the start dials ([`Scenario::start_peers`]): its
+    /// bootstrap peers, and whom it dials again after a restart.
+    start_peers: Vec<Vec<usize>>,
     next_epoch: u64,
     queue: BinaryHeap<Reverse<Queued>>,
     seq: u64,
@@ -268,9 +271,7 @@ impl World {
         let seed = self.scenario.seed ^ ((i as u64) << 20) ^ ((node.incarnation as u64) << 40);
         config.admission.replay.hash_seed = seed ^ 0x5eed_0000_0000_0000;
         self.scenario.apply_node_settings(&mut config);
-        let roles: Vec<Role> = self.nodes.iter().map(|n| n.role).collect();
-        let bootstrap =
-            self.scenario.start_peers(&roles, i).into_iter().map(|j| Peer::Key(self.nodes[j].keypair.public())).collect();
+        let bootstrap = self.start_peers[i].iter().map(|&j| Peer::Key(self.nodes[j].keypair.public())).collect();
         EngineConfig {
             genesis: self.genesis.clone(),
             keypair: node.keypair.clone(),
@@ -310,8 +311,7 @@ impl World {
     /// Whom node `i` dials when it starts again: its start peers that are up and not cut
     /// from it.
     fn restart_dials(&self, i: usize, cut: &[usize]) -> Vec<usize> {
-        let roles: Vec<Role> = self.nodes.iter().map(|n| n.role).collect();
-        self.scenario.start_peers(&roles, i).into_iter().filter(|j| !cut.contains(j) && self.up(*j)).collect()
+        self.start_peers[i].iter().copied().filter(|j| !cut.contains(j) && self.up(*j)).collect()
     }
 
     /// A crash: the engine and everything in flight in it is gone; the store stays.
@@ -1087,6 +1087,7 @@ pub fn run(scenario: &Scenario, options: &SimOptions) -> anyhow::Result<SimRun> 
         meshes: BTreeMap::new(),
         connected: BTreeMap::new(),
         adjacent: vec![BTreeSet::new(); roles.len()],
+        start_peers: scenario.start_peers(&roles),
         attack_request_id: 0,
         next_epoch: 0,
         queue: BinaryHeap::new(),
