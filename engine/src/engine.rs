@@ -22,7 +22,7 @@
 
 use crate::blocks::Blocks;
 use crate::budget::PublishBudget;
-use crate::gossip::{GossipBody, RecentGossip};
+use crate::gossip::{GossipBody, HeldSeqs, RecentGossip, Wants};
 use crate::output::{Delivered, GossipMessage, Metric, Output, PeerAction};
 use crate::peer::Peer;
 use crate::recovery::SeqRecovery;
@@ -36,7 +36,7 @@ use crate::store::{
     StoredDelivery, StoredExclusion, StoredGossipId,
 };
 use crate::sync::{
-    MAX_DIGEST_ORIGINS, MAX_SYNC_EVIDENCE, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse, SyncedDelivery,
+    GossipMark, MAX_DIGEST_GAPS, MAX_DIGEST_ORIGINS, MAX_SYNC_EVIDENCE, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse, SyncedDelivery,
 };
 use crate::observer::{CertifiedBody, CertifiedLog, OBSERVER_WINDOW_FACTOR, Position};
 use crate::topics::{Topics, check_topic_name};
@@ -47,7 +47,7 @@ use byzgossip_crypto::{
     Committee, Digest, Envelope, Genesis, GossipPolicy, Keypair, Kind, MessageId, NetworkId, PublicKey, VerifiedEnvelope,
 };
 use byzgossip_reputation::{
-    Acceptance, Admission, AdmissionConfig, Event, PeerSnapshot, PeerStatus, StatusChange, Verdict, WindowMode,
+    Acceptance, Admission, AdmissionConfig, Event, IgnoreReason, PeerSnapshot, PeerStatus, StatusChange, Verdict, WindowMode,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
@@ -251,6 +251,8 @@ pub struct Engine {
     max_value_len: usize,
     subscribed: BTreeSet<String>,
     recent_gossip: RecentGossip,
+    /// Which gossip seqs of each origin this node holds: the gaps its digests ask for.
+    held_gossip: HeldSeqs,
     connected: BTreeSet<Peer>,
     /// Connected peers with an ed25519 key outside the committee (observers, foreign
     /// subscribers): while there is one, this node forwards every accepted message.
@@ -367,6 +369,7 @@ impl Engine {
             max_value_len: config.bracha.max_value_len,
             subscribed: BTreeSet::new(),
             recent_gossip: RecentGossip::default(),
+            held_gossip: HeldSeqs::default(),
             connected: BTreeSet::new(),
             outsiders: 0,
             pings: Pings::default(),
@@ -632,7 +635,7 @@ impl Engine {
         }
         if now_ms >= self.next_sync_ms {
             self.next_sync_ms = now_ms + self.sync_ms;
-            self.start_sync();
+            self.start_sync(now_ms);
         }
         if self.retention_ms > 0 && now_ms >= self.next_prune_ms {
             self.next_prune_ms = now_ms + PRUNE_INTERVAL_MS;
@@ -799,7 +802,8 @@ impl Engine {
         self.next_gossip_seq = seq + 1;
         self.batch.next_seq.push((SeqStream::Gossip, seq + 1));
         let id = envelope.id();
-        self.recent_gossip.push(self.me, seq, codec::encode_envelope(&envelope));
+        self.recent_gossip.push(self.me, seq, now_ms, codec::encode_envelope(&envelope));
+        self.held_gossip.insert(self.me, seq, now_ms);
         self.gated.push(Gated::Gossip { topic: self.topics.gossip(topic), envelope });
         Ok(id)
     }
@@ -1312,7 +1316,8 @@ impl Engine {
     fn on_gossip_admitted(&mut self, envelope: &VerifiedEnvelope, mode: WindowMode, now_ms: u64) {
         let Some(body) = GossipBody::decode(envelope.body(), self.max_message_len) else { return };
         let header = envelope.header();
-        self.recent_gossip.push(header.origin, header.seq, codec::encode_envelope(envelope.envelope()));
+        self.recent_gossip.push(header.origin, header.seq, header.timestamp_ms, codec::encode_envelope(envelope.envelope()));
+        self.held_gossip.insert(header.origin, header.seq, now_ms);
         if self.subscribed.contains(&body.topic) {
             let expires_at_ms = self.admission.seen_expiry(header.timestamp_ms, now_ms, mode);
             self.batch.gossip.push(StoredGossipId { id: *envelope.id().as_bytes(), origin: header.origin, expires_at_ms });
@@ -1589,7 +1594,7 @@ impl Engine {
     }
 
     /// Sends a digest of what this node has to a random connected peer.
-    fn start_sync(&mut self) {
+    fn start_sync(&mut self, now_ms: u64) {
         let candidates: Vec<Peer> = self.connected.iter().filter(|p| p.key().is_some()).cloned().collect();
         if candidates.is_empty() {
             return;
@@ -1606,10 +1611,28 @@ impl Engine {
             (None, None) => Vec::new(),
         };
         bracha.truncate(MAX_DIGEST_ORIGINS / 2);
-        let mut gossip: Vec<OriginMark> = self.recent_gossip.marks().map(|(origin, next)| OriginMark { origin, next }).collect();
+        // Gossip: the marks and gaps of every tracked origin, newest gaps first, at most
+        // MAX_DIGEST_GAPS in all (the rest are asked for in later rounds).
+        let mut gossip: Vec<GossipMark> = self
+            .held_gossip
+            .wants(self.oldest_served_gossip_ms(now_ms))
+            .map(|(origin, Wants { next, gaps })| GossipMark { origin, next, gaps })
+            .collect();
         gossip.sort_by_key(|m| m.origin);
         gossip.truncate(MAX_DIGEST_ORIGINS / 2);
+        let mut room = MAX_DIGEST_GAPS;
+        for mark in &mut gossip {
+            mark.gaps.truncate(room);
+            room -= mark.gaps.len();
+        }
         self.send_sync(peer, SyncRequest::Digest { bracha, gossip }, SyncPurpose::Digest);
+    }
+
+    /// The oldest signing time of gossip this node serves to sync or asks for: the live
+    /// gossip window. A requester remembers the id of what it admitted for that long (and a
+    /// restarted one, as long, from its store), so an older envelope could be delivered twice.
+    fn oldest_served_gossip_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.admission.config().replay.max_age_ms)
     }
 
     /// A sync request from `from`; the engine answers [`Output::SyncServe`] or
@@ -1658,10 +1681,11 @@ impl Engine {
             SyncRequest::Digest { bracha, gossip } => {
                 self.metric(Metric::Sync { kind: "digest_served" });
                 let theirs: HashMap<PublicKey, u64> = bracha.iter().map(|m| (m.origin, m.next)).collect();
-                let marks: HashMap<PublicKey, u64> = gossip.iter().map(|m| (m.origin, m.next)).collect();
+                let wants: HashMap<PublicKey, Wants> =
+                    gossip.into_iter().map(|m| (m.origin, Wants { next: m.next, gaps: m.gaps })).collect();
                 let (mut items, mut bytes) = (0usize, 0usize);
                 let mut envelopes = Vec::new();
-                for envelope in self.recent_gossip.missing(&marks) {
+                for envelope in self.recent_gossip.missing(&wants, self.oldest_served_gossip_ms(now_ms)) {
                     if items >= MAX_SYNC_ITEMS || bytes + envelope.len() > SYNC_RESPONSE_BUDGET {
                         break;
                     }
@@ -1738,7 +1762,17 @@ impl Engine {
                             }
                             self.submit(Job { line, origin: Origin::Sync, from: Some(from), work: Work::Envelope(Box::new(pending)) });
                         }
-                        Err(verdict) => self.metric(Metric::Message { kind: "sync", outcome: verdict.label() }),
+                        Err(verdict) => {
+                            // A copy of gossip admitted before (its id, a hash over the
+                            // header, is remembered): held, so its gap is not asked again.
+                            if matches!(verdict, Verdict::Ignore(IgnoreReason::Duplicate))
+                                && let Ok(envelope) = codec::decode_envelope(&bytes, self.max_message_len)
+                                && envelope.header().kind == Kind::Gossip
+                            {
+                                self.held_gossip.insert(envelope.header().origin, envelope.header().seq, now_ms);
+                            }
+                            self.metric(Metric::Message { kind: "sync", outcome: verdict.label() });
+                        }
                     }
                 }
                 self.drain_status_changes(now_ms);

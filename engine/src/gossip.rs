@@ -3,7 +3,7 @@
 use byzgossip_crypto::codec;
 use byzgossip_crypto::PublicKey;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 /// The body of a [`byzgossip_crypto::Kind::Gossip`] envelope. The topic is inside the signed
 /// body, so a forwarder cannot move a message to another topic.
@@ -32,51 +32,77 @@ impl GossipBody {
 pub const RECENT_GOSSIP_ENTRIES: usize = 4096;
 /// Most bytes of gossip envelopes kept for sync.
 pub const RECENT_GOSSIP_BYTES: usize = 32 << 20;
+/// How far below an origin's highest gossip seq a gap is still repaired, and how many of one
+/// origin's envelopes are kept for sync: a flooding origin keeps its own newest
+/// `GOSSIP_REPAIR_WINDOW`, never the other origins' (with one global FIFO, a flood within
+/// budget pushed every honest message out of the buffer in seconds).
+pub const GOSSIP_REPAIR_WINDOW: u64 = 128;
+/// Most gaps a digest names per origin (the newest first).
+pub const MAX_GAPS_PER_ORIGIN: usize = 32;
+/// Most origins whose held seqs are tracked ([`HeldSeqs`]); beyond, the origin heard from
+/// least recently is forgotten (its gaps are no longer asked for).
+pub const MAX_TRACKED_ORIGINS: usize = 4096;
 
-/// Recently admitted gossip envelopes, oldest evicted first, bounded in entries and bytes.
+/// One kept envelope.
+struct Kept {
+    origin: PublicKey,
+    seq: u64,
+    timestamp_ms: u64,
+    bytes: Vec<u8>,
+}
+
+/// Recently admitted gossip envelopes, served to sync: bounded in entries and bytes (oldest
+/// evicted first) and per origin ([`GOSSIP_REPAIR_WINDOW`], its lowest seq evicted first).
 #[derive(Default)]
 pub struct RecentGossip {
-    entries: VecDeque<(PublicKey, u64, Vec<u8>)>,
+    /// Arrival order -> envelope.
+    entries: BTreeMap<u64, Kept>,
+    /// Per origin: seq -> arrival order.
+    by_origin: HashMap<PublicKey, BTreeMap<u64, u64>>,
     bytes: usize,
-    /// Per origin: entries held and the highest seq held.
-    origins: HashMap<PublicKey, (usize, u64)>,
+    arrivals: u64,
 }
 
 impl RecentGossip {
-    /// Keeps an admitted envelope.
-    pub fn push(&mut self, origin: PublicKey, seq: u64, bytes: Vec<u8>) {
-        while !self.entries.is_empty()
-            && (self.entries.len() >= RECENT_GOSSIP_ENTRIES || self.bytes + bytes.len() > RECENT_GOSSIP_BYTES)
-        {
-            if let Some((old, _, b)) = self.entries.pop_front() {
-                self.bytes -= b.len();
-                if let Some(entry) = self.origins.get_mut(&old) {
-                    entry.0 -= 1;
-                    if entry.0 == 0 {
-                        self.origins.remove(&old);
-                    }
-                }
+    /// Keeps an admitted envelope (signed at `timestamp_ms`).
+    pub fn push(&mut self, origin: PublicKey, seq: u64, timestamp_ms: u64, bytes: Vec<u8>) {
+        if self.by_origin.get(&origin).is_some_and(|seqs| seqs.contains_key(&seq)) {
+            return;
+        }
+        // The origin's own share first, then the global bounds.
+        if let Some(lowest) = self.by_origin.get(&origin).filter(|s| s.len() as u64 >= GOSSIP_REPAIR_WINDOW).and_then(|s| s.values().next().copied()) {
+            self.remove(lowest);
+        }
+        while !self.entries.is_empty() && (self.entries.len() >= RECENT_GOSSIP_ENTRIES || self.bytes + bytes.len() > RECENT_GOSSIP_BYTES) {
+            let Some(&oldest) = self.entries.keys().next() else { break };
+            self.remove(oldest);
+        }
+        let arrival = self.arrivals;
+        self.arrivals += 1;
+        self.bytes += bytes.len();
+        self.by_origin.entry(origin).or_default().insert(seq, arrival);
+        self.entries.insert(arrival, Kept { origin, seq, timestamp_ms, bytes });
+    }
+
+    fn remove(&mut self, arrival: u64) {
+        let Some(kept) = self.entries.remove(&arrival) else { return };
+        self.bytes -= kept.bytes.len();
+        if let Some(seqs) = self.by_origin.get_mut(&kept.origin) {
+            seqs.remove(&kept.seq);
+            if seqs.is_empty() {
+                self.by_origin.remove(&kept.origin);
             }
         }
-        self.bytes += bytes.len();
-        let entry = self.origins.entry(origin).or_insert((0, seq));
-        entry.0 += 1;
-        entry.1 = entry.1.max(seq);
-        self.entries.push_back((origin, seq, bytes));
     }
 
-    /// Per origin, one past the highest seq held.
-    pub fn marks(&self) -> impl Iterator<Item = (PublicKey, u64)> + '_ {
-        self.origins.iter().map(|(origin, (_, high))| (*origin, high + 1))
-    }
-
-    /// Envelopes a peer with `marks` (origin -> next seq it lacks) does not have, newest
-    /// last. Origins it did not name are sent in full.
-    pub fn missing<'a>(&'a self, marks: &'a HashMap<PublicKey, u64>) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+    /// Envelopes a peer whose digest says `wants` lacks, signed at `oldest_ms` or later (an
+    /// older one could outlive the requester's memory of its id and be delivered twice), in
+    /// arrival order. Origins the peer did not name are sent in full.
+    pub fn missing<'a>(&'a self, wants: &'a HashMap<PublicKey, Wants>, oldest_ms: u64) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
         self.entries
-            .iter()
-            .filter(move |(origin, seq, _)| marks.get(origin).is_none_or(|next| seq >= next))
-            .map(|(_, _, bytes)| bytes)
+            .values()
+            .filter(move |k| k.timestamp_ms >= oldest_ms && wants.get(&k.origin).is_none_or(|w| w.wants(k.seq)))
+            .map(|k| &k.bytes)
     }
 
     /// Entries held.
@@ -90,28 +116,187 @@ impl RecentGossip {
     }
 }
 
+/// What a requester lacks of one origin: everything from `next` on, and the listed gaps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// One past the highest seq held.
+    pub next: u64,
+    /// Seqs below `next` not held.
+    pub gaps: Vec<u64>,
+}
+
+impl Wants {
+    /// Whether `seq` is wanted.
+    pub fn wants(&self, seq: u64) -> bool {
+        seq >= self.next || self.gaps.contains(&seq)
+    }
+}
+
+/// Per origin, which gossip seqs this node holds: the highest, and a bit per seq of the
+/// [`GOSSIP_REPAIR_WINDOW`] below it. Gaps in that window are named in sync digests until a
+/// peer fills them or they fall out of the window. An origin's seqs are consecutive (a node
+/// numbers its gossip from its stored counter), so a hole is a message this node missed.
+#[derive(Default)]
+pub struct HeldSeqs {
+    origins: HashMap<PublicKey, Held>,
+    /// Last update -> origin, to forget the origin heard from least recently.
+    order: BTreeMap<u64, PublicKey>,
+    updates: u64,
+}
+
+struct Held {
+    high: u64,
+    /// Bit `i`: seq `high - i` is held.
+    mask: u128,
+    /// When `high` last rose (ms): gaps older than the gossip window are not asked for.
+    high_at_ms: u64,
+    /// Key in `order`.
+    update: u64,
+}
+
+impl HeldSeqs {
+    /// Records that `origin`'s gossip `seq` is held (admitted, published, or a duplicate).
+    pub fn insert(&mut self, origin: PublicKey, seq: u64, now_ms: u64) {
+        let update = self.updates;
+        self.updates += 1;
+        match self.origins.get_mut(&origin) {
+            Some(held) => {
+                self.order.remove(&held.update);
+                held.update = update;
+                if seq > held.high {
+                    let shift = seq - held.high;
+                    held.mask = if shift >= 128 { 0 } else { held.mask << shift };
+                    held.mask |= 1;
+                    held.high = seq;
+                    held.high_at_ms = now_ms;
+                } else if held.high - seq < GOSSIP_REPAIR_WINDOW {
+                    held.mask |= 1 << (held.high - seq);
+                }
+            }
+            None => {
+                if self.origins.len() >= MAX_TRACKED_ORIGINS
+                    && let Some((_, stale)) = self.order.pop_first()
+                {
+                    self.origins.remove(&stale);
+                }
+                self.origins.insert(origin, Held { high: seq, mask: 1, high_at_ms: now_ms, update });
+            }
+        }
+        self.order.insert(update, origin);
+    }
+
+    /// Per origin, what this node lacks: gaps only for origins whose highest seq arrived at
+    /// `oldest_ms` or later (older gaps are older than any peer serves), newest first and at
+    /// most [`MAX_GAPS_PER_ORIGIN`] each.
+    pub fn wants(&self, oldest_ms: u64) -> impl Iterator<Item = (PublicKey, Wants)> + '_ {
+        self.origins.iter().map(move |(origin, held)| {
+            let gaps = if held.high_at_ms >= oldest_ms {
+                (1..GOSSIP_REPAIR_WINDOW.min(held.high + 1))
+                    .filter(|i| held.mask & (1 << i) == 0)
+                    .map(|i| held.high - i)
+                    .take(MAX_GAPS_PER_ORIGIN)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (*origin, Wants { next: held.high + 1, gaps })
+        })
+    }
+
+    /// Origins tracked.
+    pub fn len(&self) -> usize {
+        self.origins.len()
+    }
+
+    /// True when no origin is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.origins.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn wants(next: u64, gaps: Vec<u64>) -> Wants {
+        Wants { next, gaps }
+    }
+
     #[test]
     fn recent_gossip_is_bounded_and_answers_what_is_missing() {
         let mut recent = RecentGossip::default();
-        let a = PublicKey([1; 32]);
-        let b = PublicKey([2; 32]);
-        for seq in 0..(RECENT_GOSSIP_ENTRIES as u64 + 10) {
-            recent.push(if seq % 2 == 0 { a } else { b }, seq, vec![0; 8]);
+        let origins: Vec<PublicKey> = (0..64u8).map(|i| PublicKey([i; 32])).collect();
+        for seq in 0..100u64 {
+            for o in &origins {
+                recent.push(*o, seq, 1_000 + seq, vec![0; 8]);
+            }
         }
-        assert_eq!(recent.len(), RECENT_GOSSIP_ENTRIES);
-        let marks: HashMap<_, _> = [(a, RECENT_GOSSIP_ENTRIES as u64)].into();
-        // All of b's entries, and a's from the mark on.
-        let missing = recent.missing(&marks).count();
-        assert_eq!(missing, RECENT_GOSSIP_ENTRIES / 2 + 5);
+        assert_eq!(recent.len(), RECENT_GOSSIP_ENTRIES, "the global bound holds");
+        let a = origins[63];
+        // a is known up to 90 with a gap at 80: 80 and 90..100 are sent; of the others,
+        // everything they still hold.
+        let marks: HashMap<_, _> = [(a, wants(90, vec![80, 10]))].into();
+        let of_a = recent.missing(&marks, 0).count() - (RECENT_GOSSIP_ENTRIES - recent.by_origin[&a].len());
+        assert_eq!(of_a, 11, "the gap and the tail of a (seq 10 was evicted)");
+        // Nothing older than the window is served.
+        assert_eq!(recent.missing(&HashMap::new(), 1_099).count(), 64);
         let mut big = RecentGossip::default();
         for seq in 0..10 {
-            big.push(a, seq, vec![0; RECENT_GOSSIP_BYTES / 4]);
+            big.push(a, seq, 0, vec![0; RECENT_GOSSIP_BYTES / 4]);
         }
         assert!(big.len() <= 4);
+    }
+
+    /// A flooding origin keeps its own newest window and never evicts another origin's.
+    #[test]
+    fn one_origin_cannot_push_the_others_out() {
+        let mut recent = RecentGossip::default();
+        let (honest, flooder) = (PublicKey([1; 32]), PublicKey([2; 32]));
+        recent.push(honest, 0, 0, vec![1; 8]);
+        for seq in 0..10 * RECENT_GOSSIP_ENTRIES as u64 {
+            recent.push(flooder, seq, 0, vec![2; 8]);
+        }
+        assert_eq!(recent.len(), GOSSIP_REPAIR_WINDOW as usize + 1);
+        let only_honest: HashMap<_, _> = [(flooder, wants(u64::MAX, vec![]))].into();
+        assert_eq!(recent.missing(&only_honest, 0).count(), 1);
+        let kept: Vec<u64> = recent.by_origin[&flooder].keys().copied().collect();
+        assert_eq!(kept.first(), Some(&(10 * RECENT_GOSSIP_ENTRIES as u64 - GOSSIP_REPAIR_WINDOW)), "the newest are kept");
+    }
+
+    #[test]
+    fn held_seqs_name_the_gaps_below_the_highest_seq_within_the_window() {
+        let mut held = HeldSeqs::default();
+        let a = PublicKey([1; 32]);
+        for seq in [0, 1, 2, 4, 7] {
+            held.insert(a, seq, 100);
+        }
+        let all: Vec<(PublicKey, Wants)> = held.wants(0).collect();
+        assert_eq!(all, vec![(a, wants(8, vec![6, 5, 3]))]);
+        held.insert(a, 5, 100);
+        held.insert(a, 3, 100);
+        held.insert(a, 6, 100);
+        assert_eq!(held.wants(0).next().map(|(_, w)| w), Some(wants(8, vec![])));
+        // A jump beyond the window forgets everything below it: only the newest gaps, at
+        // most MAX_GAPS_PER_ORIGIN, are asked for.
+        held.insert(a, 1_000, 200);
+        let w = held.wants(0).next().map(|(_, w)| w).unwrap_or_default();
+        assert_eq!(w.next, 1_001);
+        assert_eq!(w.gaps.len(), MAX_GAPS_PER_ORIGIN);
+        assert_eq!(w.gaps[0], 999);
+        // An origin silent for longer than the window asks for nothing below its mark.
+        assert_eq!(held.wants(201).next().map(|(_, w)| w), Some(wants(1_001, vec![])));
+    }
+
+    #[test]
+    fn held_seqs_track_a_bounded_number_of_origins() {
+        let mut held = HeldSeqs::default();
+        for i in 0..(MAX_TRACKED_ORIGINS as u32 + 10) {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            held.insert(PublicKey(key), 0, 0);
+        }
+        assert_eq!(held.len(), MAX_TRACKED_ORIGINS);
+        assert!(!held.wants(0).any(|(o, _)| o == PublicKey([0; 32])), "the origin heard from least recently is forgotten first");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub const SYNC_RESPONSE_BUDGET: usize = MAX_SYNC_FRAME - 64 * 1024;
 pub const MAX_SYNC_ITEMS: usize = 256;
 /// Most origins named in one digest (the committee plus recent gossip origins).
 pub const MAX_DIGEST_ORIGINS: usize = 4096;
+/// Most gossip gaps named in one digest, over all origins.
+pub const MAX_DIGEST_GAPS: usize = 1024;
 /// Most equivocation proofs in one catch-up response (each about two envelopes). A node
 /// keeps one proof per excluded member and offers them all when they fit, so a node that
 /// was down while a member was convicted learns of it at its next sync.
@@ -50,6 +52,18 @@ pub struct OriginMark {
     pub next: u64,
 }
 
+/// Per-origin gossip marks: one past the highest seq held, and the gaps below it (at most
+/// [`crate::gossip::MAX_GAPS_PER_ORIGIN`]) that the requester lacks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipMark {
+    /// The origin.
+    pub origin: PublicKey,
+    /// One past the highest seq held.
+    pub next: u64,
+    /// Seqs below `next` not held (gossip repair, `crate::gossip::HeldSeqs`).
+    pub gaps: Vec<u64>,
+}
+
 /// A sync request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncRequest {
@@ -57,9 +71,9 @@ pub enum SyncRequest {
     Digest {
         /// Bracha delivery marks per origin (origins not named: send from seq 0).
         bracha: Vec<OriginMark>,
-        /// Gossip marks per origin (origins not named: nothing is sent for them unless the
-        /// responder holds recent gossip of theirs).
-        gossip: Vec<OriginMark>,
+        /// Gossip marks per origin (origins not named: the responder sends whatever recent
+        /// gossip of theirs it holds).
+        gossip: Vec<GossipMark>,
     },
     /// The value of one Bracha instance, by digest.
     Value {
@@ -83,7 +97,11 @@ impl SyncRequest {
     /// [`MAX_DIGEST_ORIGINS`] origins). Decoders refuse requests that are not.
     pub fn within_bounds(&self) -> bool {
         match self {
-            SyncRequest::Digest { bracha, gossip } => bracha.len() + gossip.len() <= MAX_DIGEST_ORIGINS,
+            SyncRequest::Digest { bracha, gossip } => {
+                bracha.len() + gossip.len() <= MAX_DIGEST_ORIGINS
+                    && gossip.iter().all(|m| m.gaps.len() <= crate::gossip::MAX_GAPS_PER_ORIGIN)
+                    && gossip.iter().map(|m| m.gaps.len()).sum::<usize>() <= MAX_DIGEST_GAPS
+            }
             SyncRequest::Value { .. } | SyncRequest::Latest { .. } => true,
         }
     }

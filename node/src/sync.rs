@@ -18,10 +18,11 @@ use futures::prelude::*;
 use libp2p::StreamProtocol;
 use std::io;
 
-/// The protocol name.
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/byzgossip/sync/1");
+/// The protocol name. Version 2: gossip marks name the gaps below each origin's highest seq
+/// (gossip repair), so a digest of version 1 no longer decodes.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/byzgossip/sync/2");
 pub use byzgossip_engine::sync::{
-    MAX_DIGEST_ORIGINS, MAX_SYNC_FRAME, MAX_SYNC_ITEMS, MAX_SYNC_LOOKUPS, OriginMark, ResponseBuilder, SYNC_RESPONSE_BUDGET,
+    GossipMark, MAX_DIGEST_GAPS, MAX_DIGEST_ORIGINS, MAX_SYNC_FRAME, MAX_SYNC_ITEMS, MAX_SYNC_LOOKUPS, OriginMark, ResponseBuilder, SYNC_RESPONSE_BUDGET,
     ServePlan, SyncRequest, SyncResponse, SyncedDelivery,
 };
 
@@ -112,5 +113,23 @@ mod tests {
             .await
             .expect("write");
         assert!(SyncCodec.read_request(&PROTOCOL, &mut futures::io::Cursor::new(&buf)).await.is_err());
+
+        // A digest naming too many gossip gaps for one origin, or in all.
+        let too_many = |per_origin: usize, origins: usize| SyncRequest::Digest {
+            bracha: vec![],
+            gossip: (0..origins)
+                .map(|i| GossipMark { origin: PublicKey([i as u8; 32]), next: 1 << 20, gaps: (0..per_origin as u64).collect() })
+                .collect(),
+        };
+        let per_origin = byzgossip_engine::gossip::MAX_GAPS_PER_ORIGIN;
+        for (request, ok) in [
+            (too_many(per_origin, MAX_DIGEST_GAPS / per_origin), true),
+            (too_many(per_origin + 1, 1), false),
+            (too_many(per_origin, MAX_DIGEST_GAPS / per_origin + 1), false),
+        ] {
+            let mut buf = Vec::new();
+            SyncCodec.write_request(&PROTOCOL, &mut futures::io::Cursor::new(&mut buf), request).await.expect("write");
+            assert_eq!(SyncCodec.read_request(&PROTOCOL, &mut futures::io::Cursor::new(&buf)).await.is_ok(), ok);
+        }
     }
 }

@@ -18,7 +18,7 @@ use byzgossip_crypto::codec::{self, MAX_ENVELOPE_LEN};
 use byzgossip_crypto::{Digest, Envelope, Keypair, Kind, NetworkId, PublicKey};
 use byzgossip_node::gossip::GossipBody;
 use byzgossip_node::sync::{
-    MAX_DIGEST_ORIGINS, MAX_SYNC_FRAME, MAX_SYNC_ITEMS, OriginMark, PROTOCOL, SyncCodec, SyncRequest, SyncResponse,
+    GossipMark, MAX_DIGEST_ORIGINS, MAX_SYNC_FRAME, MAX_SYNC_ITEMS, OriginMark, PROTOCOL, SyncCodec, SyncRequest, SyncResponse,
     SyncedDelivery,
 };
 use libp2p::request_response::Codec as _;
@@ -93,9 +93,14 @@ fn mark() -> impl Strategy<Value = OriginMark> {
     (public_key(), prop_oneof![0u64..16, any::<u64>()]).prop_map(|(origin, next)| OriginMark { origin, next })
 }
 
+fn gossip_mark() -> impl Strategy<Value = GossipMark> {
+    (public_key(), prop_oneof![0u64..16, any::<u64>()], vec(any::<u64>(), 0..=byzgossip_engine::gossip::MAX_GAPS_PER_ORIGIN))
+        .prop_map(|(origin, next, gaps)| GossipMark { origin, next, gaps })
+}
+
 fn request() -> impl Strategy<Value = SyncRequest> {
     prop_oneof![
-        (vec(mark(), 0..24), vec(mark(), 0..24)).prop_map(|(bracha, gossip)| SyncRequest::Digest { bracha, gossip }),
+        (vec(mark(), 0..24), vec(gossip_mark(), 0..24)).prop_map(|(bracha, gossip)| SyncRequest::Digest { bracha, gossip }),
         (public_key(), any::<u64>(), any::<[u8; 32]>())
             .prop_map(|(origin, seq, digest)| SyncRequest::Value { origin, seq, digest: Digest(digest) }),
     ]
@@ -269,7 +274,10 @@ proptest! {
 fn sample_streams() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let marks = |k: u64| (0..3).map(|i| OriginMark { origin: keys()[i].public(), next: k + i as u64 }).collect();
     let requests = vec![
-        write_request(SyncRequest::Digest { bracha: marks(1), gossip: marks(7) }),
+        write_request(SyncRequest::Digest {
+            bracha: marks(1),
+            gossip: (0..3).map(|i| GossipMark { origin: keys()[i].public(), next: 7 + i as u64, gaps: vec![i as u64] }).collect(),
+        }),
         write_request(SyncRequest::Value { origin: keys()[1].public(), seq: 2, digest: Digest::of(b"v") }),
     ];
     let mut runner = proptest::test_runner::TestRunner::deterministic();

@@ -8,6 +8,7 @@
 //! | `integrity` | a node delivers an instance at most once; an instance of a correct origin only with the value that origin broadcast |
 //! | `validity` | every honest broadcast is delivered by every correct node still up |
 //! | `totality` | an instance delivered by one correct node is delivered by all within the deadline (from its first delivery, or from the end of the last disruption) |
+//! | `gossip-delivery` | every honest gossip message reaches every other correct node up at the end within the totality deadline (from its publish, or from the end of the last disruption) |
 //! | `no-forgery` | no gossip message or Bracha value attributed to a correct origin that it never sent is delivered |
 //! | `no-replay` | no node hands one gossip message to its application twice, across restarts too (gossip ids persist with the replay window) |
 //! | `no-false-bans` | no honest node graylists, bans or excludes a correct node |
@@ -75,6 +76,7 @@ pub fn check(log: &RunLog) -> Vec<CheckResult> {
         integrity(log),
         validity(log),
         totality(log),
+        gossip_delivery(log),
         no_forgery(log),
         no_replay(log),
         no_false_bans(log),
@@ -207,6 +209,51 @@ pub fn totality(log: &RunLog) -> CheckResult {
         }
     }
     let mut detail = format!("{} instances, deadline {:.1} s after first delivery or the last disruption", first.len(), deadline_ms as f64 / 1000.0);
+    if inconclusive > 0 {
+        detail.push_str(&format!(" ({inconclusive} pairs still within their deadline at the end)"));
+    }
+    b.finish(detail)
+}
+
+/// Every honest gossip message reaches every other correct node that is up at the end,
+/// within the totality deadline of its publish (or of the end of the last disruption, so a
+/// partition or a restart must be repaired by sync once it is over). Every node of the
+/// testnet subscribes to the load topic, so every correct node is owed every message.
+pub fn gossip_delivery(log: &RunLog) -> CheckResult {
+    let mut b = Builder::new("gossip-delivery");
+    let live = live_correct(log);
+    let deadline_ms = (log.scenario.deadlines.totality_s * 1000.0) as u64;
+    let mut first: HashMap<(usize, &str), u64> = HashMap::new();
+    for g in &log.gossip {
+        let at = first.entry((g.node, g.id.as_str())).or_insert(g.received_at_ms);
+        *at = (*at).min(g.received_at_ms);
+    }
+    let mut inconclusive = 0;
+    for p in &log.publishes {
+        let deadline = p.sent_at_ms.max(log.disrupted_until_ms) + deadline_ms;
+        for &n in live.iter().filter(|&&n| n != p.origin) {
+            match first.get(&(n, p.id.as_str())) {
+                Some(&when) if when <= deadline => {}
+                Some(&when) => b.fail(format!(
+                    "gossip {} by node {} (sent {}): node {n} received it {} (deadline {})",
+                    short(&p.id),
+                    p.origin,
+                    rel(log, p.sent_at_ms),
+                    rel(log, when),
+                    rel(log, deadline)
+                )),
+                None if log.end_ms < deadline => inconclusive += 1,
+                None => b.fail(format!(
+                    "gossip {} by node {} (sent {}): never received by node {n} (deadline {})",
+                    short(&p.id),
+                    p.origin,
+                    rel(log, p.sent_at_ms),
+                    rel(log, deadline)
+                )),
+            }
+        }
+    }
+    let mut detail = format!("{} honest gossip messages x {} correct nodes", log.publishes.len(), live.len());
     if inconclusive > 0 {
         detail.push_str(&format!(" ({inconclusive} pairs still within their deadline at the end)"));
     }

@@ -18,7 +18,7 @@
 //!   engine in virtual time on a simulated network, seeded link conditions, an in-memory
 //!   store that survives crashes, and a final state hash (same seed, same hash).
 //! - [`record`]: what a run records ([`record::RunLog`], saved as `run.json`).
-//! - [`invariants`]: the checker (pure; agreement, integrity, validity, totality, no forgery,
+//! - [`invariants`]: the checker (pure; agreement, integrity, validity, totality, gossip delivery, no forgery,
 //!   no replay, no false bans, detection).
 //! - [`report`]: summaries, the terminal table, `report.json`, `report.html` (plots drawn
 //!   with `plotters`' SVG backend and inlined, so the page works offline).

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub cursors: Mutex<HashSet<(usize, u64)>>,
     pub delivered: Mutex<HashMap<usize, HashSet<(String, u64)>>>,
     pub gossip: Mutex<Vec<GossipRecord>>,
+    /// Per node, the ids (hex) of the gossip it received: what the drain check reads.
+    pub received: Mutex<HashMap<usize, HashSet<String>>>,
     pub samples: Mutex<Vec<PeerSample>>,
     pub events: Mutex<Vec<EventRecord>>,
     pub disrupted_until: AtomicU64,
@@ -90,8 +92,28 @@ impl Shared {
 
     /// Records a gossip message correct node `node` (in its `incarnation`) received now.
     pub fn record_gossip(&self, node: usize, incarnation: u32, origin: &PublicKey, id: &byzgossip_crypto::MessageId) {
-        let record = GossipRecord { node, incarnation, origin: origin.to_hex(), id: id.to_hex(), received_at_ms: now_ms() };
+        let id = id.to_hex();
+        lock(&self.received).entry(node).or_default().insert(id.clone());
+        let record = GossipRecord { node, incarnation, origin: origin.to_hex(), id, received_at_ms: self.now() };
         lock(&self.gossip).push(record);
+    }
+
+    /// Whether every node of `live` (the correct nodes up now) delivered every honest
+    /// broadcast and every instance any correct node delivered, and received every honest
+    /// gossip message but its own. `keys` are the nodes' keys (hex), by index.
+    pub fn drained(&self, keys: &[String], live: impl IntoIterator<Item = usize>) -> bool {
+        let mut want: HashSet<(String, u64)> = lock(&self.broadcasts).iter().map(|b| (keys[b.origin].clone(), b.seq)).collect();
+        let delivered = lock(&self.delivered);
+        for set in delivered.values() {
+            want.extend(set.iter().cloned());
+        }
+        let publishes = lock(&self.publishes);
+        let received = lock(&self.received);
+        live.into_iter().all(|i| {
+            let bracha = delivered.get(&i).is_some_and(|set| want.is_subset(set));
+            let gossip = publishes.iter().filter(|p| p.origin != i).all(|p| received.get(&i).is_some_and(|ids| ids.contains(&p.id)));
+            bracha && gossip
+        })
     }
 
     /// Marks now as disrupted (timed invariants are measured from the last disruption).

@@ -333,19 +333,10 @@ pub(crate) fn spawn_sampler<T: Runtime>(target: &Arc<T>) -> JoinHandle<()> {
     })
 }
 
-/// Whether every live correct node delivered every honest broadcast and every instance any
-/// correct node delivered.
+/// Whether the run is drained: see [`Shared::drained`].
 pub(crate) fn drained<T: Runtime>(target: &T) -> bool {
     let keys: Vec<String> = (0..target.len()).map(|i| target.key(i).to_hex()).collect();
-    let shared = target.shared();
-    let mut want: HashSet<(String, u64)> = lock(&shared.broadcasts).iter().map(|b| (keys[b.origin].clone(), b.seq)).collect();
-    let delivered = lock(&shared.delivered);
-    for set in delivered.values() {
-        want.extend(set.iter().cloned());
-    }
-    (0..target.len())
-        .filter(|&i| target.correct(i) && target.is_up(i))
-        .all(|i| delivered.get(&i).is_some_and(|set| want.is_subset(set)))
+    target.shared().drained(&keys, (0..target.len()).filter(|&i| target.correct(i) && target.is_up(i)))
 }
 
 /// The run's log: every node's record and traffic, with what the run recorded.

@@ -107,6 +107,32 @@ fn validity_and_totality_fail_when_a_node_misses_a_delivery() {
 }
 
 #[test]
+fn gossip_delivery_fails_when_a_node_never_or_late_receives_honest_gossip() {
+    let mut log = clean_log();
+    log.gossip.retain(|g| g.node != 2);
+    let check = invariants::gossip_delivery(&log);
+    assert!(!check.passed);
+    assert!(check.evidence[0].contains("never received by node 2"), "{:?}", check.evidence);
+    // Late: after the totality deadline of its publish.
+    let mut log = clean_log();
+    log.gossip[1].received_at_ms = 9_000;
+    assert!(!invariants::gossip_delivery(&log).passed);
+    // ... unless a disruption ended shortly before.
+    log.disrupted_until_ms = 8_000;
+    assert!(invariants::gossip_delivery(&log).passed);
+    // Not yet due when the run ended: inconclusive, not failed; a node down at the end owes
+    // nothing.
+    let mut log = clean_log();
+    log.gossip.retain(|g| g.node != 2);
+    log.end_ms = 3_000;
+    assert!(invariants::gossip_delivery(&log).passed);
+    let mut log = clean_log();
+    log.gossip.retain(|g| g.node != 2);
+    log.nodes[2].down_at_end = true;
+    assert!(invariants::gossip_delivery(&log).passed);
+}
+
+#[test]
 fn forged_and_replayed_gossip_are_caught() {
     let mut log = clean_log();
     log.gossip.push(GossipRecord { node: 1, incarnation: 0, origin: key(0), id: "22".repeat(32), received_at_ms: 1_200 });

@@ -29,7 +29,7 @@ pub mod store;
 
 use crate::adversary::{Agent, AgentInterceptor, Attack, DRIVER_TICK, LOAD_TOPIC};
 use crate::harness::{SAMPLE_INTERVAL, SYNC_INTERVAL, TICK_INTERVAL};
-use crate::record::{BroadcastRecord, DeliveryRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord};
+use crate::record::{BroadcastRecord, DeliveryRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord};
 use crate::recorder::{Shared, lock};
 use crate::scenario::{Degradation, Role, Scenario};
 use crate::timeline::{self, Action, FaultTarget};
@@ -717,13 +717,7 @@ impl World {
             }
             Output::Gossip(m) => {
                 if self.nodes[i].role.correct() {
-                    lock(&self.shared.gossip).push(GossipRecord {
-                        node: i,
-                        incarnation: self.nodes[i].incarnation,
-                        origin: m.origin.to_hex(),
-                        id: m.id.to_hex(),
-                        received_at_ms: self.now_ms(),
-                    });
+                    self.shared.record_gossip(i, self.nodes[i].incarnation, &m.origin, &m.id);
                 }
             }
             Output::Peer(action) => {
@@ -878,14 +872,7 @@ impl World {
 
     fn drained(&self) -> bool {
         let keys: Vec<String> = self.nodes.iter().map(|n| n.keypair.public().to_hex()).collect();
-        let mut want: HashSet<(String, u64)> = lock(&self.shared.broadcasts).iter().map(|b| (keys[b.origin].clone(), b.seq)).collect();
-        let delivered = lock(&self.shared.delivered);
-        for set in delivered.values() {
-            want.extend(set.iter().cloned());
-        }
-        (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].role.correct() && self.up(*i))
-            .all(|i| delivered.get(&i).is_some_and(|set| want.is_subset(set)))
+        self.shared.drained(&keys, (0..self.nodes.len()).filter(|i| self.nodes[*i].role.correct() && self.up(*i)))
     }
 
     fn state_hash(&self) -> String {
