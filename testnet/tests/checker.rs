@@ -2,7 +2,7 @@
 //! invariant, and a clean one must pass every check.
 
 use byzgossip_testnet::invariants::{self, CheckResult};
-use byzgossip_testnet::record::{BroadcastRecord, DeliveryRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog};
+use byzgossip_testnet::record::{BroadcastRecord, DeliveryRecord, EventRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog};
 use byzgossip_testnet::scenario::{Role, preset};
 
 fn key(i: usize) -> String {
@@ -130,6 +130,14 @@ fn gossip_delivery_fails_when_a_node_never_or_late_receives_honest_gossip() {
     log.gossip.retain(|g| g.node != 2);
     log.nodes[2].down_at_end = true;
     assert!(invariants::gossip_delivery(&log).passed);
+    // A kill right after the publish may lose it (at most once across a crash); a kill long
+    // after it is no excuse.
+    for (killed_at, passes) in [(1_001 + invariants::CRASH_LOSS_WINDOW_MS - 1, true), (1_001 + invariants::CRASH_LOSS_WINDOW_MS, false), (900, false)] {
+        let mut log = clean_log();
+        log.gossip.retain(|g| g.node != 2);
+        log.events.push(EventRecord { t_ms: killed_at, what: "kill node 2".into() });
+        assert_eq!(invariants::gossip_delivery(&log).passed, passes, "killed at {killed_at}");
+    }
 }
 
 #[test]
