@@ -585,10 +585,15 @@ impl Engine {
 
     /// Every known peer with its reputation.
     pub fn peers(&self, now_ms: u64) -> Vec<PeerView> {
+        let reputation = self.admission.reputation();
+        // Every scored key, then the connected peers nothing has scored yet (a quiet peer is
+        // still a peer: an observer attached to one other observer saw an empty list).
+        let unscored = self.connected.iter().filter_map(|p| p.key()).filter_map(|key| reputation.snapshot_of_unknown(&key, now_ms));
         self.admission
             .snapshot(now_ms)
             .peers
             .into_iter()
+            .chain(unscored.collect::<Vec<_>>())
             .map(|reputation| {
                 let peer = Peer::Key(reputation.peer);
                 let ping = self.pings.get(&peer);

@@ -619,6 +619,23 @@ fn gossip_missed_below_the_origins_highest_seq_is_repaired_by_sync() {
     assert_eq!(got, want, "sync filled the gap, each message once");
 }
 
+/// `peers()` (the HTTP `/peers`) lists a connected peer that has sent nothing scored yet, as
+/// a newcomer (initial trust, ok); it used to list scored keys only.
+#[test]
+fn a_connected_peer_nothing_has_scored_yet_is_listed() {
+    let mut engine = Engine::new(config(4, 0), Recovered::default(), T0).expect("engine");
+    let quiet = Keypair::from_secret_bytes(&[77; 32]).public();
+    assert!(engine.peers(T0).iter().all(|p| p.peer != Peer::Key(quiet)));
+    engine.handle_connected(T0, Peer::Key(quiet));
+    let peers = engine.peers(T0 + 1);
+    let view = peers.iter().find(|p| p.peer == Peer::Key(quiet)).expect("the connected peer is listed");
+    assert!(view.connected);
+    assert_eq!(view.member, None);
+    assert_eq!(view.reputation.status, byzgossip_reputation::PeerStatus::Ok);
+    assert_eq!(view.reputation.trust, AdmissionConfig::default().reputation.initial_trust);
+    assert_eq!(peers.iter().filter(|p| p.peer == Peer::Key(quiet)).count(), 1, "listed once");
+}
+
 #[test]
 fn messages_straight_from_their_signer_are_relayed_only_by_its_designated_relays() {
     let mut net = Net::new(7);

@@ -805,6 +805,26 @@ impl Reputation {
         }
     }
 
+    /// How a key with no record yet stands (a peer connected that has sent nothing scored):
+    /// initial trust, score 0, ok, first seen now. `None` for a tracked or excluded key (it is
+    /// in [`Reputation::snapshot`]).
+    pub fn snapshot_of_unknown(&self, peer: &PublicKey, now_ms: u64) -> Option<PeerSnapshot> {
+        if self.state(peer).is_some() || self.excluded.contains_key(peer) {
+            return None;
+        }
+        Some(PeerSnapshot {
+            peer: *peer,
+            score: self.score(peer, now_ms),
+            trust: self.trust(peer, now_ms),
+            app_score: self.app_score(peer, now_ms),
+            status: self.status(peer, now_ms),
+            bans: 0,
+            penalties: 0,
+            rewards: 0,
+            first_seen_ms: now_ms,
+        })
+    }
+
     /// Every tracked key (and every exclusion), for the HTTP API.
     pub fn snapshot(&self, now_ms: u64) -> ReputationSnapshot {
         let config = &self.config;
