@@ -73,12 +73,11 @@ fn newest_source(dir: &Path, newest: &mut Option<(std::time::SystemTime, PathBuf
             if path.file_name().is_some_and(|n| n != "target") {
                 newest_source(&path, newest);
             }
-        } else if path.extension().is_some_and(|e| e == "rs") || path.file_name().is_some_and(|n| n == "Cargo.toml") {
-            if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
-                if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
-                    *newest = Some((modified, path));
-                }
-            }
+        } else if (path.extension().is_some_and(|e| e == "rs") || path.file_name().is_some_and(|n| n == "Cargo.toml"))
+            && let Ok(modified) = entry.metadata().and_then(|m| m.modified())
+            && newest.as_ref().is_none_or(|(t, _)| modified > *t)
+        {
+            *newest = Some((modified, path));
         }
     }
 }

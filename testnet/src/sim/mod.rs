@@ -642,8 +642,7 @@ impl World {
     }
 
     fn drain(&mut self, i: usize) {
-        loop {
-            let Some(output) = self.nodes[i].engine.as_mut().and_then(Engine::poll) else { break };
+        while let Some(output) = self.nodes[i].engine.as_mut().and_then(Engine::poll) {
             self.act(i, output);
         }
         let due = self.nodes[i].engine.as_ref().and_then(Engine::poll_timeout);
