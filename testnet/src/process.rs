@@ -56,7 +56,7 @@ use byzgossip_crypto::{Genesis, Keypair};
 use byzgossip_reputation::PeerSnapshot;
 use byzgossip_node::api::API_TOKEN_FILE;
 use byzgossip_node::storage::MemoryStore;
-use byzgossip_node::testnet_keys::{TestnetSpec, write_testnet};
+use byzgossip_node::testnet_keys::{TestnetSpec, write_testnet, write_testnet_with_addresses};
 use byzgossip_node::{NodeBuilder, NodeConfig, NodeError, now_ms};
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
@@ -72,6 +72,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub mod api;
+pub mod netns;
 
 /// Longest wait for a started process to print its HTTP API address.
 pub const START_DEADLINE: Duration = Duration::from_secs(15);
@@ -87,6 +88,9 @@ pub struct ProcessOptions {
     pub dir: PathBuf,
     /// Print timeline events as they happen.
     pub verbose: bool,
+    /// Run every node in its own network namespace, with cuts and loss as nftables rules
+    /// (see [`netns`]).
+    pub netns: bool,
 }
 
 impl ProcessOptions {
@@ -99,7 +103,7 @@ impl ProcessOptions {
             "no byzgossip binary at {} (build it with `cargo build -p byzgossip-node` in the same target dir, or pass --byzgossip PATH)",
             byzgossip.display()
         );
-        Ok(ProcessOptions { byzgossip, testnet, dir, verbose })
+        Ok(ProcessOptions { byzgossip, testnet, dir, verbose, netns: false })
     }
 }
 
@@ -112,14 +116,15 @@ pub enum Outcome {
     Unsupported(String),
 }
 
-/// Why `scenario` cannot run as processes, if it cannot: `degrade` and `restore` faults
-/// (inbound loss and delay) work through the in-process interceptor, and the `byzgossip`
-/// binary has none (the production binary carries no fault code). Every role and every other
-/// fault runs in both runtimes.
-pub fn unsupported(scenario: &Scenario) -> Option<String> {
+/// Why `scenario` cannot run as processes, if it cannot: without `netns`, `degrade` and
+/// `restore` faults (inbound loss and delay) work through the in-process interceptor, and the
+/// `byzgossip` binary has none (the production binary carries no fault code). With `netns`
+/// the loss is an nftables rule (the delay is not applied, see [`netns`]), so everything runs.
+/// Every role and every other fault runs in both runtimes.
+pub fn unsupported(scenario: &Scenario, netns: bool) -> Option<String> {
     let degrades = scenario.faults.iter().any(|f| matches!(f.kind, FaultKind::Degrade | FaultKind::Restore));
-    degrades.then(|| {
-        "degrade/restore faults (inbound loss and delay) need the in-process runtime: the byzgossip binary has no interceptor"
+    (degrades && !netns).then(|| {
+        "degrade/restore faults (inbound loss and delay) need the in-process runtime or --netns: the byzgossip binary has no interceptor"
             .to_owned()
     })
 }
@@ -246,6 +251,9 @@ struct Net {
     nodes: Vec<Arc<Node>>,
     shared: Arc<Shared>,
     http: reqwest::Client,
+    /// The run's namespaces with `--netns`. Declared last so it is dropped after `nodes`:
+    /// the children are killed before their namespaces go.
+    netns: Option<netns::Netns>,
 }
 
 impl Net {
@@ -253,11 +261,19 @@ impl Net {
         let node = self.nodes[i].clone();
         let incarnation = node.incarnation.load(Ordering::Relaxed);
         let log_path = self.options.dir.join(format!("node-{i}.{incarnation}.log"));
-        let listen = format!("/ip4/127.0.0.1/tcp/{}", node.port.unwrap_or(0));
+        // With --netns each node listens (p2p and HTTP) on its namespace's address.
+        let (listen, api_listen) = match &self.netns {
+            Some(ns) => (ns.plan().multiaddr(i), format!("{}:0", ns.plan().addr(i))),
+            None => (format!("/ip4/127.0.0.1/tcp/{}", node.port.unwrap_or(0)), "127.0.0.1:0".to_owned()),
+        };
+        let command = |program: &Path| match &self.netns {
+            Some(ns) => ns.command(i, program),
+            None => tokio::process::Command::new(program),
+        };
         let mut cmd = if node.role.correct() {
-            let mut c = tokio::process::Command::new(&self.options.byzgossip);
+            let mut c = command(&self.options.byzgossip);
             c.arg("run").arg("--genesis").arg(&self.genesis_path).arg("--key").arg(&node.key_path);
-            c.arg("--data").arg(&node.data).args(["--listen", &listen, "--api", "127.0.0.1:0", "--topic", LOAD_TOPIC]);
+            c.arg("--data").arg(&node.data).args(["--listen", &listen, "--api", &api_listen, "--topic", LOAD_TOPIC]);
             // One API token for every child, sent by `self.http` (see `setup`).
             c.arg("--api-token-file").arg(self.options.dir.join(API_TOKEN_FILE));
             // The held stdin pipe ties the child's life to ours (see the module docs).
@@ -282,9 +298,10 @@ impl Net {
             }
             c
         } else {
-            let mut c = tokio::process::Command::new(&self.options.testnet);
+            let mut c = command(&self.options.testnet);
             c.arg("adversary").arg("--scenario").arg(&self.scenario_path).args(["--index", &i.to_string()]);
             c.arg("--genesis").arg(&self.genesis_path).arg("--key").arg(&node.key_path).args(["--listen", &listen]);
+            c.args(["--api", &api_listen]);
             c.args(["--seed", &(self.scenario.seed ^ ((i as u64) << 20) ^ ((incarnation as u64) << 40)).to_string()]);
             c
         };
@@ -594,7 +611,17 @@ impl FaultTarget for Net {
     /// `byzgossip` processes over HTTP; adversaries through a stdin line (a stopped
     /// adversary reads it once resumed). A stopped or killed `byzgossip` is skipped; the
     /// driver repairs its blocks when it comes back.
+    ///
+    /// With `--netns` the block is in the kernel instead: packets from `peer` to `i` are
+    /// dropped on the bridge (the driver blocks both directions of a cut), whatever state the
+    /// processes are in, and a restarted process is cut by the same rule.
     async fn block(&self, i: usize, peer: usize, block: bool) {
+        if let Some(ns) = &self.netns {
+            if let Err(e) = ns.cut(peer, i, block) {
+                self.shared.event(format!("{} of {peer} -> {i} in nftables failed: {e}", if block { "cut" } else { "heal" }));
+            }
+            return;
+        }
         let (node, peer_id) = (&self.nodes[i], self.nodes[peer].peer_id);
         let verb = if block { "block" } else { "unblock" };
         if !node.role.correct() {
@@ -616,10 +643,28 @@ impl FaultTarget for Net {
     /// ports), and unblocking schedules the redial at once.
     async fn reconnect(&self, _i: usize, _peer: usize) {}
 
-    /// Never called: [`unsupported`] turns scenarios with `degrade` faults away first. The
-    /// event makes a future caller visible instead of silently running undegraded.
-    async fn degrade(&self, i: usize, _degradation: Option<Degradation>) {
-        self.shared.event(format!("degrade of node {i} ignored: not supported in process mode"));
+    /// With `--netns`: the loss as an nftables rule dropping that share of the packets the
+    /// bridge forwards to node `i`; the delay is not applied (no netem in the kernel, and the
+    /// `byzgossip` binary has no interceptor), which the event log says. Without `--netns`
+    /// never called: [`unsupported`] turns scenarios with `degrade` faults away first, and
+    /// the event makes a future caller visible instead of silently running undegraded.
+    async fn degrade(&self, i: usize, degradation: Option<Degradation>) {
+        let Some(ns) = &self.netns else {
+            self.shared.event(format!("degrade of node {i} ignored: not supported in process mode"));
+            return;
+        };
+        let percent = degradation.map(|d| netns::loss_percent(d.loss));
+        match ns.set_loss(i, percent) {
+            Ok(()) => match degradation {
+                Some(d) => self.shared.event(format!(
+                    "node {i}: inbound loss {}% as an nftables rule; delay {} ms not applied (--netns applies loss only)",
+                    percent.unwrap_or(0),
+                    d.delay_ms
+                )),
+                None => self.shared.event(format!("node {i}: nftables loss rule removed")),
+            },
+            Err(e) => self.shared.event(format!("degrade of node {i} in nftables failed: {e}")),
+        }
     }
 }
 
@@ -659,7 +704,7 @@ fn record_event(shared: &Shared, node: &Node, i: usize, incarnation: u32, event:
 /// Runs `scenario` as processes and returns its log (or why it cannot run).
 pub async fn run(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Outcome> {
     scenario.validate()?;
-    if let Some(why) = unsupported(scenario) {
+    if let Some(why) = unsupported(scenario, options.netns) {
         return Ok(Outcome::Unsupported(why));
     }
     let net = setup(scenario, options)?;
@@ -699,7 +744,13 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
     std::fs::create_dir_all(&options.dir)?;
     let n = scenario.nodes;
     let roles = scenario.roles();
-    let base = free_ports(roles.len(), scenario.seed)?;
+    // With --netns every node has its own address and the same port; without, consecutive
+    // free ports on 127.0.0.1.
+    let netns = if options.netns { Some(netns::Netns::create(roles.len())?) } else { None };
+    let base = match &netns {
+        Some(_) => netns::P2P_PORT,
+        None => free_ports(roles.len(), scenario.seed)?,
+    };
     let keys_dir = options.dir.join("keys");
     let spec = TestnetSpec {
         nodes: n,
@@ -709,7 +760,11 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
         base_port: Some(base),
     };
     let mut rng = ChaCha20Rng::seed_from_u64(scenario.seed);
-    let files = write_testnet(&keys_dir, &spec, &mut rng)?;
+    let files = match &netns {
+        // The genesis bootstrap list carries the namespace addresses.
+        Some(ns) => write_testnet_with_addresses(&keys_dir, &spec, &mut rng, |i| Ok(Some(ns.plan().multiaddr(i))))?,
+        None => write_testnet(&keys_dir, &spec, &mut rng)?,
+    };
     let mut key_paths = files.keys.clone();
     for i in n..roles.len() {
         let path = keys_dir.join(format!("sybil-{i}.key"));
@@ -737,7 +792,7 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
             peer_id,
             key_path: key_paths[i].clone(),
             data: options.dir.join(format!("data-{i}")),
-            port: Some(base + i as u16),
+            port: Some(if netns.is_some() { base } else { base + i as u16 }),
             child: tokio::sync::Mutex::new(None),
             api: Mutex::new(None),
             incarnation: AtomicU32::new(0),
@@ -758,6 +813,7 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
         shared: Arc::new(Shared { verbose: options.verbose, ..Default::default() }),
         http: reqwest::Client::builder().connect_timeout(CALL_TIMEOUT).default_headers(headers).build()?,
         options,
+        netns,
     }))
 }
 
@@ -785,6 +841,8 @@ pub struct AdversaryArgs {
     pub key: PathBuf,
     /// Listen address.
     pub listen: String,
+    /// HTTP API listen address (`127.0.0.1:0`; the namespace's address with `--netns`).
+    pub api: SocketAddr,
     /// Interceptor seed.
     pub seed: u64,
 }
@@ -814,7 +872,7 @@ pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
         config.topics = vec![LOAD_TOPIC.to_owned()];
         config.sync_interval = crate::harness::SYNC_INTERVAL;
         config.tick_interval = crate::harness::TICK_INTERVAL;
-        config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
+        config.api_listen = Some(args.api);
         scenario.apply_node_settings(&mut config);
         let interceptor = AgentInterceptor::new(agent.clone(), args.seed ^ (incarnation << 40));
         NodeBuilder::new(config).with_store(store.clone()).with_interceptor(Box::new(interceptor)).spawn()
@@ -913,9 +971,10 @@ mod tests {
     #[test]
     fn degrade_faults_are_unsupported_in_process_mode_and_others_are_not() {
         let lossy = crate::preset("lossy", 4).expect("preset");
-        assert!(unsupported(&lossy).is_some_and(|why| why.contains("in-process runtime")));
+        assert!(unsupported(&lossy, false).is_some_and(|why| why.contains("in-process runtime")));
+        assert_eq!(unsupported(&lossy, true), None, "--netns applies the loss in nftables");
         for name in ["baseline", "partition", "crash-restart", "eclipse"] {
-            assert_eq!(unsupported(&crate::preset(name, 4).expect("preset")), None, "{name}");
+            assert_eq!(unsupported(&crate::preset(name, 4).expect("preset"), false), None, "{name}");
         }
     }
 }
