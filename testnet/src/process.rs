@@ -825,6 +825,9 @@ async fn run_net(net: &Arc<Net>) -> anyhow::Result<RunLog> {
     let marks = timeline::run_scenario(net, "processes").await;
     // Last traffic scrape, while every process still runs.
     futures::future::join_all((0..net.nodes.len()).map(|i| net.scrape(i))).await;
+    if let Some(ns) = &net.netns {
+        net.shared.event(ns.drop_report());
+    }
     Ok(timeline::collect(net.as_ref(), &marks))
 }
 

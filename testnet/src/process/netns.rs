@@ -173,6 +173,12 @@ impl Plan {
         let h = i + 2;
         Ipv4Addr::new(10, self.octet, (h >> 8) as u8, (h & 0xff) as u8)
     }
+    /// The node whose address is `addr`, if it is one of this plan's.
+    pub fn node_of(&self, addr: Ipv4Addr) -> Option<usize> {
+        let o = addr.octets();
+        let h = ((o[2] as usize) << 8) | o[3] as usize;
+        (o[0] == 10 && o[1] == self.octet && h >= 2 && h - 2 < self.nodes).then(|| h - 2)
+    }
     /// Node `i`'s p2p listen address (and its genesis bootstrap address, less `/p2p/ID`).
     pub fn multiaddr(&self, i: usize) -> String {
         format!("/ip4/{}/tcp/{P2P_PORT}", self.addr(i))
@@ -206,7 +212,7 @@ impl Plan {
             "table bridge {t} {{\n\
              \tset cut {{ type ipv4_addr . ipv4_addr; }}\n\
              \tchain loss {{ }}\n\
-             \tchain forward {{ type filter hook forward priority 0; policy accept; ip saddr . ip daddr @cut drop; jump loss; }}\n\
+             \tchain forward {{ type filter hook forward priority 0; policy accept; ip saddr . ip daddr @cut counter drop; jump loss; }}\n\
              }}\n",
             t = self.table()
         )
@@ -226,15 +232,29 @@ impl Plan {
         let mut script = format!("flush chain bridge {} loss\n", self.table());
         for (&i, &p) in percent {
             let drop = if p >= 100 { String::new() } else { format!("numgen random mod 100 < {p} ") };
-            let _ = writeln!(script, "add rule bridge {} loss ip daddr {} {drop}drop", self.table(), self.addr(i));
+            let _ = writeln!(script, "add rule bridge {} loss ip daddr {} {drop}counter drop", self.table(), self.addr(i));
         }
         script
     }
 }
 
+/// The packet counters of the rules in an `nft list chain` listing: per rule, the address
+/// after `ip daddr` when it is one (`None` for the cut set rule) and its packet count.
+pub fn parse_counters(listing: &str) -> Vec<(Option<Ipv4Addr>, u64)> {
+    let mut out = Vec::new();
+    for line in listing.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let after = |w: &str| words.iter().position(|x| *x == w).and_then(|k| words.get(k + 1));
+        if let Some(packets) = after("packets").and_then(|p| p.parse().ok()) {
+            out.push((after("daddr").and_then(|a| a.parse().ok()), packets));
+        }
+    }
+    out
+}
+
 /// The tag of run `seq` of process `pid`.
 pub fn tag(pid: u32, seq: u32) -> String {
-    format!("{}_{seq}", pid_prefix(pid))
+    format!("{}{seq}", pid_prefix(pid))
 }
 
 /// `bzg<pid base 36>_`: the start of every name made by process `pid`.
@@ -390,6 +410,8 @@ pub struct Netns {
     cuts: Mutex<BTreeSet<(usize, usize)>>,
     /// Inbound loss in force, node -> percent.
     loss: Mutex<BTreeMap<usize, u32>>,
+    /// Packets dropped by loss rules already flushed, per node.
+    loss_dropped: Mutex<BTreeMap<usize, u64>>,
     /// State files to remove on drop.
     state: Vec<PathBuf>,
     /// What this run actually created, so a half-built run is torn down too.
@@ -442,6 +464,7 @@ impl Netns {
             plan: Plan { tag: tag.clone(), octet, nodes: 0 },
             cuts: Mutex::default(),
             loss: Mutex::default(),
+            loss_dropped: Mutex::default(),
             state: vec![net_file],
             created: Created::default(),
         };
@@ -502,9 +525,43 @@ impl Netns {
         if next == *loss {
             return Ok(());
         }
+        // The flush below resets the counters: keep what they counted.
+        self.count_loss_drops();
         run_with_input(&["nft", "-f", "-"], Some(&self.plan.loss_script(&next)))?;
         *loss = next;
         Ok(())
+    }
+
+    /// Adds the loss chain's counters to the tally.
+    fn count_loss_drops(&self) {
+        let Ok(listing) = run(&["nft", "list", "chain", "bridge", &self.plan.table(), "loss"]) else { return };
+        let mut dropped = crate::recorder::lock(&self.loss_dropped);
+        for (addr, packets) in parse_counters(&listing) {
+            if let Some(i) = addr.and_then(|a| self.plan.node_of(a)) {
+                *dropped.entry(i).or_default() += packets;
+            }
+        }
+    }
+
+    /// What the kernel dropped so far, for the run's event log: packets dropped by cuts, and
+    /// per degraded node by its loss rule. Evidence that the faults happened in the kernel.
+    pub fn drop_report(&self) -> String {
+        let cut = run(&["nft", "list", "chain", "bridge", &self.plan.table(), "forward"])
+            .map(|l| parse_counters(&l).iter().map(|(_, p)| p).sum::<u64>().to_string())
+            .unwrap_or_else(|e| format!("unknown ({e})"));
+        let mut loss = crate::recorder::lock(&self.loss_dropped).clone();
+        if let Ok(listing) = run(&["nft", "list", "chain", "bridge", &self.plan.table(), "loss"]) {
+            for (addr, packets) in parse_counters(&listing) {
+                if let Some(i) = addr.and_then(|a| self.plan.node_of(a)) {
+                    *loss.entry(i).or_default() += packets;
+                }
+            }
+        }
+        let loss: Vec<String> = loss.iter().map(|(i, p)| format!("node {i}: {p}")).collect();
+        format!(
+            "nftables dropped {cut} packets between cut nodes and, by loss rules, {}",
+            if loss.is_empty() { "none".to_owned() } else { loss.join(", ") }
+        )
     }
 
     /// Removes everything this run created; returns the failures (each is left for the next
@@ -595,6 +652,8 @@ mod tests {
             assert_eq!(owner(&plan.bridge()), Some(pid));
             assert!(plan.veth(99).len() <= IFNAMSIZ, "{}", plan.veth(99));
         }
+        assert_eq!(tag(35, 2), "bzgz_2");
+        assert_eq!(Plan::new(35, 2, 20, 4).expect("plan").veth(3), "bzgz_2v3");
         assert_eq!(owner("eth0"), None);
         assert_eq!(owner("bzgZZ"), None);
         // The largest pid, seq 99 and 1,000 nodes: "bzg" + 5 + "_99" + "v999" = 15.
@@ -624,14 +683,14 @@ mod tests {
         assert_eq!(plan.cut_command(0, 2, false)[1], "delete");
         let script = plan.table_script();
         assert!(script.starts_with(&format!("table bridge {} {{", plan.table())));
-        assert!(script.contains("type filter hook forward priority 0; policy accept; ip saddr . ip daddr @cut drop; jump loss;"));
+        assert!(script.contains("type filter hook forward priority 0; policy accept; ip saddr . ip daddr @cut counter drop; jump loss;"));
         let loss = BTreeMap::from([(1, 20), (3, 100)]);
         let text = plan.loss_script(&loss);
         let t = plan.table();
         assert_eq!(
             text,
             format!(
-                "flush chain bridge {t} loss\nadd rule bridge {t} loss ip daddr 10.42.0.3 numgen random mod 100 < 20 drop\nadd rule bridge {t} loss ip daddr 10.42.0.5 drop\n"
+                "flush chain bridge {t} loss\nadd rule bridge {t} loss ip daddr 10.42.0.3 numgen random mod 100 < 20 counter drop\nadd rule bridge {t} loss ip daddr 10.42.0.5 counter drop\n"
             )
         );
         assert_eq!(plan.loss_script(&BTreeMap::new()), format!("flush chain bridge {t} loss\n"));
@@ -651,6 +710,21 @@ mod tests {
         assert_eq!(cmds.len(), 3 + 2 * 6);
         // No default route is ever added: the nodes reach their /16 only.
         assert!(cmds.iter().all(|c| !c.contains("route")));
+    }
+
+    #[test]
+    fn counters_are_read_per_rule_and_addresses_map_back_to_nodes() {
+        let listing = "table bridge bzg1_0 {\n\tchain loss {\n\t\tip daddr 10.42.0.3 numgen random mod 100 < 20 counter packets 12 bytes 3456 drop\n\t\tip daddr 10.42.0.5 counter packets 7 bytes 1 drop\n\t}\n}\n";
+        assert_eq!(parse_counters(listing), vec![(Some(Ipv4Addr::new(10, 42, 0, 3)), 12), (Some(Ipv4Addr::new(10, 42, 0, 5)), 7)]);
+        let forward = "\t\tip saddr . ip daddr @cut counter packets 99 bytes 5 drop\n\t\tjump loss\n";
+        assert_eq!(parse_counters(forward), vec![(None, 99)]);
+        let plan = Plan::new(1, 0, 42, 300).expect("plan");
+        for i in [0, 1, 253, 254, 299] {
+            assert_eq!(plan.node_of(plan.addr(i)), Some(i));
+        }
+        assert_eq!(plan.node_of(plan.bridge_addr()), None);
+        assert_eq!(plan.node_of(Ipv4Addr::new(10, 43, 0, 2)), None);
+        assert_eq!(plan.node_of(plan.addr(300)), None);
     }
 
     #[test]
