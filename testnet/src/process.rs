@@ -15,6 +15,16 @@
 //! `degrade`/`restore` faults are not available here ([`unsupported`]): they need an
 //! interceptor, and the `byzgossip` binary carries no fault code.
 //!
+//! # Network namespaces
+//! With [`ProcessOptions::netns`] (`run --runtime process --netns`) every node runs in its
+//! own network namespace ([`netns`]): it listens (p2p and HTTP) on its namespace's address,
+//! the genesis bootstrap list carries those addresses, and a cut is an nftables drop between
+//! the two addresses instead of the node's block list, a `degrade` an nftables random drop
+//! of the node's inbound packets (the delay is not applied, and the event log says so).
+//! Cuts then live in the kernel, so a restarted node is cut without any block call, and
+//! connections across a healed cut resume by TCP retransmission (or redial from the
+//! bootstrap list if they closed).
+//!
 //! # Traffic counts
 //! The report's messages and bytes per delivery come from each process's `/metrics`
 //! (`byzgossip_received_messages_total`, `_received_bytes_total`, `_sent_messages_total`,
