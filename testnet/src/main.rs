@@ -439,7 +439,12 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
                         use byzgossip_testnet::process::{self, Outcome, ProcessOptions};
                         let mut options = ProcessOptions::new(byzgossip.clone(), dir.join("processes"), verbose)?;
                         options.netns = netns;
-                        match process::run(&s, options).await? {
+                        // With --netns, SIGINT and SIGTERM end the run by dropping it, so
+                        // its children are killed and its namespaces removed before exit
+                        // (SIGKILL cannot be caught: the next run's sweep handles that).
+                        let run = process::run(&s, options);
+                        let outcome = if netns { until_signal(run).await? } else { run.await? };
+                        match outcome {
                             Outcome::Ran(log) => *log,
                             Outcome::Unsupported(why) => {
                                 eprintln!("    UNSUPPORTED in process mode: {why}");
@@ -460,6 +465,18 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(ok)
         }
+    }
+}
+
+/// Runs `run` until it ends or SIGINT or SIGTERM arrives; a signal drops `run` (running its
+/// cleanup) and is an error.
+async fn until_signal<T>(run: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = run => r,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted (SIGINT): the run's processes and namespaces were removed"),
+        _ = term.recv() => anyhow::bail!("terminated (SIGTERM): the run's processes and namespaces were removed"),
     }
 }
 

@@ -31,7 +31,8 @@
 //!
 //! # Cleanup
 //! [`Netns`] removes its table, namespaces (which removes their veths) and bridge, and its
-//! state file, when dropped: on return, on error and on panic. A testnet killed by SIGKILL
+//! state file, when dropped: on return, on error and on panic (and the binary turns SIGINT
+//! and SIGTERM into dropping the run, so those clean up too). A testnet killed by SIGKILL
 //! cannot clean up, so every new netns run first sweeps ([`sweep_stale`]) the leftovers of
 //! dead runs: every namespace, bridge, veth and table whose name starts with `bzg<pid>_` for a
 //! pid that is no longer running, and their state files under [`STATE_DIR`] (which also
