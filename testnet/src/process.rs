@@ -443,6 +443,40 @@ impl Net {
         }
     }
 
+    /// Whether node `i` has a connection to `peer` (None: down, stopped or no answer).
+    async fn connected(&self, i: usize, peer: usize) -> Option<bool> {
+        let api = self.client(i)?;
+        let peer_id = self.nodes[peer].peer_id.to_string();
+        match api.peers().await {
+            Ok(peers) => Some(peers.iter().any(|p| p.peer_id == peer_id && p.connected)),
+            Err(CallError::Protocol(e)) => {
+                self.shared.protocol_error(format!("node {i} peers: {e}"));
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Makes node `i` redial `peer` now (see `reconnect`). Only bootstrap peers (the
+    /// members) are redialled; asking a member about an observer does nothing, and the
+    /// observer's side redials.
+    async fn redial_now(&self, i: usize, peer: usize) {
+        let peer_id = self.nodes[peer].peer_id;
+        if self.nodes[i].role.correct() {
+            let Some(api) = self.client(i) else { return };
+            for block in [true, false] {
+                if let Err(e) = api.set_blocked(&peer_id, block).await {
+                    self.shared.event(format!("redial of {peer} by node {i} failed: {e}"));
+                    return;
+                }
+            }
+        } else {
+            self.control(i, &format!("block {peer_id}")).await;
+            self.control(i, &format!("unblock {peer_id}")).await;
+        }
+        self.shared.event(format!("node {i} redials node {peer} now (it lost the connection during the cut)"));
+    }
+
     /// SIGKILL (after a last traffic scrape) and stop following the node.
     async fn kill_node(&self, i: usize) {
         let node = &self.nodes[i];
@@ -649,9 +683,29 @@ impl FaultTarget for Net {
         }
     }
 
-    /// Nothing to do: members redial each other from the genesis bootstrap list (fixed
-    /// ports), and unblocking schedules the redial at once.
-    async fn reconnect(&self, _i: usize, _peer: usize) {}
+    /// Without `--netns` nothing to do: members redial each other from the genesis bootstrap
+    /// list (fixed ports), and unblocking schedules the redial at once.
+    ///
+    /// With `--netns` a heal removes the nftables rule, and then:
+    /// - a connection that stayed open through the cut is stalled in TCP's exponential
+    ///   retransmission backoff and would resume only at its next retransmission (21 s after
+    ///   the heal of a 30 s cut: measured, the drain deadline was missed). The pair's TCP
+    ///   connections are reset in the kernel ([`netns::Netns::reset`]), as a long real cut
+    ///   leaves them dead, and the nodes redial at once (a dropped bootstrap peer is redialled
+    ///   after the base backoff);
+    /// - a side that had lost the connection during the cut has a redial backoff grown by
+    ///   every dial the cut swallowed (up to 30 s), so it is asked to redial now, the way an
+    ///   unblock does in the node: a block by hand and its unblock of the disconnected peer,
+    ///   whose only effect is that redial (there is no connection to close).
+    async fn reconnect(&self, i: usize, peer: usize) {
+        let Some(ns) = &self.netns else { return };
+        let (a, b) = futures::join!(self.connected(i, peer), self.connected(peer, i));
+        if let Err(e) = ns.reset(i, peer) {
+            self.shared.event(format!("reset of the TCP connections between {i} and {peer} failed: {e}"));
+        }
+        let kicks = [(i, peer, a), (peer, i, b)].into_iter().filter(|(_, _, c)| *c == Some(false));
+        futures::future::join_all(kicks.map(|(x, y, _)| self.redial_now(x, y))).await;
+    }
 
     /// With `--netns`: the loss as an nftables rule dropping that share of the packets the
     /// bridge forwards to node `i`; the delay is not applied (no netem in the kernel, and the

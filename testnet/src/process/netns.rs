@@ -227,6 +227,12 @@ impl Plan {
         ["nft", verb, "element", "bridge", &self.table(), "cut", &element].iter().map(|s| s.to_string()).collect()
     }
 
+    /// The command that resets, in node `at`'s namespace, its TCP connections to node `to`.
+    pub fn reset_command(&self, at: usize, to: usize) -> Vec<String> {
+        let (ns, dst) = (self.namespace(at), self.addr(to).to_string());
+        ["ip", "netns", "exec", &ns, "ss", "-K", "-t", "dst", &dst].iter().map(|s| s.to_string()).collect()
+    }
+
     /// The nftables script that replaces the loss chain with one rule per degraded node
     /// (`percent`: node -> percent of its inbound packets dropped, 1..=100).
     pub fn loss_script(&self, percent: &BTreeMap<usize, u32>) -> String {
@@ -515,6 +521,17 @@ impl Netns {
         Ok(())
     }
 
+    /// Resets (in the kernel, `ss -K`) every TCP connection between nodes `a` and `b`, from
+    /// both namespaces: after a heal, a connection stalled through the cut is in TCP's
+    /// exponential retransmission backoff and would resume only at its next retransmission,
+    /// up to minutes later; reset, both nodes see it close and redial.
+    pub fn reset(&self, a: usize, b: usize) -> Result<(), NetnsError> {
+        for cmd in [self.plan.reset_command(a, b), self.plan.reset_command(b, a)] {
+            run_owned(&cmd)?;
+        }
+        Ok(())
+    }
+
     /// Sets (`Some(percent)`, 1..=100) or clears node `i`'s inbound loss.
     pub fn set_loss(&self, i: usize, percent: Option<u32>) -> Result<(), NetnsError> {
         let mut loss = crate::recorder::lock(&self.loss);
@@ -682,6 +699,7 @@ mod tests {
         let plan = Plan::new(1234, 3, 42, 4).expect("plan");
         assert_eq!(plan.cut_command(0, 2, true).join(" "), format!("nft add element bridge {} cut {{ 10.42.0.2 . 10.42.0.4 }}", plan.table()));
         assert_eq!(plan.cut_command(0, 2, false)[1], "delete");
+        assert_eq!(plan.reset_command(1, 3).join(" "), format!("ip netns exec {} ss -K -t dst 10.42.0.5", plan.namespace(1)));
         let script = plan.table_script();
         assert!(script.starts_with(&format!("table bridge {} {{", plan.table())));
         assert!(script.contains("type filter hook forward priority 0; policy accept; ip saddr . ip daddr @cut counter drop; jump loss;"));
