@@ -21,9 +21,9 @@
 //! the genesis bootstrap list carries those addresses, and a cut is an nftables drop between
 //! the two addresses instead of the node's block list, a `degrade` an nftables random drop
 //! of the node's inbound packets (the delay is not applied, and the event log says so).
-//! Cuts then live in the kernel, so a restarted node is cut without any block call, and
-//! connections across a healed cut resume by TCP retransmission (or redial from the
-//! bootstrap list if they closed).
+//! Cuts then live in the kernel, so a restarted node is cut without any block call; a heal
+//! resets the pair's TCP connections and makes a side that lost its connection redial now
+//! (see `reconnect` in the [`FaultTarget`] impl).
 //!
 //! # Traffic counts
 //! The report's messages and bytes per delivery come from each process's `/metrics`

@@ -22,8 +22,10 @@
 //! link only.
 //! - A cut of `from -> to` (one direction of a partition or eclipse pair) is the element
 //!   `from . to` of the set `cut`, matched by `ip saddr . ip daddr @cut drop`. Packets are
-//!   dropped, not rejected: TCP sees a dead link, as with a pulled cable, and recovers by
-//!   retransmission or redial after the heal (which removes the element).
+//!   dropped, not rejected: TCP sees a dead link, as with a pulled cable. The heal removes
+//!   the element and resets the pair's TCP connections ([`Netns::reset`], `ss -K`): one
+//!   stalled through the cut would otherwise resume only at its next exponentially backed-off
+//!   retransmission; the nodes redial.
 //! - A degrade of node `i` with loss `p` is the rule `ip daddr ADDR numgen random mod 100 < P
 //!   drop` in the chain `loss` (rebuilt in one transaction on every change): loss on what the
 //!   node receives, like the in-process interceptor. The delay part of a degrade is not
