@@ -10,7 +10,9 @@
 //!   `byzgossip` processes driven over HTTP, adversaries as processes of this crate's binary;
 //!   kill/restart/pause by signals, partition and eclipse by each side blocking the other's
 //!   peer id, traffic counts from each process's `/metrics`. Inbound loss and delay
-//!   (`degrade` faults) need the in-process interceptor and are reported unsupported.
+//!   (`degrade` faults) need the in-process interceptor and are reported unsupported, except
+//!   with `--netns` ([`process::netns`]): every node in its own network namespace on a
+//!   bridge, cuts and `degrade` loss as nftables drops in the kernel (delay not applied).
 //! - `timeline` (private): the fault timeline both runtimes share: one plan from the scenario,
 //!   one driver applying it through a small `FaultTarget` trait, so the same scenario means
 //!   the same faults at the same times in either runtime.

@@ -9,6 +9,10 @@
 //!   this binary (hidden `adversary` subcommand); scenarios with `degrade`/`restore`
 //!   faults (the `lossy` preset) are reported as unsupported (see
 //!   `byzgossip_testnet::process`).
+//! - `run --runtime process --netns`: the same with every node in its own network namespace
+//!   on a bridge, partitions and eclipse as nftables drops between addresses and `degrade`
+//!   loss as nftables random drops (delay not applied); needs root, `ip` and `nft` (see
+//!   `byzgossip_testnet::process::netns`).
 //! - `run --runtime sim`: the deterministic simulator (see `byzgossip_testnet::sim`); prints
 //!   `seed: S` and, at the end, `state hash: HEX` (same seed, same hash).
 //! - `explore --runtime sim --seeds N [--first-seed S] [--nodes A..B] [--out DIR]`: random
@@ -85,6 +89,10 @@ enum Command {
         /// The `byzgossip` binary for `--runtime process` (default: next to this executable).
         #[arg(long)]
         byzgossip: Option<PathBuf>,
+        /// With `--runtime process`: every node in its own network namespace, cuts and loss
+        /// as nftables rules (root, `ip` and `nft` needed).
+        #[arg(long)]
+        netns: bool,
     },
     /// An adversary node in its own process (started by `run --runtime process`).
     #[command(hide = true)]
@@ -104,6 +112,9 @@ enum Command {
         /// Listen multiaddr.
         #[arg(long)]
         listen: String,
+        /// HTTP API listen address.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        api: std::net::SocketAddr,
         /// Interceptor seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -372,12 +383,16 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(findings.is_empty())
         }
-        Command::Adversary { scenario, index, genesis, key, listen, seed } => {
-            let args = byzgossip_testnet::process::AdversaryArgs { scenario, index, genesis, key, listen, seed };
+        Command::Adversary { scenario, index, genesis, key, listen, api, seed } => {
+            let args = byzgossip_testnet::process::AdversaryArgs { scenario, index, genesis, key, listen, api, seed };
             byzgossip_testnet::process::adversary_main(args).await?;
             Ok(true)
         }
-        Command::Run { scenario, nodes, byzantine, observers, seed, out, json, duration, verbose, runtime, byzgossip } => {
+        Command::Run { scenario, nodes, byzantine, observers, seed, out, json, duration, verbose, runtime, byzgossip, netns } => {
+            if netns {
+                anyhow::ensure!(runtime == Runtime::Process, "--netns needs --runtime process");
+                byzgossip_testnet::process::netns::check_available()?;
+            }
             let n = nodes.unwrap_or(7);
             let scenarios: Vec<Scenario> = match &scenario {
                 Some(name) => vec![resolve(name, n)?],
@@ -422,8 +437,14 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
                     }
                     Runtime::Process => {
                         use byzgossip_testnet::process::{self, Outcome, ProcessOptions};
-                        let options = ProcessOptions::new(byzgossip.clone(), dir.join("processes"), verbose)?;
-                        match process::run(&s, options).await? {
+                        let mut options = ProcessOptions::new(byzgossip.clone(), dir.join("processes"), verbose)?;
+                        options.netns = netns;
+                        // With --netns, SIGINT and SIGTERM end the run by dropping it, so
+                        // its children are killed and its namespaces removed before exit
+                        // (SIGKILL cannot be caught: the next run's sweep handles that).
+                        let run = process::run(&s, options);
+                        let outcome = if netns { until_signal(run).await? } else { run.await? };
+                        match outcome {
                             Outcome::Ran(log) => *log,
                             Outcome::Unsupported(why) => {
                                 eprintln!("    UNSUPPORTED in process mode: {why}");
@@ -444,6 +465,18 @@ async fn async_main(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(ok)
         }
+    }
+}
+
+/// Runs `run` until it ends or SIGINT or SIGTERM arrives; a signal drops `run` (running its
+/// cleanup) and is an error.
+async fn until_signal<T>(run: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = run => r,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted (SIGINT): the run's processes and namespaces were removed"),
+        _ = term.recv() => anyhow::bail!("terminated (SIGTERM): the run's processes and namespaces were removed"),
     }
 }
 

@@ -15,6 +15,16 @@
 //! `degrade`/`restore` faults are not available here ([`unsupported`]): they need an
 //! interceptor, and the `byzgossip` binary carries no fault code.
 //!
+//! # Network namespaces
+//! With [`ProcessOptions::netns`] (`run --runtime process --netns`) every node runs in its
+//! own network namespace ([`netns`]): it listens (p2p and HTTP) on its namespace's address,
+//! the genesis bootstrap list carries those addresses, and a cut is an nftables drop between
+//! the two addresses instead of the node's block list, a `degrade` an nftables random drop
+//! of the node's inbound packets (the delay is not applied, and the event log says so).
+//! Cuts then live in the kernel, so a restarted node is cut without any block call; a heal
+//! resets the pair's TCP connections and makes a side that lost its connection redial now
+//! (see `reconnect` in the [`FaultTarget`] impl).
+//!
 //! # Traffic counts
 //! The report's messages and bytes per delivery come from each process's `/metrics`
 //! (`byzgossip_received_messages_total`, `_received_bytes_total`, `_sent_messages_total`,
@@ -56,7 +66,7 @@ use byzgossip_crypto::{Genesis, Keypair};
 use byzgossip_reputation::PeerSnapshot;
 use byzgossip_node::api::API_TOKEN_FILE;
 use byzgossip_node::storage::MemoryStore;
-use byzgossip_node::testnet_keys::{TestnetSpec, write_testnet};
+use byzgossip_node::testnet_keys::{TestnetSpec, write_testnet, write_testnet_with_addresses};
 use byzgossip_node::{NodeBuilder, NodeConfig, NodeError, now_ms};
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
@@ -72,6 +82,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub mod api;
+pub mod netns;
 
 /// Longest wait for a started process to print its HTTP API address.
 pub const START_DEADLINE: Duration = Duration::from_secs(15);
@@ -87,6 +98,9 @@ pub struct ProcessOptions {
     pub dir: PathBuf,
     /// Print timeline events as they happen.
     pub verbose: bool,
+    /// Run every node in its own network namespace, with cuts and loss as nftables rules
+    /// (see [`netns`]).
+    pub netns: bool,
 }
 
 impl ProcessOptions {
@@ -99,7 +113,7 @@ impl ProcessOptions {
             "no byzgossip binary at {} (build it with `cargo build -p byzgossip-node` in the same target dir, or pass --byzgossip PATH)",
             byzgossip.display()
         );
-        Ok(ProcessOptions { byzgossip, testnet, dir, verbose })
+        Ok(ProcessOptions { byzgossip, testnet, dir, verbose, netns: false })
     }
 }
 
@@ -112,14 +126,15 @@ pub enum Outcome {
     Unsupported(String),
 }
 
-/// Why `scenario` cannot run as processes, if it cannot: `degrade` and `restore` faults
-/// (inbound loss and delay) work through the in-process interceptor, and the `byzgossip`
-/// binary has none (the production binary carries no fault code). Every role and every other
-/// fault runs in both runtimes.
-pub fn unsupported(scenario: &Scenario) -> Option<String> {
+/// Why `scenario` cannot run as processes, if it cannot: without `netns`, `degrade` and
+/// `restore` faults (inbound loss and delay) work through the in-process interceptor, and the
+/// `byzgossip` binary has none (the production binary carries no fault code). With `netns`
+/// the loss is an nftables rule (the delay is not applied, see [`netns`]), so everything runs.
+/// Every role and every other fault runs in both runtimes.
+pub fn unsupported(scenario: &Scenario, netns: bool) -> Option<String> {
     let degrades = scenario.faults.iter().any(|f| matches!(f.kind, FaultKind::Degrade | FaultKind::Restore));
-    degrades.then(|| {
-        "degrade/restore faults (inbound loss and delay) need the in-process runtime: the byzgossip binary has no interceptor"
+    (degrades && !netns).then(|| {
+        "degrade/restore faults (inbound loss and delay) need the in-process runtime or --netns: the byzgossip binary has no interceptor"
             .to_owned()
     })
 }
@@ -246,6 +261,9 @@ struct Net {
     nodes: Vec<Arc<Node>>,
     shared: Arc<Shared>,
     http: reqwest::Client,
+    /// The run's namespaces with `--netns`. Declared last so it is dropped after `nodes`:
+    /// the children are killed before their namespaces go.
+    netns: Option<netns::Netns>,
 }
 
 impl Net {
@@ -253,11 +271,19 @@ impl Net {
         let node = self.nodes[i].clone();
         let incarnation = node.incarnation.load(Ordering::Relaxed);
         let log_path = self.options.dir.join(format!("node-{i}.{incarnation}.log"));
-        let listen = format!("/ip4/127.0.0.1/tcp/{}", node.port.unwrap_or(0));
+        // With --netns each node listens (p2p and HTTP) on its namespace's address.
+        let (listen, api_listen) = match &self.netns {
+            Some(ns) => (ns.plan().multiaddr(i), format!("{}:0", ns.plan().addr(i))),
+            None => (format!("/ip4/127.0.0.1/tcp/{}", node.port.unwrap_or(0)), "127.0.0.1:0".to_owned()),
+        };
+        let command = |program: &Path| match &self.netns {
+            Some(ns) => ns.command(i, program),
+            None => tokio::process::Command::new(program),
+        };
         let mut cmd = if node.role.correct() {
-            let mut c = tokio::process::Command::new(&self.options.byzgossip);
+            let mut c = command(&self.options.byzgossip);
             c.arg("run").arg("--genesis").arg(&self.genesis_path).arg("--key").arg(&node.key_path);
-            c.arg("--data").arg(&node.data).args(["--listen", &listen, "--api", "127.0.0.1:0", "--topic", LOAD_TOPIC]);
+            c.arg("--data").arg(&node.data).args(["--listen", &listen, "--api", &api_listen, "--topic", LOAD_TOPIC]);
             // One API token for every child, sent by `self.http` (see `setup`).
             c.arg("--api-token-file").arg(self.options.dir.join(API_TOKEN_FILE));
             // The held stdin pipe ties the child's life to ours (see the module docs).
@@ -282,9 +308,10 @@ impl Net {
             }
             c
         } else {
-            let mut c = tokio::process::Command::new(&self.options.testnet);
+            let mut c = command(&self.options.testnet);
             c.arg("adversary").arg("--scenario").arg(&self.scenario_path).args(["--index", &i.to_string()]);
             c.arg("--genesis").arg(&self.genesis_path).arg("--key").arg(&node.key_path).args(["--listen", &listen]);
+            c.args(["--api", &api_listen]);
             c.args(["--seed", &(self.scenario.seed ^ ((i as u64) << 20) ^ ((incarnation as u64) << 40)).to_string()]);
             c
         };
@@ -414,6 +441,40 @@ impl Net {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether node `i` has a connection to `peer` (None: down, stopped or no answer).
+    async fn connected(&self, i: usize, peer: usize) -> Option<bool> {
+        let api = self.client(i)?;
+        let peer_id = self.nodes[peer].peer_id.to_string();
+        match api.peers().await {
+            Ok(peers) => Some(peers.iter().any(|p| p.peer_id == peer_id && p.connected)),
+            Err(CallError::Protocol(e)) => {
+                self.shared.protocol_error(format!("node {i} peers: {e}"));
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Makes node `i` redial `peer` now (see `reconnect`). Only bootstrap peers (the
+    /// members) are redialled; asking a member about an observer does nothing, and the
+    /// observer's side redials.
+    async fn redial_now(&self, i: usize, peer: usize) {
+        let peer_id = self.nodes[peer].peer_id;
+        if self.nodes[i].role.correct() {
+            let Some(api) = self.client(i) else { return };
+            for block in [true, false] {
+                if let Err(e) = api.set_blocked(&peer_id, block).await {
+                    self.shared.event(format!("redial of {peer} by node {i} failed: {e}"));
+                    return;
+                }
+            }
+        } else {
+            self.control(i, &format!("block {peer_id}")).await;
+            self.control(i, &format!("unblock {peer_id}")).await;
+        }
+        self.shared.event(format!("node {i} redials node {peer} now (it lost the connection during the cut)"));
     }
 
     /// SIGKILL (after a last traffic scrape) and stop following the node.
@@ -594,7 +655,17 @@ impl FaultTarget for Net {
     /// `byzgossip` processes over HTTP; adversaries through a stdin line (a stopped
     /// adversary reads it once resumed). A stopped or killed `byzgossip` is skipped; the
     /// driver repairs its blocks when it comes back.
+    ///
+    /// With `--netns` the block is in the kernel instead: packets from `peer` to `i` are
+    /// dropped on the bridge (the driver blocks both directions of a cut), whatever state the
+    /// processes are in, and a restarted process is cut by the same rule.
     async fn block(&self, i: usize, peer: usize, block: bool) {
+        if let Some(ns) = &self.netns {
+            if let Err(e) = ns.cut(peer, i, block) {
+                self.shared.event(format!("{} of {peer} -> {i} in nftables failed: {e}", if block { "cut" } else { "heal" }));
+            }
+            return;
+        }
         let (node, peer_id) = (&self.nodes[i], self.nodes[peer].peer_id);
         let verb = if block { "block" } else { "unblock" };
         if !node.role.correct() {
@@ -612,14 +683,52 @@ impl FaultTarget for Net {
         }
     }
 
-    /// Nothing to do: members redial each other from the genesis bootstrap list (fixed
-    /// ports), and unblocking schedules the redial at once.
-    async fn reconnect(&self, _i: usize, _peer: usize) {}
+    /// Without `--netns` nothing to do: members redial each other from the genesis bootstrap
+    /// list (fixed ports), and unblocking schedules the redial at once.
+    ///
+    /// With `--netns` a heal removes the nftables rule, and then:
+    /// - a connection that stayed open through the cut is stalled in TCP's exponential
+    ///   retransmission backoff and would resume only at its next retransmission (21 s after
+    ///   the heal of a 30 s cut: measured, the drain deadline was missed). The pair's TCP
+    ///   connections are reset in the kernel ([`netns::Netns::reset`]), as a long real cut
+    ///   leaves them dead, and the nodes redial at once (a dropped bootstrap peer is redialled
+    ///   after the base backoff);
+    /// - a side that had lost the connection during the cut has a redial backoff grown by
+    ///   every dial the cut swallowed (up to 30 s), so it is asked to redial now, the way an
+    ///   unblock does in the node: a block by hand and its unblock of the disconnected peer,
+    ///   whose only effect is that redial (there is no connection to close).
+    async fn reconnect(&self, i: usize, peer: usize) {
+        let Some(ns) = &self.netns else { return };
+        let (a, b) = futures::join!(self.connected(i, peer), self.connected(peer, i));
+        if let Err(e) = ns.reset(i, peer) {
+            self.shared.event(format!("reset of the TCP connections between {i} and {peer} failed: {e}"));
+        }
+        let kicks = [(i, peer, a), (peer, i, b)].into_iter().filter(|(_, _, c)| *c == Some(false));
+        futures::future::join_all(kicks.map(|(x, y, _)| self.redial_now(x, y))).await;
+    }
 
-    /// Never called: [`unsupported`] turns scenarios with `degrade` faults away first. The
-    /// event makes a future caller visible instead of silently running undegraded.
-    async fn degrade(&self, i: usize, _degradation: Option<Degradation>) {
-        self.shared.event(format!("degrade of node {i} ignored: not supported in process mode"));
+    /// With `--netns`: the loss as an nftables rule dropping that share of the packets the
+    /// bridge forwards to node `i`; the delay is not applied (no netem in the kernel, and the
+    /// `byzgossip` binary has no interceptor), which the event log says. Without `--netns`
+    /// never called: [`unsupported`] turns scenarios with `degrade` faults away first, and
+    /// the event makes a future caller visible instead of silently running undegraded.
+    async fn degrade(&self, i: usize, degradation: Option<Degradation>) {
+        let Some(ns) = &self.netns else {
+            self.shared.event(format!("degrade of node {i} ignored: not supported in process mode"));
+            return;
+        };
+        let percent = degradation.map(|d| netns::loss_percent(d.loss));
+        match ns.set_loss(i, percent) {
+            Ok(()) => match degradation {
+                Some(d) => self.shared.event(format!(
+                    "node {i}: inbound loss {}% as an nftables rule; delay {} ms not applied (--netns applies loss only)",
+                    percent.unwrap_or(0),
+                    d.delay_ms
+                )),
+                None => self.shared.event(format!("node {i}: nftables loss rule removed")),
+            },
+            Err(e) => self.shared.event(format!("degrade of node {i} in nftables failed: {e}")),
+        }
     }
 }
 
@@ -659,7 +768,7 @@ fn record_event(shared: &Shared, node: &Node, i: usize, incarnation: u32, event:
 /// Runs `scenario` as processes and returns its log (or why it cannot run).
 pub async fn run(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Outcome> {
     scenario.validate()?;
-    if let Some(why) = unsupported(scenario) {
+    if let Some(why) = unsupported(scenario, options.netns) {
         return Ok(Outcome::Unsupported(why));
     }
     let net = setup(scenario, options)?;
@@ -699,7 +808,13 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
     std::fs::create_dir_all(&options.dir)?;
     let n = scenario.nodes;
     let roles = scenario.roles();
-    let base = free_ports(roles.len(), scenario.seed)?;
+    // With --netns every node has its own address and the same port; without, consecutive
+    // free ports on 127.0.0.1.
+    let netns = if options.netns { Some(netns::Netns::create(roles.len())?) } else { None };
+    let base = match &netns {
+        Some(_) => netns::P2P_PORT,
+        None => free_ports(roles.len(), scenario.seed)?,
+    };
     let keys_dir = options.dir.join("keys");
     let spec = TestnetSpec {
         nodes: n,
@@ -709,7 +824,11 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
         base_port: Some(base),
     };
     let mut rng = ChaCha20Rng::seed_from_u64(scenario.seed);
-    let files = write_testnet(&keys_dir, &spec, &mut rng)?;
+    let files = match &netns {
+        // The genesis bootstrap list carries the namespace addresses.
+        Some(ns) => write_testnet_with_addresses(&keys_dir, &spec, &mut rng, |i| Ok(Some(ns.plan().multiaddr(i))))?,
+        None => write_testnet(&keys_dir, &spec, &mut rng)?,
+    };
     let mut key_paths = files.keys.clone();
     for i in n..roles.len() {
         let path = keys_dir.join(format!("sybil-{i}.key"));
@@ -737,7 +856,7 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
             peer_id,
             key_path: key_paths[i].clone(),
             data: options.dir.join(format!("data-{i}")),
-            port: Some(base + i as u16),
+            port: Some(if netns.is_some() { base } else { base + i as u16 }),
             child: tokio::sync::Mutex::new(None),
             api: Mutex::new(None),
             incarnation: AtomicU32::new(0),
@@ -758,6 +877,7 @@ fn setup(scenario: &Scenario, options: ProcessOptions) -> anyhow::Result<Arc<Net
         shared: Arc::new(Shared { verbose: options.verbose, ..Default::default() }),
         http: reqwest::Client::builder().connect_timeout(CALL_TIMEOUT).default_headers(headers).build()?,
         options,
+        netns,
     }))
 }
 
@@ -769,6 +889,9 @@ async fn run_net(net: &Arc<Net>) -> anyhow::Result<RunLog> {
     let marks = timeline::run_scenario(net, "processes").await;
     // Last traffic scrape, while every process still runs.
     futures::future::join_all((0..net.nodes.len()).map(|i| net.scrape(i))).await;
+    if let Some(ns) = &net.netns {
+        net.shared.event(ns.drop_report());
+    }
     Ok(timeline::collect(net.as_ref(), &marks))
 }
 
@@ -785,6 +908,8 @@ pub struct AdversaryArgs {
     pub key: PathBuf,
     /// Listen address.
     pub listen: String,
+    /// HTTP API listen address (`127.0.0.1:0`; the namespace's address with `--netns`).
+    pub api: SocketAddr,
     /// Interceptor seed.
     pub seed: u64,
 }
@@ -814,7 +939,7 @@ pub async fn adversary_main(args: AdversaryArgs) -> anyhow::Result<()> {
         config.topics = vec![LOAD_TOPIC.to_owned()];
         config.sync_interval = crate::harness::SYNC_INTERVAL;
         config.tick_interval = crate::harness::TICK_INTERVAL;
-        config.api_listen = Some("127.0.0.1:0".parse().expect("valid address"));
+        config.api_listen = Some(args.api);
         scenario.apply_node_settings(&mut config);
         let interceptor = AgentInterceptor::new(agent.clone(), args.seed ^ (incarnation << 40));
         NodeBuilder::new(config).with_store(store.clone()).with_interceptor(Box::new(interceptor)).spawn()
@@ -913,9 +1038,10 @@ mod tests {
     #[test]
     fn degrade_faults_are_unsupported_in_process_mode_and_others_are_not() {
         let lossy = crate::preset("lossy", 4).expect("preset");
-        assert!(unsupported(&lossy).is_some_and(|why| why.contains("in-process runtime")));
+        assert!(unsupported(&lossy, false).is_some_and(|why| why.contains("in-process runtime")));
+        assert_eq!(unsupported(&lossy, true), None, "--netns applies the loss in nftables");
         for name in ["baseline", "partition", "crash-restart", "eclipse"] {
-            assert_eq!(unsupported(&crate::preset(name, 4).expect("preset")), None, "{name}");
+            assert_eq!(unsupported(&crate::preset(name, 4).expect("preset"), false), None, "{name}");
         }
     }
 }
