@@ -867,6 +867,11 @@ impl Engine {
         if self.is_outsider(&peer) && !self.connected.contains(&peer) {
             self.outsiders += 1;
         }
+        // A member (re)connected: what a cut stalled is resent now, not after the backoff
+        // that grew while it lasted (module `retransmit`).
+        if peer.key().is_some_and(|key| self.committee.contains(&key)) && !self.connected.contains(&peer) {
+            self.retransmit.hurry(now_ms, Retransmit::first_delay(self.latency.ewma_ms));
+        }
         self.connected.insert(peer);
         self.recovery_ask();
     }

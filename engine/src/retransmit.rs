@@ -79,6 +79,20 @@ impl Retransmit {
         out
     }
 
+    /// A committee member's connection came (back) up: every tracked message is due at
+    /// `now_ms` again, its interval back to `first_ms`. After a partition heals, the
+    /// messages it stalled would otherwise wait out a backoff that grew during the cut (up to
+    /// [`RETRANSMIT_MAX_MS`]), longer than a totality deadline; [`MAX_RETRANSMIT_PER_TICK`]
+    /// still paces them.
+    pub(crate) fn hurry(&mut self, now_ms: u64, first_ms: u64) {
+        for entry in self.entries.values_mut() {
+            if entry.next_at_ms > now_ms {
+                entry.next_at_ms = now_ms;
+                entry.interval_ms = first_ms / 2;
+            }
+        }
+    }
+
     /// Messages tracked.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
