@@ -251,8 +251,11 @@ pub struct Engine {
     max_value_len: usize,
     subscribed: BTreeSet<String>,
     recent_gossip: RecentGossip,
-    /// When each disconnected committee member's connection closed (at most the committee).
-    member_away_since: BTreeMap<PublicKey, u64>,
+    /// When this node last heard from each committee member: a message it sent or relayed,
+    /// a ping it answered, its connection coming up (at most the committee). A member that
+    /// reconnects after a silence longer than a first retransmission delay was cut off
+    /// ([`Engine::handle_connected`]).
+    member_heard_ms: BTreeMap<PublicKey, u64>,
     /// Which gossip seqs of each origin this node holds: the gaps its digests ask for.
     held_gossip: HeldSeqs,
     connected: BTreeSet<Peer>,
@@ -371,7 +374,7 @@ impl Engine {
             max_value_len: config.bracha.max_value_len,
             subscribed: BTreeSet::new(),
             recent_gossip: RecentGossip::default(),
-            member_away_since: BTreeMap::new(),
+            member_heard_ms: BTreeMap::new(),
             held_gossip: HeldSeqs::default(),
             connected: BTreeSet::new(),
             outsiders: 0,
@@ -580,9 +583,20 @@ impl Engine {
     }
 
     /// A ping to `peer` came back after `rtt_ms` (`Some`) or failed (`None`).
-    pub fn handle_ping(&mut self, _now_ms: u64, peer: Peer, rtt_ms: Option<u64>) {
+    pub fn handle_ping(&mut self, now_ms: u64, peer: Peer, rtt_ms: Option<u64>) {
         if self.connected.contains(&peer) {
             self.pings.ping(&peer, rtt_ms);
+            if rtt_ms.is_some() {
+                self.heard_from(&peer, now_ms);
+            }
+        }
+    }
+
+    /// `peer` showed it is alive: it clears ping suspicion, and a member's silence ends.
+    fn heard_from(&mut self, peer: &Peer, now_ms: u64) {
+        self.pings.traffic(peer);
+        if let Some(heard) = peer.key().and_then(|key| self.member_heard_ms.get_mut(&key)) {
+            *heard = (*heard).max(now_ms);
         }
     }
 
@@ -870,14 +884,20 @@ impl Engine {
         if self.is_outsider(&peer) && !self.connected.contains(&peer) {
             self.outsiders += 1;
         }
-        // A member back after longer than a first retransmission delay (a cut): what the cut
-        // stalled is resent now, not after the backoff that grew while it lasted (module
-        // `retransmit`). A quick reconnect (a slow peer dropped and redialled under load)
-        // does not: resending every open message then only added load and seen-set ids
-        // (seen-flood at n = 16 in-process fell from about 95% to 65% validity).
+        // A member back after a silence longer than a first retransmission delay (a cut):
+        // what the cut stalled is resent now, not after the backoff that grew while it
+        // lasted (module `retransmit`). Silence, not time disconnected: a cut link can stall
+        // without closing and be reset only when it heals (the `--netns` runs: nftables drops,
+        // then the heal's connection reset), so the disconnect comes at the heal's end.
+        // A quick reconnect of a member heard just before (a slow peer dropped and redialled
+        // under load) does not: resending every open message then only added load and
+        // seen-set ids (seen-flood at n = 16 in-process fell from about 95% to 65% validity).
         if let Some(key) = peer.key().filter(|key| self.committee.contains(key))
             && !self.connected.contains(&peer)
-            && self.member_away_since.remove(&key).is_some_and(|since| now_ms.saturating_sub(since) >= crate::retransmit::RETRANSMIT_FIRST_MS)
+            && self
+                .member_heard_ms
+                .insert(key, now_ms)
+                .is_some_and(|heard| now_ms.saturating_sub(heard) >= crate::retransmit::RETRANSMIT_FIRST_MS)
         {
             self.retransmit.hurry(now_ms, Retransmit::first_delay(self.latency.ewma_ms));
         }
@@ -893,11 +913,6 @@ impl Engine {
     /// The last connection to `peer` closed.
     pub fn handle_disconnected(&mut self, now_ms: u64, peer: Peer) {
         self.pings.forget(&peer);
-        if let Some(key) = peer.key().filter(|key| self.committee.contains(key))
-            && self.connected.contains(&peer)
-        {
-            self.member_away_since.insert(key, now_ms);
-        }
         if self.connected.remove(&peer) && self.is_outsider(&peer) {
             self.outsiders = self.outsiders.saturating_sub(1);
         }
@@ -928,7 +943,7 @@ impl Engine {
     /// A gossipsub message from `from` on wire topic `topic`. The engine answers
     /// [`Output::Validation`] with `token` exactly once (now, or after verification).
     pub fn handle_message(&mut self, now_ms: u64, from: Peer, token: u64, topic: &str, bytes: &[u8]) {
-        self.pings.traffic(&from);
+        self.heard_from(&from, now_ms);
         let Some(from) = from.key() else {
             self.validation(token, Acceptance::Ignore);
             return;
@@ -1666,6 +1681,7 @@ impl Engine {
     /// once. A plan's work is bounded (`sync` module); the driver runs it off its event loop
     /// and reports it done with [`Engine::handle_sync_served`].
     pub fn handle_sync_request(&mut self, now_ms: u64, from: Peer, token: u64, request: SyncRequest) {
+        self.heard_from(&from, now_ms);
         let Some(key) = from.key() else {
             return self.refuse_sync(token, "refused_unknown_peer");
         };
@@ -1759,6 +1775,7 @@ impl Engine {
             }
             return;
         };
+        self.heard_from(&from, now_ms);
         let Some(from) = from.key() else { return };
         match (purpose, response) {
             (Some(SyncPurpose::Latest), SyncResponse::Latest(answer)) => self.recovery_answer(from, answer, now_ms),

@@ -597,6 +597,61 @@ fn a_healed_partition_resends_stalled_messages_at_once() {
     }
 }
 
+/// The same cut made the way `--netns` makes it: nftables drops every packet, so the links
+/// stall without closing, and the heal resets them (a disconnect and a redial at once). The
+/// members were silent for the whole cut, so the reconnect still resends what it stalled at
+/// once: silence, not time disconnected, is what counts.
+#[test]
+fn a_cut_that_stalls_links_without_closing_them_resends_at_once_after_the_reset() {
+    let mut net = Net::new(7);
+    let sides = |a: usize, b: usize| (a < 3) != (b < 3);
+    let pairs: Vec<(usize, usize)> = (0..7).flat_map(|a| (0..7).map(move |b| (a, b))).filter(|&(a, b)| a < b && sides(a, b)).collect();
+    net.cut = pairs.clone();
+    let instance = net.nodes[0].engine.broadcast(net.now, b"stalled".to_vec()).expect("broadcast");
+    net.drain(0);
+    net.run_until(net.now + 31_000);
+    assert!(net.nodes.iter().all(|n| n.delivered.is_empty()), "no side has a quorum");
+    net.cut.clear();
+    for &(a, b) in &pairs {
+        for (x, y) in [(a, b), (b, a)] {
+            let peer = Peer::Key(key(y).public());
+            net.nodes[x].engine.handle_disconnected(net.now, peer.clone());
+            net.nodes[x].engine.handle_connected(net.now, peer);
+        }
+    }
+    net.drain_all();
+    let healed = net.now;
+    net.run_until(healed + 500);
+    for (i, node) in net.nodes.iter().enumerate() {
+        assert_eq!(delivered_instances(node), vec![instance], "node {i}, 500 ms after the heal");
+    }
+}
+
+/// A member heard from just before its connection dropped and came back (a slow peer
+/// dropped and redialled under load) is no cut: nothing is resent early, the retransmission
+/// backoff goes on as it was.
+#[test]
+fn a_quick_reconnect_of_a_member_heard_just_before_resends_nothing_early() {
+    let mut net = Net::new(7);
+    // Members 4..7 are unreachable: no quorum, node 0's SEND stays open and is retransmitted.
+    net.cut = (0..4).flat_map(|a| (4..7).map(move |b| (a, b))).collect();
+    net.nodes[0].engine.broadcast(net.now, b"open".to_vec()).expect("broadcast");
+    net.drain(0);
+    net.run_until(net.now + 10_000);
+    let sends = |net: &Net| net.nodes[0].published.iter().filter(|e| e.header().kind == Kind::BrachaSend).count();
+    let before = sends(&net);
+    assert!(before >= 2, "the open SEND was retransmitted during the cut ({before} sends)");
+    // Member 1 has been talking all along (its votes arrive); its link drops and comes back.
+    let peer = Peer::Key(key(1).public());
+    net.nodes[0].engine.handle_disconnected(net.now, peer.clone());
+    net.now += 100;
+    net.nodes[0].engine.handle_connected(net.now, peer);
+    net.drain_all();
+    // The backoff has grown to 8 s (sends at 0, 2 and 6 s): the next is due at 14 s.
+    net.run_until(net.now + 2_000);
+    assert_eq!(sends(&net), before, "a quick reconnect of a member heard just before resends nothing");
+}
+
 #[test]
 fn retransmission_stops_once_the_instance_is_delivered() {
     let mut net = Net::new(4);
