@@ -7,83 +7,30 @@
 //!
 //! Like `process_mode.rs`, it uses the `byzgossip` binary of the same target directory,
 //! refuses a missing or stale one, and runs one testnet at a time (the timed invariants
-//! assume the machine is not shared by several testnets).
+//! assume the machine is not shared by several testnets): see `common/mod.rs`.
+
+mod common;
 
 use byzgossip_testnet::process::netns;
+use common::{Guard, begin, wait};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
-
-/// Held for a whole test (see the module docs).
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Longest a whole n = 4 run may take (it takes about 10 s).
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-/// Kills and reaps the child on drop (panic, timeout, early return).
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits for `child` at most `limit`; None on timeout (the guard then kills it).
-fn wait(guard: &mut Guard, limit: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Ok(Some(status)) = guard.0.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Why the test cannot run here, if it cannot.
-fn skip_reason() -> Option<String> {
-    netns::check_available().err().map(|e| e.to_string())
-}
-
-/// The `byzgossip` binary next to the testnet binary, checked to be newer than every source
-/// file it is built from (see `process_mode.rs`: the test never builds it itself).
-fn byzgossip_binary() -> PathBuf {
-    let testnet = PathBuf::from(env!("CARGO_BIN_EXE_byzgossip-testnet"));
-    let binary = testnet.with_file_name("byzgossip");
-    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).unwrap_or_else(|_| {
-        panic!("no byzgossip binary at {}: run `cargo test --workspace` or `cargo build -p byzgossip-node` first", binary.display())
-    });
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    for dir in ["crypto", "reputation", "bracha", "engine", "node"] {
-        if let Some(path) = newer_source(&workspace.join(dir), built) {
-            panic!("{} is older than {}: run `cargo test --workspace` or `cargo build -p byzgossip-node` first", binary.display(), path.display());
+/// What each test starts with ([`common::begin`]); None, with the reason printed, where this
+/// process is not root or `ip` or `nft` does not run.
+fn begin_netns() -> Option<(MutexGuard<'static, ()>, PathBuf, tempfile::TempDir)> {
+    match netns::check_available() {
+        Ok(()) => Some(begin()),
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
         }
     }
-    binary
-}
-
-/// A `.rs` or `Cargo.toml` under `dir` (skipping `target`) modified after `than`.
-fn newer_source(dir: &Path, than: std::time::SystemTime) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if path.file_name().is_some_and(|n| n != "target")
-                && let Some(p) = newer_source(&path, than)
-            {
-                return Some(p);
-            }
-        } else if (path.extension().is_some_and(|e| e == "rs") || path.file_name().is_some_and(|n| n == "Cargo.toml"))
-            && entry.metadata().and_then(|m| m.modified()).is_ok_and(|m| m > than)
-        {
-            return Some(path);
-        }
-    }
-    None
 }
 
 /// Starts `run --runtime process --netns --scenario NAME --nodes 4`.
@@ -98,6 +45,27 @@ fn start(scenario: &str, out: &Path, byzgossip: &Path) -> Guard {
         .spawn()
         .expect("start byzgossip-testnet");
     Guard(child)
+}
+
+/// Runs `scenario` in namespaces (output under `tmp/scenario`) and checks that it passed and
+/// left nothing behind; `check_drops` checks the drop report in the run's event log (what
+/// follows "nftables dropped "), which must be there.
+fn run_and_check(scenario: &str, tmp: &Path, byzgossip: &Path, check_drops: impl FnOnce(&str)) {
+    let out = tmp.join(scenario);
+    let mut guard = start(scenario, &out, byzgossip);
+    let pid = guard.0.id();
+    let status = wait(&mut guard, RUN_LIMIT).unwrap_or_else(|| panic!("{scenario} did not finish within {RUN_LIMIT:?}"));
+    let mut stdout = String::new();
+    if let Some(mut o) = guard.0.stdout.take() {
+        let _ = std::io::Read::read_to_string(&mut o, &mut stdout);
+    }
+    assert!(status.success(), "{scenario} failed in netns mode ({status}):\n{stdout}");
+    assert!(stdout.contains("1 passed, 0 failed"), "{scenario}:\n{stdout}");
+    assert_eq!(netns::leftovers(pid), Vec::<String>::new(), "{scenario} left these behind");
+    // The faults happened in the kernel: the run's log counts the packets nftables dropped.
+    let log = std::fs::read_to_string(out.join("run.json")).expect("run.json");
+    let report = log.split("nftables dropped ").nth(1).expect("a drop report in the event log");
+    check_drops(report);
 }
 
 /// Polls `check` until it holds or `limit` passes.
@@ -116,46 +84,19 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn partition_and_lossy_pass_in_namespaces_and_leave_nothing_behind() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let byzgossip = byzgossip_binary();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    for scenario in ["partition", "lossy"] {
-        let out = tmp.path().join(scenario);
-        let mut guard = start(scenario, &out, &byzgossip);
-        let pid = guard.0.id();
-        let status = wait(&mut guard, RUN_LIMIT).unwrap_or_else(|| panic!("{scenario} did not finish within {RUN_LIMIT:?}"));
-        let mut stdout = String::new();
-        if let Some(mut o) = guard.0.stdout.take() {
-            let _ = std::io::Read::read_to_string(&mut o, &mut stdout);
-        }
-        assert!(status.success(), "{scenario} failed in netns mode ({status}):\n{stdout}");
-        assert!(stdout.contains("1 passed, 0 failed"), "{scenario}:\n{stdout}");
-        assert_eq!(netns::leftovers(pid), Vec::<String>::new(), "{scenario} left these behind");
-        // The faults happened in the kernel: the run's log counts the packets nftables dropped.
-        let log = std::fs::read_to_string(out.join("run.json")).expect("run.json");
-        let report = log.split("nftables dropped ").nth(1).expect("a drop report in the event log");
-        if scenario == "lossy" {
-            assert!(report.contains("by loss rules, node 0: "), "{report:.200}");
-            assert!(!report.starts_with("0 packets between cut nodes and, by loss rules, none"), "{report:.200}");
-        } else {
-            assert!(!report.starts_with("0 packets"), "the partition dropped nothing: {report:.200}");
-        }
-    }
+    let Some((_one, byzgossip, tmp)) = begin_netns() else { return };
+    run_and_check("partition", tmp.path(), &byzgossip, |report| {
+        assert!(!report.starts_with("0 packets"), "the partition dropped nothing: {report:.200}");
+    });
+    run_and_check("lossy", tmp.path(), &byzgossip, |report| {
+        assert!(report.contains("by loss rules, node 0: "), "{report:.200}");
+        assert!(!report.starts_with("0 packets between cut nodes and, by loss rules, none"), "{report:.200}");
+    });
 }
 
 #[test]
 fn a_sigkilled_run_s_namespaces_are_swept_by_the_next_run() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
-        return;
-    }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let byzgossip = byzgossip_binary();
-    let tmp = tempfile::tempdir().expect("tempdir");
+    let Some((_one, byzgossip, tmp)) = begin_netns() else { return };
     let mut guard = start("baseline", &tmp.path().join("killed"), &byzgossip);
     let pid = guard.0.id();
     // Wait until the run has built its namespaces and started its 4 nodes in them, then

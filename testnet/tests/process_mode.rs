@@ -2,85 +2,16 @@
 //! partition, whose verdict must match the in-process runtime's and whose traffic counts come
 //! from the processes' `/metrics`; and no child outliving a SIGKILLed testnet. The tests use
 //! the `byzgossip` binary of the same target directory and refuse a missing one or one older
-//! than its sources, so they never run against a stale binary. The tests take a lock so only one testnet runs at a time (the timed
-//! invariants assume the machine is not shared by several testnets).
+//! than its sources, so they never run against a stale binary. The tests take a lock so only
+//! one testnet runs at a time (the timed invariants assume the machine is not shared by
+//! several testnets). Those helpers are in `common/mod.rs`, shared with `netns.rs`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{Guard, begin, wait};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Held for a whole test (see the module docs).
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Kills and reaps the child on drop (panic, timeout, early return).
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits for `child` at most `limit`; None on timeout (the guard then kills it).
-fn wait(guard: &mut Guard, limit: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + limit;
-    loop {
-        if let Ok(Some(status)) = guard.0.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The `byzgossip` binary next to the testnet binary, checked to be newer than every source
-/// file it is built from. `cargo test --workspace` builds it (the node's own tests need it)
-/// before any test runs. The test does not run `cargo build` itself: the outer `cargo test`
-/// holds the target directory's lock while tests run, so an inner build waited for it (and a
-/// build with the node's features alone would recompile libp2p).
-fn byzgossip_binary() -> PathBuf {
-    let testnet = PathBuf::from(env!("CARGO_BIN_EXE_byzgossip-testnet"));
-    let binary = testnet.with_file_name("byzgossip");
-    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).unwrap_or_else(|_| {
-        panic!("no byzgossip binary at {}: run `cargo test --workspace` or `cargo build -p byzgossip-node` first", binary.display())
-    });
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut newest = None;
-    for dir in ["crypto", "reputation", "bracha", "engine", "node"] {
-        newest_source(&workspace.join(dir), &mut newest);
-    }
-    if let Some((modified, path)) = newest {
-        assert!(
-            modified <= built,
-            "{} is older than {}: run `cargo test --workspace` or `cargo build -p byzgossip-node` first",
-            binary.display(),
-            path.display()
-        );
-    }
-    binary
-}
-
-/// The newest `.rs` or `Cargo.toml` under `dir` (skipping `target`), into `newest`.
-fn newest_source(dir: &Path, newest: &mut Option<(std::time::SystemTime, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if path.file_name().is_some_and(|n| n != "target") {
-                newest_source(&path, newest);
-            }
-        } else if (path.extension().is_some_and(|e| e == "rs") || path.file_name().is_some_and(|n| n == "Cargo.toml"))
-            && let Ok(modified) = entry.metadata().and_then(|m| m.modified())
-            && newest.as_ref().is_none_or(|(t, _)| modified > *t)
-        {
-            *newest = Some((modified, path));
-        }
-    }
-}
 
 /// Runs `byzgossip-testnet run --nodes 4 --duration 2 --scenario NAME` in `runtime`, writing
 /// to `out`; returns whether it exited with success, and its stdout.
@@ -107,9 +38,7 @@ fn read_json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn baseline_runs_as_processes_at_n4() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let byzgossip = byzgossip_binary();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (_one, byzgossip, dir) = begin();
     let out = dir.path().join("out");
     let (ok, stdout) = run_scenario("process", "baseline", &byzgossip, &out);
     assert!(ok, "process-mode baseline failed\n{stdout}");
@@ -131,9 +60,7 @@ fn baseline_runs_as_processes_at_n4() {
 /// from the processes' `/metrics`, as the in-process runtime counts it at its interceptors.
 #[test]
 fn partition_has_the_same_verdict_as_processes_and_in_process() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let byzgossip = byzgossip_binary();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (_one, byzgossip, dir) = begin();
     let mut verdicts = Vec::new();
     for runtime in ["process", "in-process"] {
         let out = dir.path().join(runtime);
@@ -188,9 +115,7 @@ fn children_under(dir: &Path) -> Vec<String> {
 #[test]
 #[cfg(target_os = "linux")]
 fn children_exit_when_the_testnet_is_killed() {
-    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let byzgossip = byzgossip_binary();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let (_one, byzgossip, dir) = begin();
     let out = dir.path().join("out");
     // Silent: honest `byzgossip` processes and one adversary process.
     let child = Command::new(env!("CARGO_BIN_EXE_byzgossip-testnet"))
