@@ -547,7 +547,8 @@ struct HttpNode {
 fn failure(e: CallError) -> Failure {
     match e {
         CallError::Protocol(why) => Failure::Protocol(why),
-        CallError::Transport(_) | CallError::Refused { .. } => Failure::Failed,
+        CallError::Transport(_) => Failure::Unknown,
+        CallError::Refused { .. } => Failure::Failed,
     }
 }
 

@@ -58,6 +58,19 @@ pub struct PublishRecord {
     pub sent_at_ms: u64,
 }
 
+/// An honest broadcast or publish whose call gave no answer (a timeout, a broken
+/// connection): the node may have carried it out or not. Nothing requires it to be delivered,
+/// and a delivery of it is no forgery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnconfirmedRecord {
+    /// Node index of the origin.
+    pub origin: usize,
+    /// SHA-256 of the value or payload (hex).
+    pub digest: String,
+    /// When the call was made.
+    pub sent_at_ms: u64,
+}
+
 /// One Bracha delivery at one node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
@@ -196,8 +209,14 @@ pub struct RunLog {
     pub broadcasts: Vec<BroadcastRecord>,
     /// Honest broadcasts refused or failed (window full, node down).
     pub broadcast_failures: u64,
+    /// Honest broadcasts whose outcome is unknown (counted in `broadcast_failures` too).
+    #[serde(default)]
+    pub unconfirmed_broadcasts: Vec<UnconfirmedRecord>,
     /// Honest gossip publishes.
     pub publishes: Vec<PublishRecord>,
+    /// Honest gossip publishes whose outcome is unknown.
+    #[serde(default)]
+    pub unconfirmed_publishes: Vec<UnconfirmedRecord>,
     /// Bracha deliveries at correct nodes.
     pub deliveries: Vec<DeliveryRecord>,
     /// Gossip deliveries at correct nodes.
@@ -211,6 +230,12 @@ pub struct RunLog {
 }
 
 impl RunLog {
+    /// (origin, value digest) of the broadcasts whose calls gave no answer: each may have been
+    /// carried out under a seq the harness never learnt.
+    pub fn unconfirmed_broadcast_values(&self) -> std::collections::HashSet<(usize, &str)> {
+        self.unconfirmed_broadcasts.iter().map(|x| (x.origin, x.digest.as_str())).collect()
+    }
+
     /// Node index by key (hex).
     pub fn index_by_key(&self) -> HashMap<&str, usize> {
         self.nodes.iter().map(|n| (n.key.as_str(), n.index)).collect()

@@ -3,6 +3,7 @@
 
 use crate::record::{
     BroadcastRecord, DeliveryRecord, EventRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord,
+    UnconfirmedRecord,
 };
 use crate::scenario::Scenario;
 use byzgossip_crypto::{Digest, PublicKey};
@@ -27,6 +28,9 @@ pub(crate) fn traffic_record(node: usize, [msgs_in, bytes_in, msgs_out, bytes_ou
 pub(crate) struct Shared {
     pub broadcasts: Mutex<Vec<BroadcastRecord>>,
     pub failures: AtomicU64,
+    /// Broadcasts and publishes whose calls gave no answer ([`UnconfirmedRecord`]).
+    pub unconfirmed_broadcasts: Mutex<Vec<UnconfirmedRecord>>,
+    pub unconfirmed_publishes: Mutex<Vec<UnconfirmedRecord>>,
     pub publishes: Mutex<Vec<PublishRecord>>,
     pub deliveries: Mutex<Vec<DeliveryRecord>>,
     pub cursors: Mutex<HashSet<(usize, u64)>>,
@@ -153,7 +157,9 @@ impl Shared {
             disrupted_until_ms: self.disrupted_until.load(Ordering::Relaxed),
             broadcasts: lock(&self.broadcasts).clone(),
             broadcast_failures: self.failures.load(Ordering::Relaxed),
+            unconfirmed_broadcasts: lock(&self.unconfirmed_broadcasts).clone(),
             publishes: lock(&self.publishes).clone(),
+            unconfirmed_publishes: lock(&self.unconfirmed_publishes).clone(),
             deliveries,
             gossip: lock(&self.gossip).clone(),
             peer_samples: lock(&self.samples).clone(),

@@ -469,6 +469,8 @@ mod tests {
             disrupted_until_ms: 0,
             broadcasts: vec![],
             broadcast_failures: 0,
+            unconfirmed_broadcasts: vec![],
+            unconfirmed_publishes: vec![],
             publishes: vec![],
             deliveries: vec![],
             gossip: vec![],

@@ -27,7 +27,7 @@
 
 use crate::adversary::LOAD_TOPIC;
 use crate::harness::{CALL_TIMEOUT, SAMPLE_INTERVAL};
-use crate::record::{BroadcastRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord};
+use crate::record::{BroadcastRecord, NodeRecord, PeerSample, PublishRecord, RunLog, TrafficRecord, UnconfirmedRecord};
 use crate::recorder::{Shared, lock};
 use crate::scenario::{Degradation, FaultKind, Role, Scenario};
 use byzgossip_crypto::{Digest, PublicKey};
@@ -185,9 +185,12 @@ impl Cuts {
 
 /// Why a call to a node gave no answer.
 pub(crate) enum Failure {
-    /// Refused, timed out or unreachable: an ordinary failure (a broadcast counts in
-    /// `broadcast_failures`).
+    /// Refused or unreachable: an ordinary failure (a broadcast counts in
+    /// `broadcast_failures`); the node did not carry the call out.
     Failed,
+    /// No answer although the call may have reached the node (a connection broken after
+    /// the request was sent): it may have been carried out. Timeouts are the same.
+    Unknown,
     /// The node answered something its API does not promise (a missing or malformed field):
     /// also recorded as a protocol error in the run log ([`Shared::protocol_error`]).
     Protocol(String),
@@ -268,8 +271,12 @@ pub(crate) fn spawn_workload<T: Runtime>(target: &Arc<T>, until: Instant) -> Joi
                         Some(Ok(seq)) => lock(&shared.broadcasts).push(BroadcastRecord { origin, seq, digest, sent_at_ms }),
                         failed => {
                             shared.failures.fetch_add(1, Ordering::Relaxed);
-                            if let Some(Err(Failure::Protocol(why))) = failed {
-                                shared.protocol_error(format!("node {origin} broadcast: {why}"));
+                            match failed {
+                                Some(Err(Failure::Protocol(why))) => shared.protocol_error(format!("node {origin} broadcast: {why}")),
+                                None | Some(Err(Failure::Unknown)) => {
+                                    lock(&shared.unconfirmed_broadcasts).push(UnconfirmedRecord { origin, digest, sent_at_ms })
+                                }
+                                _ => {}
                             }
                         }
                     }
@@ -281,6 +288,7 @@ pub(crate) fn spawn_workload<T: Runtime>(target: &Arc<T>, until: Instant) -> Joi
                 let Some(node) = target.node(origin).filter(|_| !target.paused(origin)) else { continue };
                 let mut payload = vec![0u8; w.gossip_size];
                 rng.fill_bytes(&mut payload);
+                let digest = Digest::of(&payload).to_hex();
                 let target = target.clone();
                 inflight.push(tokio::spawn(async move {
                     let sent_at_ms = now_ms();
@@ -288,7 +296,10 @@ pub(crate) fn spawn_workload<T: Runtime>(target: &Arc<T>, until: Instant) -> Joi
                     match timed(node.publish(LOAD_TOPIC, payload)).await {
                         Some(Ok(id)) => lock(&shared.publishes).push(PublishRecord { origin, id, sent_at_ms }),
                         Some(Err(Failure::Protocol(why))) => shared.protocol_error(format!("node {origin} publish: {why}")),
-                        _ => {}
+                        None | Some(Err(Failure::Unknown)) => {
+                            lock(&shared.unconfirmed_publishes).push(UnconfirmedRecord { origin, digest, sent_at_ms })
+                        }
+                        Some(Err(Failure::Failed)) => {}
                     }
                 }));
             }

@@ -2,7 +2,9 @@
 //! invariant, and a clean one must pass every check.
 
 use byzgossip_testnet::invariants::{self, CheckResult};
-use byzgossip_testnet::record::{BroadcastRecord, DeliveryRecord, EventRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog};
+use byzgossip_testnet::record::{
+    BroadcastRecord, DeliveryRecord, EventRecord, GossipRecord, NodeRecord, PeerSample, PublishRecord, RunLog, UnconfirmedRecord,
+};
 use byzgossip_testnet::scenario::{Role, preset};
 
 fn key(i: usize) -> String {
@@ -43,6 +45,8 @@ fn clean_log() -> RunLog {
         disrupted_until_ms: 0,
         broadcasts: vec![BroadcastRecord { origin: 0, seq: 0, digest, sent_at_ms: 1_010 }],
         broadcast_failures: 0,
+        unconfirmed_broadcasts: vec![],
+        unconfirmed_publishes: vec![],
         publishes: vec![PublishRecord { origin: 0, id: "11".repeat(32), sent_at_ms: 1_001 }],
         deliveries,
         gossip,
@@ -138,6 +142,39 @@ fn gossip_delivery_fails_when_a_node_never_or_late_receives_honest_gossip() {
         log.events.push(EventRecord { t_ms: killed_at, what: "kill node 2".into() });
         assert_eq!(invariants::gossip_delivery(&log).passed, passes, "killed at {killed_at}");
     }
+}
+
+/// A call that timed out may have been carried out (under load, a broadcast answered after
+/// the harness gave up): its value, delivered, is no forgery, though nothing requires it. It
+/// excuses exactly what it could be: the value it carried from its origin, and one unknown
+/// gossip id of its origin per unanswered publish.
+#[test]
+fn a_timed_out_call_carried_out_anyway_is_no_forgery_and_excuses_no_more() {
+    let timed_out = |origin: usize, digest: String| UnconfirmedRecord { origin, digest, sent_at_ms: 1_020 };
+    // Node 0's broadcast seq 1 of value "cc.." timed out at the harness; everyone delivered it.
+    let mut log = clean_log();
+    let late = (0..4).map(|n| DeliveryRecord { node: n, origin: key(0), seq: 1, digest: "cc".repeat(32), delivered_at_ms: 1_300, cursor: 2 });
+    log.deliveries.extend(late);
+    let results = invariants::check(&log);
+    assert!(!result(&results, "no-forgery").passed && !result(&results, "integrity").passed, "without the record it is a forgery");
+    log.unconfirmed_broadcasts.push(timed_out(0, "cc".repeat(32)));
+    let results = invariants::check(&log);
+    assert!(results.iter().all(|r| r.passed), "{results:?}");
+    // The record excuses its own value from its own origin only.
+    let mut other = log.clone();
+    other.unconfirmed_broadcasts = vec![timed_out(1, "cc".repeat(32))];
+    assert!(!result(&invariants::check(&other), "no-forgery").passed, "another origin's timeout excuses nothing");
+    // Gossip: one unanswered publish of node 0 explains one unknown id of node 0, not two.
+    let mut log = clean_log();
+    for id in ["22", "33"] {
+        log.gossip.push(GossipRecord { node: 1, incarnation: 0, origin: key(0), id: id.repeat(32), received_at_ms: 1_200 });
+    }
+    log.unconfirmed_publishes.push(timed_out(0, "dd".repeat(32)));
+    let no_forgery = invariants::no_forgery(&log);
+    assert!(!no_forgery.passed);
+    assert_eq!(no_forgery.evidence.len(), 1, "{:?}", no_forgery.evidence);
+    log.unconfirmed_publishes.push(timed_out(0, "ee".repeat(32)));
+    assert!(invariants::no_forgery(&log).passed);
 }
 
 #[test]
