@@ -889,15 +889,18 @@ impl Engine {
         // lasted (module `retransmit`). Silence, not time disconnected: a cut link can stall
         // without closing and be reset only when it heals (the `--netns` runs: nftables drops,
         // then the heal's connection reset), so the disconnect comes at the heal's end.
-        // A quick reconnect of a member heard just before (a slow peer dropped and redialled
-        // under load) does not: resending every open message then only added load and
-        // seen-set ids (seen-flood at n = 16 in-process fell from about 95% to 65% validity).
+        // The first delay grows with the delivery latency (2 s idle, up to 8 s loaded): under
+        // load a member's publishes to us are dropped at its full send queue and it falls
+        // silent for seconds, then is dropped as slow and redials; resending every open
+        // message then only added load and seen-set ids (seen-flood at n = 16 in-process fell
+        // from about 95% to 65% validity when every reconnect did it, and failed gossip
+        // delivery 3 runs of 3 when a silence of 2 s did).
         if let Some(key) = peer.key().filter(|key| self.committee.contains(key))
             && !self.connected.contains(&peer)
             && self
                 .member_heard_ms
                 .insert(key, now_ms)
-                .is_some_and(|heard| now_ms.saturating_sub(heard) >= crate::retransmit::RETRANSMIT_FIRST_MS)
+                .is_some_and(|heard| now_ms.saturating_sub(heard) >= Retransmit::first_delay(self.latency.ewma_ms))
         {
             self.retransmit.hurry(now_ms, Retransmit::first_delay(self.latency.ewma_ms));
         }
