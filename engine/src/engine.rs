@@ -22,7 +22,7 @@
 
 use crate::blocks::Blocks;
 use crate::budget::PublishBudget;
-use crate::gossip::{GossipBody, HeldSeqs, RecentGossip, Wants};
+use crate::gossip::{GossipBody, HeldSeqs, RECENT_GOSSIP_ENTRIES, RecentGossip, Wants};
 use crate::output::{Delivered, GossipMessage, Metric, Output, PeerAction};
 use crate::peer::Peer;
 use crate::recovery::SeqRecovery;
@@ -32,8 +32,8 @@ use crate::retransmit::{RETRANSMIT_BACKOFF_QUEUE, Retransmit};
 use crate::liveness::{Pings, QuorumHealth, STALL_MS};
 use crate::slow::SlowPeers;
 use crate::store::{
-    Appended, Batch, Committed, FIRST_SEQ, MAX_PRUNED_PER_BATCH, MAX_STORED_EXCLUSIONS, OwnMessage, Recovered, SeqStream, StoredBan,
-    StoredDelivery, StoredExclusion, StoredGossipId,
+    Appended, Batch, Committed, FIRST_SEQ, KeptGossip, MAX_PRUNED_PER_BATCH, MAX_STORED_EXCLUSIONS, OwnMessage, Recovered, SeqStream,
+    StoredBan, StoredDelivery, StoredExclusion, StoredGossipId,
 };
 use crate::sync::{
     GossipMark, MAX_DIGEST_GAPS, MAX_DIGEST_ORIGINS, MAX_SYNC_EVIDENCE, MAX_SYNC_ITEMS, OriginMark, SYNC_RESPONSE_BUDGET, ServePlan, SyncRequest, SyncResponse, SyncedDelivery,
@@ -51,7 +51,7 @@ use byzgossip_reputation::{
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// The Bracha line of verification holds this many times `validation_queue` jobs: dropping
@@ -452,6 +452,47 @@ impl Engine {
         for g in &recovered.gossip {
             self.admission.restore_seen(MessageId(g.id), g.origin, g.expires_at_ms, now_ms);
         }
+        // Gossip kept for sync, oldest first (the buffer evicts in arrival order): served
+        // to gap requests again, and its seqs held, so this node asks only for what it
+        // lacks. What left the live window is forgotten from the store.
+        let oldest = self.oldest_served_gossip_ms(now_ms);
+        let mut kept: Vec<&KeptGossip> = recovered.kept_gossip.iter().collect();
+        kept.sort_by_key(|k| (k.timestamp_ms, k.origin, k.seq));
+        for k in kept {
+            if k.timestamp_ms >= oldest {
+                self.keep_gossip(k.origin, k.seq, k.timestamp_ms, k.envelope.clone(), false);
+                self.held_gossip.insert(k.origin, k.seq, now_ms);
+            } else {
+                self.batch.forget_kept_gossip.push((k.origin, k.seq));
+            }
+        }
+    }
+
+    /// Keeps a gossip envelope for sync in the recent-gossip buffer and, if `store`, in the
+    /// store too, mirroring what the buffer evicts ([`KeptGossip`]; the store applies a
+    /// batch's forgets after its writes, so a row written and evicted within one batch is
+    /// gone after it).
+    fn keep_gossip(&mut self, origin: PublicKey, seq: u64, timestamp_ms: u64, envelope: Vec<u8>, store: bool) {
+        let row = store.then(|| KeptGossip { origin, seq, timestamp_ms, envelope: envelope.clone() });
+        let (kept, evicted) = self.recent_gossip.push(origin, seq, timestamp_ms, envelope);
+        self.batch.forget_kept_gossip.extend(evicted);
+        if let (true, Some(row)) = (kept, row) {
+            self.batch.kept_gossip.push(row);
+        }
+        // While commits wait (a slow store), the batch grows: drop the rows it both writes
+        // and forgets, so it holds at most about one buffer's worth of either.
+        if self.batch.kept_gossip.len() + self.batch.forget_kept_gossip.len() > 2 * RECENT_GOSSIP_ENTRIES {
+            let forgotten: HashSet<(PublicKey, u64)> = self.batch.forget_kept_gossip.iter().copied().collect();
+            let mut written = HashSet::new();
+            self.batch.kept_gossip.retain(|k| {
+                let gone = forgotten.contains(&(k.origin, k.seq));
+                if gone {
+                    written.insert((k.origin, k.seq));
+                }
+                !gone
+            });
+            self.batch.forget_kept_gossip.retain(|key| !written.contains(key));
+        }
     }
 
     fn restore(&mut self, recovered: Recovered, now_ms: u64) -> Result<(), EngineError> {
@@ -672,7 +713,11 @@ impl Engine {
             && self.batch.prune_before_ms.is_none()
             && self.batch.bans.is_empty()
             && self.batch.exclusions.is_empty();
-        if only_gossip_ids && self.gossip_only_in_flight.is_some() && self.batch.gossip.len() < MAX_HELD_GOSSIP_IDS {
+        if only_gossip_ids
+            && self.gossip_only_in_flight.is_some()
+            && self.batch.gossip.len() < MAX_HELD_GOSSIP_IDS
+            && self.batch.kept_gossip.len() < MAX_HELD_GOSSIP_IDS
+        {
             // Gossip ids alone wait for the id-only batch in flight (their deliveries with them).
             return;
         }
@@ -685,7 +730,7 @@ impl Engine {
         }
         let id = self.next_batch_id;
         self.next_batch_id += 1;
-        if only_gossip_ids && !self.batch.gossip.is_empty() {
+        if only_gossip_ids && !(self.batch.gossip.is_empty() && self.batch.kept_gossip.is_empty() && self.batch.forget_kept_gossip.is_empty()) {
             self.gossip_only_in_flight = Some(id);
         }
         let mut batch = std::mem::take(&mut self.batch);
@@ -824,7 +869,7 @@ impl Engine {
         self.next_gossip_seq = seq + 1;
         self.batch.next_seq.push((SeqStream::Gossip, seq + 1));
         let id = envelope.id();
-        self.recent_gossip.push(self.me, seq, now_ms, codec::encode_envelope(&envelope));
+        self.keep_gossip(self.me, seq, now_ms, codec::encode_envelope(&envelope), true);
         self.held_gossip.insert(self.me, seq, now_ms);
         self.gated.push(Gated::Gossip { topic: self.topics.gossip(topic), envelope });
         Ok(id)
@@ -1358,7 +1403,7 @@ impl Engine {
     fn on_gossip_admitted(&mut self, envelope: &VerifiedEnvelope, mode: WindowMode, now_ms: u64) {
         let Some(body) = GossipBody::decode(envelope.body(), self.max_message_len) else { return };
         let header = envelope.header();
-        self.recent_gossip.push(header.origin, header.seq, header.timestamp_ms, codec::encode_envelope(envelope.envelope()));
+        self.keep_gossip(header.origin, header.seq, header.timestamp_ms, codec::encode_envelope(envelope.envelope()), true);
         self.held_gossip.insert(header.origin, header.seq, now_ms);
         if self.subscribed.contains(&body.topic) {
             let expires_at_ms = self.admission.seen_expiry(header.timestamp_ms, now_ms, mode);

@@ -64,28 +64,32 @@ pub struct RecentGossip {
 }
 
 impl RecentGossip {
-    /// Keeps an admitted envelope (signed at `timestamp_ms`).
-    pub fn push(&mut self, origin: PublicKey, seq: u64, timestamp_ms: u64, bytes: Vec<u8>) {
+    /// Keeps an admitted envelope (signed at `timestamp_ms`). Returns whether it was kept
+    /// (not already held) and the `(origin, seq)` of the envelopes evicted to make room (the
+    /// engine mirrors both into its store).
+    pub fn push(&mut self, origin: PublicKey, seq: u64, timestamp_ms: u64, bytes: Vec<u8>) -> (bool, Vec<(PublicKey, u64)>) {
         if self.by_origin.get(&origin).is_some_and(|seqs| seqs.contains_key(&seq)) {
-            return;
+            return (false, Vec::new());
         }
+        let mut evicted = Vec::new();
         // The origin's own share first, then the global bounds.
         if let Some(lowest) = self.by_origin.get(&origin).filter(|s| s.len() as u64 >= GOSSIP_REPAIR_WINDOW).and_then(|s| s.values().next().copied()) {
-            self.remove(lowest);
+            evicted.extend(self.remove(lowest));
         }
         while !self.entries.is_empty() && (self.entries.len() >= RECENT_GOSSIP_ENTRIES || self.bytes + bytes.len() > RECENT_GOSSIP_BYTES) {
             let Some(&oldest) = self.entries.keys().next() else { break };
-            self.remove(oldest);
+            evicted.extend(self.remove(oldest));
         }
         let arrival = self.arrivals;
         self.arrivals += 1;
         self.bytes += bytes.len();
         self.by_origin.entry(origin).or_default().insert(seq, arrival);
         self.entries.insert(arrival, Kept { origin, seq, timestamp_ms, bytes });
+        (true, evicted)
     }
 
-    fn remove(&mut self, arrival: u64) {
-        let Some(kept) = self.entries.remove(&arrival) else { return };
+    fn remove(&mut self, arrival: u64) -> Option<(PublicKey, u64)> {
+        let kept = self.entries.remove(&arrival)?;
         self.bytes -= kept.bytes.len();
         if let Some(seqs) = self.by_origin.get_mut(&kept.origin) {
             seqs.remove(&kept.seq);
@@ -93,6 +97,7 @@ impl RecentGossip {
                 self.by_origin.remove(&kept.origin);
             }
         }
+        Some((kept.origin, kept.seq))
     }
 
     /// Envelopes a peer whose digest says `wants` lacks, signed at `oldest_ms` or later (an
@@ -253,10 +258,19 @@ mod tests {
         let mut recent = RecentGossip::default();
         let (honest, flooder) = (PublicKey([1; 32]), PublicKey([2; 32]));
         recent.push(honest, 0, 0, vec![1; 8]);
+        // What push reports kept and evicted is exactly what stays (the store mirrors it).
+        let mut mirror: std::collections::BTreeSet<(PublicKey, u64)> = [(honest, 0)].into();
         for seq in 0..10 * RECENT_GOSSIP_ENTRIES as u64 {
-            recent.push(flooder, seq, 0, vec![2; 8]);
+            let (kept, evicted) = recent.push(flooder, seq, 0, vec![2; 8]);
+            assert!(kept);
+            mirror.insert((flooder, seq));
+            for e in evicted {
+                assert!(mirror.remove(&e), "evicted {e:?} twice or never kept");
+            }
         }
+        assert_eq!(recent.push(honest, 0, 0, vec![1; 8]), (false, vec![]), "held already: neither kept nor evicting");
         assert_eq!(recent.len(), GOSSIP_REPAIR_WINDOW as usize + 1);
+        assert_eq!(mirror.len(), recent.len());
         let only_honest: HashMap<_, _> = [(flooder, wants(u64::MAX, vec![]))].into();
         assert_eq!(recent.missing(&only_honest, 0).count(), 1);
         let kept: Vec<u64> = recent.by_origin[&flooder].keys().copied().collect();

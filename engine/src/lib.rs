@@ -55,7 +55,7 @@ pub use peer::Peer;
 pub use recovery::DEFAULT_SEQ_RECOVERY_TIMEOUT_MS;
 pub use store::{
     Appended, Batch, Committed, DeliveryLog, KeptSanctions, MAX_PRUNED_PER_BATCH, MAX_STORED_BANS, MAX_STORED_EXCLUSIONS, OwnMessage,
-    Recovered, SeqStream, StoredBan, StoredDelivery, StoredExclusion, StoredGossipId, Watermark,
+    Recovered, SeqStream, StoredBan, StoredDelivery, StoredExclusion, StoredGossipId, Watermark, KeptGossip,
 };
 pub use sync::{ServePlan, SyncRequest, SyncResponse};
 pub use verify::{Done, Job, Line, Outcome};

@@ -158,8 +158,28 @@ pub struct StoredGossipId {
     pub expires_at_ms: u64,
 }
 
+/// A gossip envelope kept to serve sync after a restart. The store mirrors the engine's
+/// buffer of recent gossip ([`crate::gossip::RecentGossip`]) row for row: each admitted or
+/// published envelope is written, each the buffer evicts is forgotten
+/// ([`Batch::forget_kept_gossip`]), so the store holds what the buffer holds, within its
+/// bounds (128 per origin, 4096 and 32 MiB in all), and a restarted node serves gap requests
+/// for gossip it admitted before its restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptGossip {
+    /// The signer.
+    pub origin: PublicKey,
+    /// Its gossip seq.
+    pub seq: u64,
+    /// When it was signed (ms since the Unix epoch): only gossip within the live window is
+    /// served.
+    pub timestamp_ms: u64,
+    /// The envelope as received (`codec::encode_envelope`).
+    pub envelope: Vec<u8>,
+}
+
 /// Writes to commit in one transaction, in this order: seq counters, own messages,
-/// deliveries, bans, exclusions, gossip ids, then the pruning.
+/// deliveries, bans, exclusions, gossip ids, kept gossip (writes, then forgets), then the
+/// pruning.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     /// The batch's number, to report back in [`crate::Engine::handle_committed`]. Batches are
@@ -184,6 +204,11 @@ pub struct Batch {
     /// Forget stored gossip ids that expire before this time (ms): they are out of the replay
     /// window, so the window itself rejects a replay.
     pub forget_gossip_before_ms: Option<u64>,
+    /// Gossip envelopes to keep for sync ([`KeptGossip`]), keyed by `(origin, seq)`.
+    pub kept_gossip: Vec<KeptGossip>,
+    /// Kept gossip to forget, by `(origin, seq)`, after the writes above: what the recent
+    /// gossip buffer evicted.
+    pub forget_kept_gossip: Vec<(PublicKey, u64)>,
 }
 
 /// Most deliveries one batch prunes: a node back after a long time, or with a retention just
@@ -201,6 +226,8 @@ impl Batch {
             && self.exclusions.is_empty()
             && self.gossip.is_empty()
             && self.forget_gossip_before_ms.is_none()
+            && self.kept_gossip.is_empty()
+            && self.forget_kept_gossip.is_empty()
     }
 }
 
@@ -236,6 +263,8 @@ pub struct Recovered {
     pub exclusions: Vec<StoredExclusion>,
     /// Ids of gossip admitted before the restart that may still be replayed.
     pub gossip: Vec<StoredGossipId>,
+    /// Gossip envelopes kept for sync ([`KeptGossip`]), in any order.
+    pub kept_gossip: Vec<KeptGossip>,
 }
 
 /// Read access to stored deliveries, for [`crate::ServePlan::execute`].
@@ -252,7 +281,8 @@ pub trait DeliveryLog {
 /// replaced per peer and, at [`MAX_STORED_BANS`], the row whose ban ended first is dropped
 /// for a new peer; a member's first exclusion is kept and beyond [`MAX_STORED_EXCLUSIONS`]
 /// members new ones are refused; gossip ids are kept until
-/// [`Batch::forget_gossip_before_ms`] passes their expiry. The in-memory stores (the node's
+/// [`Batch::forget_gossip_before_ms`] passes their expiry; kept gossip is written and
+/// forgotten as the batch says ([`KeptGossip`]). The in-memory stores (the node's
 /// `MemoryStore`, the simulator's, the engine tests') embed it.
 #[derive(Clone, Debug, Default)]
 pub struct KeptSanctions {
@@ -260,6 +290,8 @@ pub struct KeptSanctions {
     exclusions: std::collections::BTreeMap<PublicKey, Vec<u8>>,
     /// (expires_at_ms, id) -> origin.
     gossip: std::collections::BTreeMap<(u64, [u8; 32]), PublicKey>,
+    /// (origin, seq) -> kept gossip.
+    kept_gossip: std::collections::BTreeMap<(PublicKey, u64), KeptGossip>,
 }
 
 impl KeptSanctions {
@@ -285,6 +317,12 @@ impl KeptSanctions {
         if let Some(before) = batch.forget_gossip_before_ms {
             self.gossip = self.gossip.split_off(&(before, [0; 32]));
         }
+        for kept in &batch.kept_gossip {
+            self.kept_gossip.insert((kept.origin, kept.seq), kept.clone());
+        }
+        for key in &batch.forget_kept_gossip {
+            self.kept_gossip.remove(key);
+        }
     }
 
     /// Fills the ban, exclusion and gossip-id parts of `recovered`.
@@ -297,6 +335,12 @@ impl KeptSanctions {
             .iter()
             .map(|(&(expires_at_ms, id), origin)| StoredGossipId { id, origin: *origin, expires_at_ms })
             .collect();
+        recovered.kept_gossip = self.kept_gossip.values().cloned().collect();
+    }
+
+    /// Kept gossip envelopes.
+    pub fn kept_gossip_len(&self) -> usize {
+        self.kept_gossip.len()
     }
 
     /// Rows kept: (bans, exclusions, gossip ids).
@@ -343,6 +387,20 @@ mod tests {
         let mut r = Recovered::default();
         kept.recover_into(&mut r);
         assert_eq!(r.exclusions.iter().find(|e| e.member == key(0)).map(|e| e.evidence.clone()), Some(vec![1]));
+    }
+
+    #[test]
+    fn kept_gossip_is_written_then_forgotten_as_the_batch_says() {
+        let mut kept = KeptSanctions::default();
+        let row = |seq: u64| KeptGossip { origin: key(1), seq, timestamp_ms: 1_000 + seq, envelope: vec![seq as u8; 4] };
+        kept.apply(&Batch { kept_gossip: (0..5).map(row).collect(), ..Default::default() });
+        // Written and evicted in one batch: gone after it.
+        kept.apply(&Batch { kept_gossip: vec![row(5)], forget_kept_gossip: vec![(key(1), 0), (key(1), 5)], ..Default::default() });
+        assert_eq!(kept.kept_gossip_len(), 4);
+        let mut r = Recovered::default();
+        kept.recover_into(&mut r);
+        assert_eq!(r.kept_gossip.iter().map(|k| k.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(r.kept_gossip[0], row(1));
     }
 
     #[test]

@@ -711,6 +711,44 @@ fn gossip_missed_below_the_origins_highest_seq_is_repaired_by_sync() {
     assert_eq!(got, want, "sync filled the gap, each message once");
 }
 
+/// Gossip repair from storage: every node that holds an origin's messages restarts (from
+/// its store) before the node that missed them comes back. The restarted nodes still serve
+/// the gap, from the gossip their stores kept, not only what they admitted since.
+#[test]
+fn a_restarted_node_serves_gossip_it_admitted_before_its_restart() {
+    let mut net = Net::new(4);
+    net.cut = vec![(0, 3), (1, 3), (2, 3)];
+    let mut ids = Vec::new();
+    for k in 0..3u8 {
+        ids.push(net.nodes[0].engine.publish(net.now, "load", vec![k]).expect("publish"));
+        net.drain(0);
+        net.run_until(net.now + 20);
+    }
+    net.run_until(net.now + 1_000);
+    assert!(net.nodes[3].gossip.is_empty(), "cut off: nothing arrived");
+    for i in 0..3 {
+        net.restart(i);
+    }
+    net.run_until(net.now + 100);
+    net.cut.clear();
+    for i in 0..3 {
+        for (a, b) in [(i, 3), (3, i)] {
+            net.nodes[a].engine.handle_connected(net.now, Peer::Key(key(b).public()));
+        }
+    }
+    net.drain_all();
+    ids.push(net.nodes[0].engine.publish(net.now, "load", vec![3]).expect("publish"));
+    net.drain(0);
+    net.run_until(net.now + 2 * LATENCY + 1);
+    assert_eq!(net.nodes[3].gossip, vec![ids[3]], "the newest arrived live; the gap is still open");
+    net.run_until(net.now + 4 * 300);
+    let mut got = net.nodes[3].gossip.clone();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(got, want, "the restarted nodes served the gap from their stores, each message once");
+}
+
 /// `peers()` (the HTTP `/peers`) lists a connected peer that has sent nothing scored yet, as
 /// a newcomer (initial trust, ok); it used to list scored keys only.
 #[test]

@@ -28,6 +28,9 @@
 //!    leave the replay window ([`Batch::forget_gossip_before_ms`]). A restarted node keeps
 //!    its bans, excludes whom it excluded, offers the evidence through sync, and delivers no
 //!    replay of what it delivered before.
+//! 7. **Kept gossip** ([`KeptGossip`]): the envelopes of the engine's recent-gossip buffer,
+//!    row for row (written as kept, forgotten as evicted: at most 4096 rows and 32 MiB), so a
+//!    restarted node serves gossip repair for what it admitted before its restart.
 //!
 //! Retention: [`Store::prune_deliveries`] drops old deliveries (value and certificate) and
 //! the own messages of their instances. A pruned delivery still counts as delivered: its
@@ -47,9 +50,10 @@ use byzgossip_crypto::codec::{MAX_BODY_LEN, MAX_ENVELOPE_LEN};
 use byzgossip_crypto::{Kind, NetworkId, PublicKey};
 // The persisted records are the engine's (it decides what must survive); this module stores them.
 pub use byzgossip_engine::store::{
-    Appended, Batch, Committed, DeliveryLog, FIRST_SEQ, KeptSanctions, MAX_PRUNED_PER_BATCH, MAX_STORED_BANS, MAX_STORED_EXCLUSIONS,
-    OwnMessage, Recovered, SeqStream, StoredBan, StoredDelivery, StoredExclusion, StoredGossipId, Watermark,
+    Appended, Batch, Committed, DeliveryLog, FIRST_SEQ, KeptGossip, KeptSanctions, MAX_PRUNED_PER_BATCH, MAX_STORED_BANS,
+    MAX_STORED_EXCLUSIONS, OwnMessage, Recovered, SeqStream, StoredBan, StoredDelivery, StoredExclusion, StoredGossipId, Watermark,
 };
+pub use byzgossip_engine::gossip::RECENT_GOSSIP_ENTRIES;
 
 /// Most deliveries one [`Store::deliveries_from`] call returns, whatever limit is asked.
 pub const MAX_DELIVERIES_PAGE: usize = 256;
@@ -262,6 +266,9 @@ pub fn recover(store: &dyn Store) -> Result<Recovered, StoreError> {
 fn check_sanctions(batch: &Batch) -> Result<(), StoreError> {
     for exclusion in &batch.exclusions {
         check_len("evidence", exclusion.evidence.len(), MAX_EVIDENCE_LEN)?;
+    }
+    for kept in &batch.kept_gossip {
+        check_len("kept gossip envelope", kept.envelope.len(), MAX_ENVELOPE_LEN)?;
     }
     Ok(())
 }

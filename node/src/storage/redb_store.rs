@@ -15,6 +15,7 @@
 //! | `bans`         | peer `[u8;32]`                        | `(bans u32, until_ms u64)` (at most `MAX_STORED_BANS`)      |
 //! | `exclusions`   | member `[u8;32]`                      | evidence `&[u8]` (first kept; at most `MAX_STORED_EXCLUSIONS`) |
 //! | `gossip_ids`   | `(expires_at_ms u64, id [u8;32])`     | origin `[u8;32]` (forgotten once expired, a page per commit) |
+//! | `gossip_kept`  | `(origin [u8;32], seq u64)`           | `(timestamp_ms u64, envelope &[u8])` (mirrors the engine's recent-gossip buffer: at most 4096 rows, 32 MiB) |
 //!
 //! Records are redb's own tuple encoding, not the codec: no length limit is needed to read
 //! them back and the large fields (value, certificate) are stored as they are.
@@ -24,7 +25,8 @@
 //! takes an exclusive file lock, released when the store is dropped (or the process dies).
 
 use super::{
-    MAX_STORED_BANS, MAX_STORED_EXCLUSIONS, Recovered, StoredBan, StoredExclusion, StoredGossipId, check_sanctions,
+    KeptGossip, MAX_STORED_BANS, MAX_STORED_EXCLUSIONS, RECENT_GOSSIP_ENTRIES, Recovered, StoredBan, StoredExclusion, StoredGossipId,
+    check_sanctions,
     Appended, Batch, Committed, FIRST_SEQ, MAX_APP_CURSOR_NAME_LEN, MAX_DELIVERIES_PAGE, MAX_OWN_MESSAGE_LEN, MAX_PRUNED_PER_BATCH, OwnMessage,
     SeqStream, Store, StoreError, StoredDelivery, Watermark, check_binding, check_delivery, check_len, next_of,
 };
@@ -54,6 +56,10 @@ const IDENTITY: TableDefinition<&str, [u8; 32]> = TableDefinition::new("identity
 const BANS: TableDefinition<[u8; 32], (u32, u64)> = TableDefinition::new("bans");
 const EXCLUSIONS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("exclusions");
 const GOSSIP_IDS: TableDefinition<(u64, [u8; 32]), [u8; 32]> = TableDefinition::new("gossip_ids");
+/// `gossip_kept` rows: `(origin, seq)` -> `(timestamp_ms, envelope)`.
+type KeptKey = ([u8; 32], u64);
+type KeptRow = (u64, &'static [u8]);
+const GOSSIP_KEPT: TableDefinition<KeptKey, KeptRow> = TableDefinition::new("gossip_kept");
 
 const KEY_NETWORK: &str = "network";
 const KEY_PUBLIC_KEY: &str = "public_key";
@@ -123,6 +129,7 @@ impl RedbStore {
             txn.open_table(BANS)?;
             txn.open_table(EXCLUSIONS)?;
             txn.open_table(GOSSIP_IDS)?;
+            txn.open_table(GOSSIP_KEPT)?;
         }
         txn.commit()?;
         tracing::debug!(path = %path.display(), "store opened");
@@ -247,6 +254,14 @@ fn commit_sanctions_in(txn: &redb::WriteTransaction, batch: &Batch) -> Result<()
         for key in expired {
             gossip.remove(key)?;
         }
+    }
+    // Kept gossip: the writes, then the forgets (a row evicted within its own batch goes).
+    let mut kept = txn.open_table(GOSSIP_KEPT)?;
+    for k in &batch.kept_gossip {
+        kept.insert((k.origin.0, k.seq), (k.timestamp_ms, k.envelope.as_slice()))?;
+    }
+    for (origin, seq) in &batch.forget_kept_gossip {
+        kept.remove((origin.0, *seq))?;
     }
     Ok(())
 }
@@ -467,6 +482,18 @@ impl Store for RedbStore {
                 e.map(|(key, origin)| {
                     let (expires_at_ms, id) = key.value();
                     StoredGossipId { id, origin: PublicKey(origin.value()), expires_at_ms }
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        // Bounded like the buffer it mirrors, whatever the file holds.
+        let kept = txn.open_table(GOSSIP_KEPT)?;
+        recovered.kept_gossip = kept
+            .iter()?
+            .take(RECENT_GOSSIP_ENTRIES)
+            .map(|e| {
+                e.map(|(key, row)| {
+                    let ((origin, seq), (timestamp_ms, envelope)) = (key.value(), row.value());
+                    KeptGossip { origin: PublicKey(origin), seq, timestamp_ms, envelope: envelope.to_vec() }
                 })
             })
             .collect::<Result<_, _>>()?;

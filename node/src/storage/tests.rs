@@ -108,6 +108,27 @@ fn bans_exclusions_and_gossip_ids_are_kept_within_their_bounds() {
     each_store(check_bans_exclusions_and_gossip_ids_are_kept_within_their_bounds);
 }
 
+/// Kept gossip mirrors the engine's recent-gossip buffer: rows are written, then the batch's
+/// forgets remove them (one written and evicted in the same batch is gone after it), and an
+/// envelope over the envelope limit is refused.
+fn check_kept_gossip_is_written_then_forgotten(store: &dyn Store) {
+    let row = |origin: u8, seq: u64| KeptGossip { origin: key(origin), seq, timestamp_ms: 1_000 + seq, envelope: vec![origin; 40] };
+    store.commit(&Batch { id: 1, kept_gossip: vec![row(1, 0), row(1, 1), row(2, 0)], ..Batch::default() }).expect("commit");
+    store
+        .commit(&Batch { id: 2, kept_gossip: vec![row(2, 1)], forget_kept_gossip: vec![(key(1), 0), (key(2), 1)], ..Batch::default() })
+        .expect("commit");
+    let r = recover(store).expect("recover");
+    assert_eq!(r.kept_gossip, vec![row(1, 1), row(2, 0)]);
+    let huge = KeptGossip { envelope: vec![0; MAX_ENVELOPE_LEN + 1], ..row(3, 0) };
+    let refused = store.commit(&Batch { id: 3, kept_gossip: vec![huge], ..Batch::default() });
+    assert!(matches!(refused, Err(StoreError::TooLarge { what: "kept gossip envelope", .. })), "{refused:?}");
+}
+
+#[test]
+fn kept_gossip_is_written_then_forgotten() {
+    each_store(check_kept_gossip_is_written_then_forgotten);
+}
+
 #[test]
 fn redb_store_keeps_bans_exclusions_and_gossip_ids_across_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -116,6 +137,7 @@ fn redb_store_keeps_bans_exclusions_and_gossip_ids_across_reopen() {
         bans: vec![StoredBan { peer: key(1), bans: 3, until_ms: 77 }],
         exclusions: vec![StoredExclusion { member: key(2), evidence: b"proof".to_vec() }],
         gossip: vec![StoredGossipId { id: [5; 32], origin: key(3), expires_at_ms: 99 }],
+        kept_gossip: vec![KeptGossip { origin: key(3), seq: 7, timestamp_ms: 98, envelope: b"envelope".to_vec() }],
         ..Batch::default()
     };
     let before = {
@@ -125,7 +147,7 @@ fn redb_store_keeps_bans_exclusions_and_gossip_ids_across_reopen() {
     };
     let store = RedbStore::open(dir.path()).expect("reopen");
     let after = recover(&store).expect("recover");
-    assert_eq!((after.bans.len(), after.exclusions.len(), after.gossip.len()), (1, 1, 1));
+    assert_eq!((after.bans.len(), after.exclusions.len(), after.gossip.len(), after.kept_gossip.len()), (1, 1, 1, 1));
     assert_eq!(before, after);
 }
 
