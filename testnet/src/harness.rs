@@ -201,7 +201,7 @@ impl Testnet {
                         DeliveryEvent::Bracha(d) => {
                             shared.record_bracha(i, d.cursor, &d.instance.origin, d.instance.seq, &d.digest, d.delivered_at_ms);
                         }
-                        DeliveryEvent::Gossip(g) => shared.record_gossip(i, incarnation, &g.origin, &g.id),
+                        DeliveryEvent::Gossip(g) => shared.record_gossip(i, incarnation, &g.origin, &g.id, None),
                     }
                 }
             });

@@ -762,7 +762,7 @@ fn record_event(shared: &Shared, node: &Node, i: usize, incarnation: u32, event:
             node.cursor.fetch_max(d.cursor, Ordering::Relaxed);
             shared.record_bracha(i, d.cursor, &d.instance.origin, d.instance.seq, &d.digest, d.delivered_at_ms);
         }
-        api::DeliveryEvent::Gossip(g) => shared.record_gossip(i, incarnation, &g.origin, &g.id),
+        api::DeliveryEvent::Gossip(g) => shared.record_gossip(i, incarnation, &g.origin, &g.id, None),
     }
 }
 

@@ -102,6 +102,11 @@ pub struct GossipRecord {
     pub id: String,
     /// When the harness received it.
     pub received_at_ms: u64,
+    /// Links the copy that reached the node crossed (1: straight from its publisher), where
+    /// the runtime knows it (the simulator); `None` for gossip repaired by sync and in the
+    /// real runtimes (gossipsub does not count hops).
+    #[serde(default)]
+    pub hops: Option<u8>,
 }
 
 /// One peer as seen by one correct node at one time.

@@ -95,10 +95,10 @@ impl Shared {
     }
 
     /// Records a gossip message correct node `node` (in its `incarnation`) received now.
-    pub fn record_gossip(&self, node: usize, incarnation: u32, origin: &PublicKey, id: &byzgossip_crypto::MessageId) {
+    pub fn record_gossip(&self, node: usize, incarnation: u32, origin: &PublicKey, id: &byzgossip_crypto::MessageId, hops: Option<u8>) {
         let id = id.to_hex();
         lock(&self.received).entry(node).or_default().insert(id.clone());
-        let record = GossipRecord { node, incarnation, origin: origin.to_hex(), id, received_at_ms: self.now() };
+        let record = GossipRecord { node, incarnation, origin: origin.to_hex(), id, received_at_ms: self.now(), hops };
         lock(&self.gossip).push(record);
     }
 

@@ -85,6 +85,15 @@ pub struct Summary {
     /// The same at observers only (empty without observers).
     #[serde(default)]
     pub observer_latency_ms: Percentiles,
+    /// Links each honest gossip message crossed to reach each correct node (the copy that got
+    /// there first), where the runtime counts them (the simulator; empty elsewhere). An
+    /// epidemic over a mesh reaches N nodes in about log2(N) rounds: compare with
+    /// `log2(nodes)`.
+    #[serde(default)]
+    pub gossip_hops: Percentiles,
+    /// Every node of the run: members, observers and adversaries.
+    #[serde(default)]
+    pub nodes: usize,
     /// Gossipsub messages received by correct nodes per Bracha delivery at a correct node.
     pub msgs_per_delivery: Option<f64>,
     /// Their bytes per delivery.
@@ -133,6 +142,9 @@ pub fn summarize(log: &RunLog) -> Summary {
             }
         }
     }
+    let honest_ids: HashSet<&str> = log.publishes.iter().map(|p| p.id.as_str()).collect();
+    let gossip_hops: Vec<f64> =
+        log.gossip.iter().filter(|g| correct.contains(&g.node) && honest_ids.contains(g.id.as_str())).filter_map(|g| g.hops.map(f64::from)).collect();
     let correct_deliveries = log.deliveries.iter().filter(|d| correct.contains(&d.node)).count();
     let (msgs, bytes) = log.traffic.iter().filter(|t| correct.contains(&t.node)).fold((0u64, 0u64), |(m, b), t| (m + t.msgs_in, b + t.bytes_in));
     let per = |x: u64| (correct_deliveries > 0).then(|| x as f64 / correct_deliveries as f64);
@@ -167,6 +179,8 @@ pub fn summarize(log: &RunLog) -> Summary {
         latency_ms: Percentiles::of(&latencies),
         member_latency_ms: Percentiles::of(&at_members),
         observer_latency_ms: Percentiles::of(&at_observers),
+        gossip_hops: Percentiles::of(&gossip_hops),
+        nodes: log.nodes.len(),
         msgs_per_delivery: per(msgs),
         bytes_per_delivery: per(bytes),
         time_to_convict_ms: convict,
@@ -397,6 +411,19 @@ pub fn html(log: &RunLog, summary: &Summary) -> String {
     let _ = write!(h, "<tr><th>honest delivery</th><td>{:.1}% (gossip {:.1}%)</td></tr>", summary.honest_delivery_pct, summary.gossip_delivery_pct);
     let l = &summary.latency_ms;
     let _ = write!(h, "<tr><th>latency</th><td>p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} samples)</td></tr>", l.p50, l.p95, l.p99, l.max, l.count);
+    let g = &summary.gossip_hops;
+    if g.count > 0 {
+        let _ = write!(
+            h,
+            "<tr><th>gossip hops</th><td>p50 {:.0}, p99 {:.0}, max {:.0} ({} receipts); log2 of {} nodes = {:.1}</td></tr>",
+            g.p50,
+            g.p99,
+            g.max,
+            g.count,
+            summary.nodes,
+            (summary.nodes.max(1) as f64).log2()
+        );
+    }
     let _ = write!(h, "<tr><th>cost per delivery</th><td>{} messages, {} KiB received by correct nodes</td></tr>", opt(summary.msgs_per_delivery, 1.0, 1), opt(summary.bytes_per_delivery, 1024.0, 1));
     let _ = write!(h, "<tr><th>time to convict</th><td>{}</td></tr>", summary.time_to_convict_ms.map_or("-".into(), |t| format!("{:.2} s (slowest honest observer)", t as f64 / 1000.0)));
     let _ = write!(h, "<tr><th>false bans</th><td>{}</td></tr></table>", summary.false_bans);

@@ -30,7 +30,7 @@ fn clean_log() -> RunLog {
         .map(|n| DeliveryRecord { node: n, origin: key(0), seq: 0, digest: digest.clone(), delivered_at_ms: 1_100 + n as u64, cursor: 1 })
         .collect();
     let gossip = (1..4)
-        .map(|n| GossipRecord { node: n, incarnation: 0, origin: key(0), id: "11".repeat(32), received_at_ms: 1_050 })
+        .map(|n| GossipRecord { node: n, incarnation: 0, origin: key(0), id: "11".repeat(32), received_at_ms: 1_050, hops: None })
         .collect();
     RunLog {
         scenario,
@@ -167,7 +167,7 @@ fn a_timed_out_call_carried_out_anyway_is_no_forgery_and_excuses_no_more() {
     // Gossip: one unanswered publish of node 0 explains one unknown id of node 0, not two.
     let mut log = clean_log();
     for id in ["22", "33"] {
-        log.gossip.push(GossipRecord { node: 1, incarnation: 0, origin: key(0), id: id.repeat(32), received_at_ms: 1_200 });
+        log.gossip.push(GossipRecord { node: 1, incarnation: 0, origin: key(0), id: id.repeat(32), received_at_ms: 1_200, hops: None });
     }
     log.unconfirmed_publishes.push(timed_out(0, "dd".repeat(32)));
     let no_forgery = invariants::no_forgery(&log);
@@ -180,7 +180,7 @@ fn a_timed_out_call_carried_out_anyway_is_no_forgery_and_excuses_no_more() {
 #[test]
 fn forged_and_replayed_gossip_are_caught() {
     let mut log = clean_log();
-    log.gossip.push(GossipRecord { node: 1, incarnation: 0, origin: key(0), id: "22".repeat(32), received_at_ms: 1_200 });
+    log.gossip.push(GossipRecord { node: 1, incarnation: 0, origin: key(0), id: "22".repeat(32), received_at_ms: 1_200, hops: None });
     assert!(!result(&invariants::check(&log), "no-forgery").passed);
     let mut log = clean_log();
     log.gossip.push(log.gossip[0].clone());

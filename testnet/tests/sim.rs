@@ -84,6 +84,25 @@ fn presets_pass_with_observers_and_an_observer_eclipsed_from_the_committee_deliv
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
+/// Issue #12 point 5: the report counts the hops gossip took. With 24 observers around a
+/// committee of 7, a message reaches the committee and the observers attached to its members
+/// in one or two hops, and observers attached only to other observers one or two more: the
+/// median stays within log2 of the node count (an epidemic over a mesh), and some copies did
+/// cross several links (the count is not the publisher's direct send everywhere).
+#[test]
+fn gossip_reaches_observers_within_about_log2_n_hops() {
+    let s = preset("baseline", 7, 1).with_observers(24);
+    let r = run(&s);
+    assert!(failures(&s, &r).is_empty(), "{:?}", failures(&s, &r));
+    let summary = report::summarize(&r.log);
+    let hops = &summary.gossip_hops;
+    let log2 = (summary.nodes as f64).log2();
+    assert_eq!(summary.nodes, 31);
+    assert!(hops.count > 0, "hops are counted in the simulator");
+    assert!(hops.p50 >= 1.0 && hops.p50 <= log2, "median {} hops against log2({}) = {log2:.1}", hops.p50, summary.nodes);
+    assert!(hops.max >= 2.0, "observers behind observers took more than one hop: max {}", hops.max);
+}
+
 /// Runs `name` and `baseline` at n = 4 and 7, seeds 1 and 2: every invariant holds and the
 /// p99 latency, in virtual time, stays within twice the baseline's at the same n and seed;
 /// `reached` says whether the attack reached what it attacks.

@@ -149,6 +149,8 @@ mod tests {
             latency_ms: Percentiles { count: 70, p50: 20.0, p95: 60.0, p99: 90.0, max: 120.0 },
             member_latency_ms: Percentiles { count: 70, p50: 20.0, p95: 60.0, p99: 90.0, max: 120.0 },
             observer_latency_ms: Percentiles::default(),
+            gossip_hops: Percentiles::default(),
+            nodes: 4,
             msgs_per_delivery: Some(14.0),
             bytes_per_delivery: Some(4000.0),
             time_to_convict_ms: Some(750),

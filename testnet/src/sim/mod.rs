@@ -58,6 +58,9 @@ pub const VERIFY_US: u64 = 45;
 pub const COMMIT_US: u64 = 200;
 /// Workload tick (the in-process runtime's).
 const WORKLOAD_TICK_US: u64 = 10_000;
+/// Most accepted gossip envelopes whose hops a node remembers until they reach its
+/// application ([`Node::accepted_hops`]).
+const MAX_HOPS_TRACKED: usize = 65_536;
 /// First request id of adversaries' raw sync requests: far above any id an engine issues.
 const ATTACK_REQUEST_BASE: u64 = 1 << 62;
 /// Longest wait for the initial connections, as the in-process runtime's `CONNECT_DEADLINE`.
@@ -111,9 +114,10 @@ enum Event {
     /// The engine's timer of `node` (incarnation, deadline in ms).
     Timer(usize, u32, u64),
     /// A gossipsub message arrives at `to` over the connection of `epoch`.
-    Gossip { to: usize, from: usize, epoch: u64, topic: Rc<str>, bytes: Rc<Vec<u8>> },
+    /// `hops`: links the copy crossed to reach `to` (1 straight from its publisher).
+    Gossip { to: usize, from: usize, epoch: u64, topic: Rc<str>, bytes: Rc<Vec<u8>>, hops: u8 },
     /// A message the interceptor delayed is admitted.
-    Admit { to: usize, inc: u32, from: usize, topic: Rc<str>, bytes: Rc<Vec<u8>> },
+    Admit { to: usize, inc: u32, from: usize, topic: Rc<str>, bytes: Rc<Vec<u8>>, hops: u8 },
     /// The verification worker of `node` finished its job.
     Verified(usize, u32),
     /// The store of `node` committed its oldest pending batch.
@@ -170,6 +174,8 @@ struct PendingValidation {
     bytes: Rc<Vec<u8>>,
     /// The peer it came from and peers that sent it again meanwhile (not forwarded to).
     senders: Vec<usize>,
+    /// Links the admitted copy crossed.
+    hops: u8,
 }
 
 /// One simulated node, across restarts.
@@ -191,6 +197,9 @@ struct Node {
     working: Option<Job>,
     validations: BTreeMap<u64, PendingValidation>,
     pending_ids: HashMap<[u8; 32], u64>,
+    /// Hops of accepted gossip envelopes (by envelope id) until the engine hands them to the
+    /// application; cleared past [`MAX_HOPS_TRACKED`] (gossip of topics not subscribed).
+    accepted_hops: HashMap<[u8; 32], u8>,
     next_token: u64,
     serving: BTreeMap<u64, (usize, u32, u64, u64)>,
     blocked: BTreeSet<usize>,
@@ -332,6 +341,7 @@ impl World {
         node.working = None;
         node.validations.clear();
         node.pending_ids.clear();
+        node.accepted_hops.clear();
         node.serving.clear();
         node.blocked.clear();
         node.seen.clear();
@@ -417,11 +427,11 @@ impl World {
         true
     }
 
-    fn send_gossip(&mut self, from: usize, to: usize, topic: &Rc<str>, bytes: &Rc<Vec<u8>>) {
+    fn send_gossip(&mut self, from: usize, to: usize, topic: &Rc<str>, bytes: &Rc<Vec<u8>>, hops: u8) {
         let Some(epoch) = self.epoch(from, to) else { return };
         self.stats.messages += 1;
         if let Some(at) = self.net.send(self.now_us, from, to, bytes.len(), true) {
-            self.at(at, Event::Gossip { to, from, epoch, topic: topic.clone(), bytes: bytes.clone() });
+            self.at(at, Event::Gossip { to, from, epoch, topic: topic.clone(), bytes: bytes.clone(), hops });
         }
     }
 
@@ -438,12 +448,12 @@ impl World {
         }
         let (topic, bytes): (Rc<str>, Rc<Vec<u8>>) = (Rc::from(topic), Rc::new(bytes));
         for j in peers {
-            self.send_gossip(i, j, &topic, &bytes);
+            self.send_gossip(i, j, &topic, &bytes, 1);
         }
         true
     }
 
-    fn on_gossip(&mut self, to: usize, from: usize, epoch: u64, topic: Rc<str>, bytes: Rc<Vec<u8>>) {
+    fn on_gossip(&mut self, to: usize, from: usize, epoch: u64, topic: Rc<str>, bytes: Rc<Vec<u8>>, hops: u8) {
         if self.epoch(from, to) != Some(epoch) || !self.up(to) {
             return;
         }
@@ -467,23 +477,38 @@ impl World {
                 }
                 node.parked = (items + 1, held + bytes.len());
                 let inc = node.incarnation;
-                self.after(us_of(d), Event::Admit { to, inc, from, topic, bytes });
+                self.after(us_of(d), Event::Admit { to, inc, from, topic, bytes, hops });
             }
-            _ => self.admit(to, from, id, topic, bytes),
+            _ => self.admit(to, from, id, topic, bytes, hops),
         }
     }
 
-    fn admit(&mut self, to: usize, from: usize, id: [u8; 32], topic: Rc<str>, bytes: Rc<Vec<u8>>) {
+    fn admit(&mut self, to: usize, from: usize, id: [u8; 32], topic: Rc<str>, bytes: Rc<Vec<u8>>, hops: u8) {
         let now = self.now_ms();
         let from_peer = Peer::Key(self.nodes[from].keypair.public());
         let node = &mut self.nodes[to];
         let Some(engine) = node.engine.as_mut() else { return };
         let token = node.next_token;
         node.next_token += 1;
-        node.validations.insert(token, PendingValidation { id, topic: topic.clone(), bytes: bytes.clone(), senders: vec![from] });
+        node.validations.insert(token, PendingValidation { id, topic: topic.clone(), bytes: bytes.clone(), senders: vec![from], hops });
         node.pending_ids.insert(id, token);
         engine.handle_message(now, from_peer, token, &topic, &bytes);
         self.dirty.insert(to);
+    }
+
+    /// Remembers how many hops an accepted gossip envelope took to reach node `i`, for the
+    /// report ([`crate::record::GossipRecord::hops`]); Bracha messages are not counted (a
+    /// delivery needs many of them).
+    fn note_hops(&mut self, i: usize, pending: &PendingValidation) {
+        let Ok(envelope) = byzgossip_crypto::codec::decode_envelope(&pending.bytes, byzgossip_crypto::codec::MAX_ENVELOPE_LEN) else { return };
+        if envelope.header().kind != byzgossip_crypto::Kind::Gossip {
+            return;
+        }
+        let hops = &mut self.nodes[i].accepted_hops;
+        if hops.len() >= MAX_HOPS_TRACKED {
+            hops.clear();
+        }
+        hops.insert(*envelope.id().as_bytes(), pending.hops);
     }
 
     fn mesh_targets(&mut self, i: usize, topic: &str, exclude: &[usize]) -> Vec<usize> {
@@ -671,8 +696,9 @@ impl World {
                 let Some(pending) = self.nodes[i].validations.remove(&token) else { return };
                 self.nodes[i].pending_ids.remove(&pending.id);
                 if acceptance == Acceptance::Accept {
+                    self.note_hops(i, &pending);
                     for j in self.mesh_targets(i, &pending.topic, &pending.senders) {
-                        self.send_gossip(i, j, &pending.topic, &pending.bytes);
+                        self.send_gossip(i, j, &pending.topic, &pending.bytes, pending.hops.saturating_add(1));
                     }
                 }
             }
@@ -715,8 +741,9 @@ impl World {
                 });
             }
             Output::Gossip(m) => {
+                let hops = self.nodes[i].accepted_hops.remove(m.id.as_bytes());
                 if self.nodes[i].role.correct() {
-                    self.shared.record_gossip(i, self.nodes[i].incarnation, &m.origin, &m.id);
+                    self.shared.record_gossip(i, self.nodes[i].incarnation, &m.origin, &m.id, hops);
                 }
             }
             Output::Peer(action) => {
@@ -1049,6 +1076,7 @@ pub fn run(scenario: &Scenario, options: &SimOptions) -> anyhow::Result<SimRun> 
                 working: None,
                 validations: BTreeMap::new(),
                 pending_ids: HashMap::new(),
+                accepted_hops: HashMap::new(),
                 next_token: 0,
                 serving: BTreeMap::new(),
                 blocked: BTreeSet::new(),
@@ -1240,13 +1268,13 @@ fn handle(w: &mut World, event: Event) {
             }
             w.dirty.insert(i);
         }
-        Event::Gossip { to, from, epoch, topic, bytes } => w.on_gossip(to, from, epoch, topic, bytes),
-        Event::Admit { to, inc, from, topic, bytes } => {
+        Event::Gossip { to, from, epoch, topic, bytes, hops } => w.on_gossip(to, from, epoch, topic, bytes, hops),
+        Event::Admit { to, inc, from, topic, bytes, hops } => {
             let node = &mut w.nodes[to];
             node.parked = (node.parked.0.saturating_sub(1), node.parked.1.saturating_sub(bytes.len()));
             if node.incarnation == inc {
                 let id = Digest::of(&bytes).0;
-                w.admit(to, from, id, topic, bytes);
+                w.admit(to, from, id, topic, bytes, hops);
             }
         }
         Event::Verified(i, inc) => w.on_verified(i, inc),
