@@ -8,7 +8,8 @@
 //! 4. seen-set check (duplicates are dropped before any signature work, at no cost to anyone;
 //!    an id whose pool or origin share is full is dropped after step 5, so it is still
 //!    charged to the budgets);
-//! 5. reputation gate: graylisted, banned or excluded forwarder is ignored; rate budget;
+//! 5. reputation gate: a banned or excluded forwarder is ignored, and a graylisted one too,
+//!    but for a copy of a message signed by another key in good standing; rate budget;
 //! 6. origin key (cached, committee keys pinned) and signature;
 //! 7. insert into the seen-set (only now: a forged copy cannot poison it);
 //! 8. reward the forwarder for the first delivery.
@@ -633,7 +634,15 @@ impl Admission {
         if share_full {
             return Err(Verdict::Ignore(IgnoreReason::SeenSetFull));
         }
-        if status == PeerStatus::Graylisted {
+        // A graylisted forwarder's own messages are ignored, and what it relays of keys not
+        // in good standing. What it relays of a key in good standing is admitted (checked,
+        // within its budget): ignoring that copy leaves its id in gossipsub's duplicate
+        // cache, so every honest copy arriving after it is dropped unseen, and a graylisted
+        // relay that front-runs a member's SEND censors it (the simulator's sync-flood at
+        // n = 16, seed 4: a SEND relayed first by a graylisted member was never delivered).
+        if status == PeerStatus::Graylisted
+            && (header.origin == from || self.reputation.status(&header.origin, now_ms) != PeerStatus::Ok)
+        {
             return Err(Verdict::Ignore(IgnoreReason::Graylisted));
         }
         // 5c. Gossip of a convicted origin, after the budgets above are charged (a direct

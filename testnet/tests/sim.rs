@@ -103,6 +103,19 @@ fn gossip_reaches_observers_within_about_log2_n_hops() {
     assert!(hops.max >= 2.0, "observers behind observers took more than one hop: max {}", hops.max);
 }
 
+/// A graylisted member that relays an honest member's SEND before the SEND's own copy
+/// arrives must not censor it: found by the n = 16 acceptance matrix (sync-flood, seed 4).
+/// Node 3 got node 10's SEND first from graylisted member 12 and ignored it; gossipsub kept
+/// the id, dropped node 10's own copy as a duplicate, and with 2f + 1 = 11 echoes needed and
+/// only 10 honest ones, the instance never completed anywhere. Admission now checks what a
+/// graylisted forwarder relays of a key in good standing.
+#[test]
+fn a_graylisted_relay_that_front_runs_a_send_cannot_censor_it() {
+    let s = preset("sync-flood", 16, 4);
+    let r = run(&s);
+    assert!(failures(&s, &r).is_empty(), "{:?}", failures(&s, &r));
+}
+
 /// Runs `name` and `baseline` at n = 4 and 7, seeds 1 and 2: every invariant holds and the
 /// p99 latency, in virtual time, stays within twice the baseline's at the same n and seed;
 /// `reached` says whether the attack reached what it attacks.
