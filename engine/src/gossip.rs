@@ -53,12 +53,18 @@ struct Kept {
 
 /// Recently admitted gossip envelopes, served to sync: bounded in entries and bytes (oldest
 /// evicted first) and per origin ([`GOSSIP_REPAIR_WINDOW`], its lowest seq evicted first).
+/// At the global bound, the origin holding the most envelopes loses its oldest: many keys
+/// flooding within their budgets (the `seen-flood` preset's 64 Sybil keys and budget
+/// flooders, about 2,300 envelopes/s) turned a global FIFO over in under 2 s, so an honest
+/// message a node missed was gone from every buffer before sync asked for it.
 #[derive(Default)]
 pub struct RecentGossip {
     /// Arrival order -> envelope.
     entries: BTreeMap<u64, Kept>,
     /// Per origin: seq -> arrival order.
     by_origin: HashMap<PublicKey, BTreeMap<u64, u64>>,
+    /// (envelopes held, origin), for finding the origin holding the most.
+    by_count: std::collections::BTreeSet<(usize, PublicKey)>,
     bytes: usize,
     arrivals: u64,
 }
@@ -77,13 +83,18 @@ impl RecentGossip {
             evicted.extend(self.remove(lowest));
         }
         while !self.entries.is_empty() && (self.entries.len() >= RECENT_GOSSIP_ENTRIES || self.bytes + bytes.len() > RECENT_GOSSIP_BYTES) {
-            let Some(&oldest) = self.entries.keys().next() else { break };
+            // The oldest envelope of the origin holding the most (ties: the largest key).
+            let Some(&(_, largest)) = self.by_count.iter().next_back() else { break };
+            let Some(oldest) = self.by_origin.get(&largest).and_then(|seqs| seqs.values().min().copied()) else { break };
             evicted.extend(self.remove(oldest));
         }
         let arrival = self.arrivals;
         self.arrivals += 1;
         self.bytes += bytes.len();
-        self.by_origin.entry(origin).or_default().insert(seq, arrival);
+        let seqs = self.by_origin.entry(origin).or_default();
+        self.by_count.remove(&(seqs.len(), origin));
+        seqs.insert(seq, arrival);
+        self.by_count.insert((seqs.len(), origin));
         self.entries.insert(arrival, Kept { origin, seq, timestamp_ms, bytes });
         (true, evicted)
     }
@@ -92,9 +103,12 @@ impl RecentGossip {
         let kept = self.entries.remove(&arrival)?;
         self.bytes -= kept.bytes.len();
         if let Some(seqs) = self.by_origin.get_mut(&kept.origin) {
+            self.by_count.remove(&(seqs.len(), kept.origin));
             seqs.remove(&kept.seq);
             if seqs.is_empty() {
                 self.by_origin.remove(&kept.origin);
+            } else {
+                self.by_count.insert((seqs.len(), kept.origin));
             }
         }
         Some((kept.origin, kept.seq))
@@ -275,6 +289,29 @@ mod tests {
         assert_eq!(recent.missing(&only_honest, 0).count(), 1);
         let kept: Vec<u64> = recent.by_origin[&flooder].keys().copied().collect();
         assert_eq!(kept.first(), Some(&(10 * RECENT_GOSSIP_ENTRIES as u64 - GOSSIP_REPAIR_WINDOW)), "the newest are kept");
+    }
+
+    /// Many origins flooding within their budgets fill the buffer; an origin with few
+    /// messages keeps them: the origin holding the most loses its oldest first.
+    #[test]
+    fn a_many_origin_flood_cannot_push_a_quiet_origin_out() {
+        let mut recent = RecentGossip::default();
+        let honest = PublicKey([0; 32]);
+        for seq in 0..5 {
+            recent.push(honest, seq, 0, vec![1; 8]);
+        }
+        let flooders: Vec<PublicKey> = (1..=64u8).map(|i| PublicKey([i; 32])).collect();
+        for seq in 0..GOSSIP_REPAIR_WINDOW {
+            for f in &flooders {
+                recent.push(*f, seq, 0, vec![2; 8]);
+            }
+        }
+        assert_eq!(recent.len(), RECENT_GOSSIP_ENTRIES);
+        assert_eq!(recent.by_origin[&honest].len(), 5, "the quiet origin kept everything");
+        let counts: Vec<usize> = flooders.iter().map(|f| recent.by_origin[f].len()).collect();
+        let (min, max) = (counts.iter().min().copied(), counts.iter().max().copied());
+        assert!(max.zip(min).is_some_and(|(max, min)| max - min <= 1), "the flooders share the rest evenly: {min:?}..{max:?}");
+        assert_eq!(recent.by_count.len(), recent.by_origin.len(), "one count per origin");
     }
 
     #[test]
