@@ -452,8 +452,8 @@ impl Engine {
         for g in &recovered.gossip {
             self.admission.restore_seen(MessageId(g.id), g.origin, g.expires_at_ms, now_ms);
         }
-        // Gossip kept for sync, oldest first (the buffer evicts in arrival order): served
-        // to gap requests again, and its seqs held, so this node asks only for what it
+        // Gossip kept for sync, oldest first (within an origin the buffer evicts its oldest,
+        // so replaying in timestamp order rebuilds its choice): served to gap requests again, and its seqs held, so this node asks only for what it
         // lacks. What left the live window is forgotten from the store.
         let oldest = self.oldest_served_gossip_ms(now_ms);
         let mut kept: Vec<&KeptGossip> = recovered.kept_gossip.iter().collect();
